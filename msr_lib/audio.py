@@ -1,0 +1,216 @@
+"""Audio I/O (soundfile), resampling (soxr), channel handling and level measurements.
+
+Inside the library audio is float32, shape ``(channels, samples)``, stereo, at :data:`SAMPLE_RATE`.
+Conversions done on load (all documented, none silent about failures):
+
+- mono → stereo by duplicating the channel;
+- more than two channels → stereo by averaging even-numbered channels into left and odd-numbered into right;
+- any sample rate → ``sample_rate`` with soxr's high-quality resampler;
+- integer PCM → float32 in [-1, 1).
+
+Refused with one clear :class:`~msr_lib.errors.AudioError` line: missing, empty (0 samples), unreadable/corrupt
+files, and NaN or infinite samples.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from msr_lib.errors import AudioError
+
+SAMPLE_RATE = 44_100
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
+
+
+def to_stereo(audio: np.ndarray) -> np.ndarray:
+    """Return ``(2, samples)``: mono is duplicated, >2 channels are folded (even → left, odd → right)."""
+    audio = np.asarray(audio)
+    if audio.ndim == 1:
+        audio = audio[None, :]
+    if audio.ndim != 2:
+        raise AudioError(f"expected audio of shape (channels, samples), got shape {audio.shape}")
+    channels = audio.shape[0]
+    if channels == 2:
+        return audio
+    if channels == 1:
+        return np.repeat(audio, 2, axis=0)
+    return np.stack([audio[0::2].mean(axis=0), audio[1::2].mean(axis=0)])
+
+
+def resample(audio: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
+    """Resample ``(channels, samples)`` audio with soxr (high quality). A no-op when the rates match."""
+    if orig_sr == target_sr:
+        return audio
+    if orig_sr <= 0 or target_sr <= 0:
+        raise AudioError(f"sample rates must be positive, got {orig_sr} → {target_sr}")
+    out = soxr.resample(np.ascontiguousarray(audio.T), orig_sr, target_sr, quality="HQ")
+    return np.ascontiguousarray(out.T, dtype=np.float32)
+
+
+def check_audio(audio: np.ndarray, name: str = "audio") -> np.ndarray:
+    """Validate an in-memory signal: 2-D ``(channels, samples)``, non-empty, finite. Returns float32."""
+    audio = np.asarray(audio)
+    if audio.ndim != 2:
+        raise AudioError(f"{name}: expected shape (channels, samples), got {audio.shape}")
+    if audio.shape[1] == 0:
+        raise AudioError(f"{name}: contains no samples")
+    if not np.all(np.isfinite(audio)):
+        raise AudioError(f"{name}: contains NaN or infinite samples")
+    return audio.astype(np.float32, copy=False)
+
+
+def load_audio(path, sample_rate: int | None = SAMPLE_RATE, *, stereo: bool = True) -> np.ndarray:
+    """Read an audio file as float32 ``(channels, samples)``, converted as the module docstring says.
+
+    ``sample_rate=None`` keeps the file's rate (see :func:`load_audio_with_rate`).
+    """
+    audio, _ = load_audio_with_rate(path, sample_rate, stereo=stereo)
+    return audio
+
+
+def load_audio_with_rate(path, sample_rate: int | None = SAMPLE_RATE, *, stereo: bool = True):
+    """Like :func:`load_audio` but also returns the rate of the returned audio."""
+    path = Path(path)
+    if not path.exists():
+        raise AudioError(f"{path}: no such file")
+    if path.is_dir():
+        raise AudioError(f"{path}: is a folder, expected an audio file")
+    if path.stat().st_size == 0:
+        raise AudioError(f"{path}: file is empty")
+    try:
+        data, file_sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as exc:  # soundfile raises LibsndfileError, RuntimeError, TypeError… for bad files
+        raise AudioError(f"{path}: cannot read audio ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    audio = check_audio(data.T, str(path))
+    if stereo:
+        audio = to_stereo(audio)
+    if sample_rate is not None and file_sr != sample_rate:
+        audio = resample(audio, file_sr, sample_rate)
+        file_sr = sample_rate
+    return np.ascontiguousarray(audio, dtype=np.float32), file_sr
+
+
+def _subtype_for(path: Path) -> str | None:
+    ext = path.suffix.lower()
+    if ext == ".flac":
+        return "PCM_24"
+    if ext in (".wav", ".aiff", ".aif"):
+        return "FLOAT"
+    return None
+
+
+def save_audio(path, audio: np.ndarray, sample_rate: int = SAMPLE_RATE, *, subtype: str | None = None) -> Path:
+    """Write ``(channels, samples)`` audio atomically (temp file + rename); the format follows the extension.
+
+    FLAC is written as 24-bit PCM (clipped to [-1, 1]); WAV as 32-bit float (lossless).
+    """
+    path = Path(path)
+    audio = check_audio(np.asarray(audio), str(path))
+    subtype = subtype or _subtype_for(path)
+    if subtype is not None and subtype.startswith("PCM"):
+        audio = np.clip(audio, -1.0, 1.0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        sf.write(tmp, audio.T, sample_rate, subtype=subtype)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+@contextlib.contextmanager
+def atomic_output_dir(path):
+    """Build a folder under a temporary name next to ``path``; rename it into place only if the block succeeds.
+
+    An existing folder at ``path`` is replaced only after success, so a failure never leaves a half-written output.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if path.exists():
+        old = path.parent / f".{path.name}.old-{os.getpid()}"
+        os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------- levels and simple descriptors
+
+def db(x: float, floor: float = 1e-12) -> float:
+    """Amplitude ratio → decibels (20·log10), with a floor to avoid -inf."""
+    return float(20.0 * np.log10(max(float(x), floor)))
+
+
+def peak_dbfs(audio: np.ndarray) -> float:
+    """Sample peak in dBFS (all channels)."""
+    return db(np.max(np.abs(audio)) if np.size(audio) else 0.0)
+
+
+def rms_dbfs(audio: np.ndarray) -> float:
+    """RMS level in dBFS (all channels together)."""
+    return db(np.sqrt(np.mean(np.square(audio, dtype=np.float64))) if np.size(audio) else 0.0)
+
+
+def crest_factor_db(audio: np.ndarray) -> float:
+    """Peak-to-RMS ratio in dB: high for punchy material, lowered by compression and limiting."""
+    return peak_dbfs(audio) - rms_dbfs(audio)
+
+
+def true_peak_dbtp(audio: np.ndarray, sample_rate: int = SAMPLE_RATE, oversample: int = 4) -> float:
+    """True-peak level (dBTP) estimated by 4× oversampling (ITU-R BS.1770 style)."""
+    up = resample(np.asarray(audio, dtype=np.float32), sample_rate, sample_rate * oversample)
+    return peak_dbfs(up)
+
+
+def loudness_lufs(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> float:
+    """Integrated loudness (ITU-R BS.1770-4, LUFS) via pyloudnorm; -inf for silence.
+
+    Signals shorter than one 400 ms gating block are zero-padded to it.
+    """
+    import pyloudnorm
+
+    audio = np.asarray(audio, dtype=np.float64)
+    block = int(0.4 * sample_rate) + 1
+    if audio.shape[-1] < block:
+        audio = np.pad(audio, [(0, 0)] * (audio.ndim - 1) + [(0, block - audio.shape[-1])])
+    meter = pyloudnorm.Meter(sample_rate)
+    with np.errstate(divide="ignore"):
+        return float(meter.integrated_loudness(audio.T))
+
+
+def spectral_centroid_hz(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> float:
+    """Power-weighted mean frequency of the whole signal (mono sum), in Hz; 0 for silence."""
+    mono = np.asarray(audio, dtype=np.float64).reshape(-1, np.shape(audio)[-1]).mean(axis=0)
+    power = np.abs(np.fft.rfft(mono)) ** 2
+    total = power.sum()
+    if total <= 0:
+        return 0.0
+    freqs = np.fft.rfftfreq(mono.size, 1.0 / sample_rate)
+    return float((freqs * power).sum() / total)
+
+
+def band_energy_db(audio: np.ndarray, sample_rate: int, low_hz: float, high_hz: float) -> float:
+    """Energy (dB, relative to full scale) of the mono sum between ``low_hz`` and ``high_hz``."""
+    mono = np.asarray(audio, dtype=np.float64).reshape(-1, np.shape(audio)[-1]).mean(axis=0)
+    spec = np.abs(np.fft.rfft(mono)) ** 2 / max(mono.size, 1)
+    freqs = np.fft.rfftfreq(mono.size, 1.0 / sample_rate)
+    sel = (freqs >= low_hz) & (freqs < high_hz)
+    return float(10 * np.log10(spec[sel].sum() + 1e-20))

@@ -1,0 +1,64 @@
+"""Presets: one name chooses every size, for notebooks, CLI and tests.
+
+``quick`` (tests and CI: seconds on a CPU) · ``laptop`` (a workshop on a 2–4-core CPU: minutes per lesson) ·
+``gpu`` (one GPU: about an hour per stage) · ``paper`` (the CP-JKU sizes, for real data and several GPUs).
+Notebooks read the preset from the environment variable ``MSR_PRESET`` (default ``laptop``).
+Each section is a plain dict so later lessons can add their own keys in one place.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from msr_lib.errors import MSRError
+
+DEFAULT_PRESET = "laptop"
+ENV_VAR = "MSR_PRESET"
+
+
+@dataclass(frozen=True)
+class Preset:
+    """All sizes for one scale of work."""
+
+    name: str
+    description: str
+    #: offline song generation (``msr synth``) as used by the lessons
+    synth: dict = field(default_factory=dict)
+    #: training-data loading (chunk length, batch size, workers)
+    data: dict = field(default_factory=dict)
+
+
+PRESETS: dict[str, Preset] = {
+    "quick": Preset(
+        name="quick",
+        description="tests and CI: seconds on a CPU",
+        synth={"songs": 2, "seconds": 4.0, "lesson_seconds": 6.0},
+        data={"chunk_seconds": 1.0, "batch_size": 2, "num_workers": 0, "songs": 4},
+    ),
+    "laptop": Preset(
+        name="laptop",
+        description="a workshop on a 2-4 core CPU: minutes per lesson",
+        synth={"songs": 16, "seconds": 20.0, "lesson_seconds": 20.0},
+        data={"chunk_seconds": 3.0, "batch_size": 4, "num_workers": 2, "songs": 48},
+    ),
+    "gpu": Preset(
+        name="gpu",
+        description="one GPU: about an hour per stage",
+        synth={"songs": 400, "seconds": 30.0, "lesson_seconds": 30.0},
+        data={"chunk_seconds": 6.0, "batch_size": 8, "num_workers": 8, "songs": 400},
+    ),
+    "paper": Preset(
+        name="paper",
+        description="the CP-JKU sizes, for real data and several GPUs",
+        synth={"songs": 2000, "seconds": 60.0, "lesson_seconds": 30.0},
+        data={"chunk_seconds": 11.0, "batch_size": 4, "num_workers": 16, "songs": 2000},
+    ),
+}
+
+
+def get_preset(name: str | None = None) -> Preset:
+    """Return a preset by name; ``None`` reads ``$MSR_PRESET`` (default ``laptop``)."""
+    name = (name or os.environ.get(ENV_VAR) or DEFAULT_PRESET).strip().lower()
+    if name not in PRESETS:
+        raise MSRError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return PRESETS[name]
