@@ -214,3 +214,52 @@ def band_energy_db(audio: np.ndarray, sample_rate: int, low_hz: float, high_hz: 
     freqs = np.fft.rfftfreq(mono.size, 1.0 / sample_rate)
     sel = (freqs >= low_hz) & (freqs < high_hz)
     return float(10 * np.log10(spec[sel].sum() + 1e-20))
+
+
+# ---------------------------------------------------------------- song folders
+
+#: File names in a song folder that are mixtures, not stems.
+MIXTURE_NAMES = ("mix", "mixture", "master", "mastered")
+
+
+def stem_files(folder) -> dict[str, Path]:
+    """Map canonical stem → audio file in a ``<song>/<stem>.<ext>`` folder.
+
+    Mixture files (``mix``, ``mixture``…) are skipped; stem names go through
+    :func:`msr_lib.stems.canonical_stem`, so an unknown name or two files for one stem raise :class:`AudioError`.
+    """
+    from msr_lib.stems import canonical_stem, sort_stems
+    from msr_lib.errors import MSRError
+
+    folder = Path(folder)
+    if not folder.exists():
+        raise AudioError(f"{folder}: no such folder")
+    if not folder.is_dir():
+        raise AudioError(f"{folder}: is not a folder")
+    found: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() not in AUDIO_EXTENSIONS or path.name.startswith("."):
+            continue
+        if path.stem.lower() in MIXTURE_NAMES:
+            continue
+        try:
+            stem = canonical_stem(path.stem)
+        except MSRError as exc:
+            raise AudioError(f"{path}: {exc}") from None
+        if stem in found:
+            raise AudioError(f"{folder}: two files for stem {stem!r}: {found[stem].name} and {path.name}")
+        found[stem] = path
+    if not found:
+        raise AudioError(f"{folder}: no stem audio files (expected e.g. vocals.flac, bass.flac, …)")
+    return {s: found[s] for s in sort_stems(found)}
+
+
+def load_song_stems(folder, sample_rate: int = SAMPLE_RATE) -> dict[str, np.ndarray]:
+    """Load every stem of a song folder as stereo float32 at ``sample_rate``, in canonical order.
+
+    Stems of different lengths are zero-padded at the end to the longest one (documented conversion).
+    """
+    stems = {name: load_audio(path, sample_rate) for name, path in stem_files(folder).items()}
+    length = max(a.shape[1] for a in stems.values())
+    return {name: (a if a.shape[1] == length else np.pad(a, ((0, 0), (0, length - a.shape[1]))))
+            for name, a in stems.items()}
