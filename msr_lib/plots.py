@@ -1,0 +1,91 @@
+"""Plots students look at instead of reading numbers: waveforms, spectrograms, stem grids, level bars."""
+from __future__ import annotations
+
+import numpy as np
+
+from msr_lib.audio import SAMPLE_RATE
+
+
+def _mono(audio) -> np.ndarray:
+    audio = np.asarray(audio, dtype=np.float32)
+    return audio if audio.ndim == 1 else audio.mean(axis=0)
+
+
+def spectrogram_db(audio, sample_rate: int = SAMPLE_RATE, *, n_fft: int = 2048, hop: int = 512,
+                   floor_db: float = -100.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Magnitude spectrogram of the mono sum in dBFS: returns ``(times_s, freqs_hz, S_db)``.
+
+    0 dBFS is a full-scale sine, so two spectrograms made with this function share one colour scale.
+    """
+    import librosa
+
+    mono = _mono(audio)
+    window_gain = np.hanning(n_fft).sum() / 2
+    spec = np.abs(librosa.stft(mono, n_fft=n_fft, hop_length=hop)) / window_gain
+    s_db = np.maximum(20 * np.log10(spec + 1e-12), floor_db)
+    times = np.arange(s_db.shape[1]) * hop / sample_rate
+    freqs = np.linspace(0, sample_rate / 2, s_db.shape[0])
+    return times, freqs, s_db
+
+
+def plot_spectrogram(ax, audio, sample_rate: int = SAMPLE_RATE, *, title: str = "", vmin: float = -100.0,
+                     vmax: float = 0.0, log_freq: bool = True, colorbar: bool = False):
+    """Draw a dBFS spectrogram on ``ax`` (log-frequency by default, fixed colour range for fair comparison)."""
+    times, freqs, s_db = spectrogram_db(audio, sample_rate)
+    mesh = ax.pcolormesh(times, freqs, s_db, shading="auto", cmap="magma", vmin=vmin, vmax=vmax, rasterized=True)
+    if log_freq:
+        ax.set_yscale("symlog", linthresh=100, linscale=0.3)
+        ax.set_ylim(20, sample_rate / 2)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("frequency (Hz)")
+    if title:
+        ax.set_title(title)
+    if colorbar:
+        ax.figure.colorbar(mesh, ax=ax, label="dBFS")
+    return mesh
+
+
+def plot_waveform(ax, audio, sample_rate: int = SAMPLE_RATE, *, title: str = "", color=None, label=None):
+    """Draw the mono-sum waveform on ``ax`` with a fixed ±1 range (full scale)."""
+    mono = _mono(audio)
+    t = np.arange(mono.size) / sample_rate
+    ax.plot(t, mono, lw=0.5, color=color, label=label)
+    ax.set_ylim(-1.05, 1.05)
+    ax.set_xlabel("time (s)")
+    if title:
+        ax.set_title(title)
+
+
+def plot_stems(stems: dict, sample_rate: int = SAMPLE_RATE, *, mix=None, kind: str = "spectrogram",
+               ncols: int = 3, figsize_per=(4.2, 2.6)):
+    """A grid with one panel per stem (and the mix first, if given). ``kind``: ``spectrogram`` or ``waveform``."""
+    import matplotlib.pyplot as plt
+
+    panels = ([("mix", mix)] if mix is not None else []) + list(stems.items())
+    nrows = int(np.ceil(len(panels) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(figsize_per[0] * ncols, figsize_per[1] * nrows),
+                             squeeze=False, sharex=True)
+    for ax, (name, audio) in zip(axes.flat, panels):
+        if kind == "waveform":
+            plot_waveform(ax, audio, sample_rate, title=name)
+        else:
+            plot_spectrogram(ax, audio, sample_rate, title=name)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def plot_levels(levels: dict, *, ax=None, unit: str = "dB", title: str = ""):
+    """Horizontal bar chart of one number per name (e.g. LUFS per stem)."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 0.35 * len(levels) + 1))
+    names = list(levels)
+    ax.barh(names, [levels[n] for n in names], color="tab:blue")
+    ax.invert_yaxis()
+    ax.set_xlabel(unit)
+    if title:
+        ax.set_title(title)
+    return ax

@@ -1,0 +1,105 @@
+"""Listening and exploration widgets for the lessons.
+
+Rules every player here follows (DESIGN.md): never autoplay, never loop, never peak-normalise. When several signals
+are compared they share **one** gain: 1.0, unless one of them would clip the player, in which case all are scaled
+by the same factor and the label says so — so louder stays louder and an A/B comparison stays honest.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from msr_lib.audio import SAMPLE_RATE, crest_factor_db, loudness_lufs, peak_dbfs
+
+
+def shared_gain(signals) -> float:
+    """The single gain that keeps every signal within ±1 (1.0 when none would clip)."""
+    peak = max((float(np.max(np.abs(s))) for s in signals if np.size(s)), default=0.0)
+    return 1.0 if peak <= 1.0 else 1.0 / peak
+
+
+def audio_html(audio, sample_rate: int = SAMPLE_RATE, *, gain: float = 1.0):
+    """An ``IPython.display.Audio`` object: no autoplay, no loop, no normalisation (``gain`` applied first)."""
+    from IPython.display import Audio
+
+    data = np.clip(np.asarray(audio, dtype=np.float32) * gain, -1.0, 1.0)
+    return Audio(data, rate=sample_rate, autoplay=False, normalize=False)
+
+
+def level_text(audio, sample_rate: int = SAMPLE_RATE) -> str:
+    """A one-line level summary: integrated loudness, sample peak, crest factor."""
+    return (f"{loudness_lufs(audio, sample_rate):6.1f} LUFS · peak {peak_dbfs(audio):6.1f} dBFS · "
+            f"crest {crest_factor_db(audio):4.1f} dB")
+
+
+def player(audio, sample_rate: int = SAMPLE_RATE, *, label: str = "", gain: float = 1.0, levels: bool = True):
+    """A labelled player widget (label, level line, audio control)."""
+    import ipywidgets as widgets
+    from IPython.display import display
+
+    out = widgets.Output()
+    with out:
+        display(audio_html(audio, sample_rate, gain=gain))
+    text = f"<b>{label}</b>" if label else ""
+    if levels:
+        text += f" <span style='font-family:monospace;color:#555'>{level_text(audio, sample_rate)}</span>"
+    return widgets.VBox([widgets.HTML(text), out], layout=widgets.Layout(margin="0 0 6px 0"))
+
+
+def compare_players(signals: dict, sample_rate: int = SAMPLE_RATE, *, levels: bool = True, title: str = ""):
+    """Players for several signals at one shared gain (see module docstring), stacked with their labels."""
+    import ipywidgets as widgets
+
+    gain = shared_gain(signals.values())
+    rows = [player(a, sample_rate, label=name, gain=gain, levels=levels) for name, a in signals.items()]
+    head = title
+    if gain != 1.0:
+        head += f" <i>(all players scaled by the same {20 * np.log10(gain):.1f} dB so none clips)</i>"
+    return widgets.VBox(([widgets.HTML(head)] if head else []) + rows)
+
+
+def stem_players(stems: dict, sample_rate: int = SAMPLE_RATE, *, mix=None, levels: bool = True):
+    """The mix and every stem, one shared gain so their loudness relations are heard as they are."""
+    signals = ({"mix": mix} if mix is not None else {}) | dict(stems)
+    return compare_players(signals, sample_rate, levels=levels)
+
+
+def effect_explorer(audio, process, controls: dict, sample_rate: int = SAMPLE_RATE, *, title: str = "",
+                    measure=None):
+    """Sliders → ``process(audio, **values)`` → before/after spectrograms, levels and players.
+
+    ``controls`` maps a keyword of ``process`` to an ipywidgets control (e.g. ``FloatSlider``). Processing runs when
+    a slider is released (``continuous_update=False``). ``measure(before, after) -> str`` adds a line of numbers.
+    Returns the widget; ``widget.result()`` gives the latest processed audio (handy for self-checks).
+    """
+    import ipywidgets as widgets
+    import matplotlib.pyplot as plt
+    from IPython.display import display
+
+    from msr_lib.plots import plot_spectrogram
+
+    for control in controls.values():
+        control.continuous_update = False
+    out = widgets.Output()
+    state = {"after": audio}
+
+    def render(_change=None):
+        values = {name: c.value for name, c in controls.items()}
+        after = np.asarray(process(audio, **values), dtype=np.float32)
+        state["after"] = after
+        out.clear_output(wait=True)
+        with out:
+            fig, axes = plt.subplots(1, 2, figsize=(11, 3), sharey=True)
+            plot_spectrogram(axes[0], audio, sample_rate, title="before")
+            plot_spectrogram(axes[1], after, sample_rate, title="after")
+            fig.tight_layout()
+            plt.show()
+            if measure is not None:
+                display(widgets.HTML(f"<pre>{measure(audio, after)}</pre>"))
+            display(compare_players({"before": audio, "after": after}, sample_rate))
+
+    for control in controls.values():
+        control.observe(render, names="value")
+    render()
+    box = widgets.VBox(([widgets.HTML(f"<h4>{title}</h4>")] if title else []) + list(controls.values()) + [out])
+    box.result = lambda: state["after"]
+    return box
