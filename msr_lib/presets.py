@@ -62,3 +62,17 @@ def get_preset(name: str | None = None) -> Preset:
     if name not in PRESETS:
         raise MSRError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
     return PRESETS[name]
+
+
+def data_dir() -> "Path":
+    """Where generated data goes: ``$MSR_DATA_DIR``, else ``data/generated`` of the checkout we run in, else
+    ``~/.cache/msr_workbench``. Generated audio is git-ignored."""
+    from pathlib import Path
+
+    if os.environ.get("MSR_DATA_DIR"):
+        return Path(os.environ["MSR_DATA_DIR"]).expanduser()
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / "msr_lib").is_dir() and (folder / "data").is_dir():
+            return folder / "data" / "generated"
+    return Path.home() / ".cache" / "msr_workbench"
