@@ -1,0 +1,663 @@
+"""Multitrack datasets: the folder layouts users already have, and a PyTorch training dataset over them.
+
+Scanners turn a folder into a list of :class:`SongEntry` (files per canonical stem, summed on load):
+
+==============  =====================================================================================================
+layout          what is read (all audio extensions of :data:`msr_lib.audio.AUDIO_EXTENSIONS`)
+==============  =====================================================================================================
+``songs``       ``<root>/<song>/<stem>.<ext>`` — ``msr synth`` output (``<stem>.flac``, ``mix.flac``, ``song.json``) and
+                any folder of named stems; names go through :func:`msr_lib.stems.canonical_stem` (aliases such as
+                ``piano`` → keyboards); unknown names fold into ``other`` (listed in ``extra["unmapped"]``).
+``musdb18hq``   ``<root>/{train,test}/<song>/{mixture,vocals,bass,drums,other}.wav``.
+``moisesdb``    ``<root>[/<provider>]/<uuid>/data.json`` with one folder per MoisesDB stem, each holding track files
+                that are summed; mapped by :data:`MOISESDB_STEMS`, refined per track by :data:`MOISESDB_TRACK_TYPES`
+                (``trackType`` in ``data.json``).
+``msrbench``    ``<root>/<Stem>/target/<i>.flac`` (clean target) and degraded mixtures ``<i>_DT<k>.flac`` found in
+                ``<Stem>/mixture/`` (also ``mixtures/``, ``mix/``, ``degraded/``), next to the targets, or directly in
+                ``<Stem>/``. One entry per clip; ``extra["mixtures"]`` maps ``DT<k>`` → file.
+``rawstems``    ``<root>/<song>/<Group>/<Sub>/*.flac`` (e.g. ``Voc/LV``), ``<song>/<Group_Sub>/*.wav`` or
+                ``<song>/<Group_Sub>_*.flac``; mapped by :func:`msr_lib.stems.rawstems_group_to_stem`, tracks of one
+                canonical stem summed.
+==============  =====================================================================================================
+
+:func:`scan_dataset` detects the layout; :func:`load_entry` loads a song as ``{stem: (2, samples)}``.
+:class:`MultitrackDataset` draws random training chunks (remixing, gains, optional degradation); see its docstring.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+import soundfile as sf
+
+from msr_lib.audio import AUDIO_EXTENSIONS, MIXTURE_NAMES, SAMPLE_RATE, load_audio, resample, to_stereo
+from msr_lib.errors import AudioError, MSRError
+from msr_lib.stems import (
+    RAWSTEMS_GROUPS, STEMS, canonical_stem, rawstems_group_to_stem, sort_stems,
+)
+
+__all__ = [
+    "SongEntry", "LAYOUTS", "MOISESDB_STEMS", "MOISESDB_TRACK_TYPES",
+    "scan_song_folders", "scan_musdb18hq", "scan_moisesdb", "scan_msrbench", "scan_rawstems",
+    "detect_layout", "scan_dataset", "load_entry",
+    "MultitrackDataset", "make_dataloader", "seed_worker",
+]
+
+
+@dataclass
+class SongEntry:
+    """One song (or clip) of a dataset: the files to sum for each canonical stem, and its mixture if known."""
+
+    name: str
+    #: canonical stem → files summed to make that stem (canonical order)
+    stems: dict[str, list[Path]]
+    #: the song's mixture file (clean mix, or a degraded mixture for MSRBench), if the layout has one
+    mixture: Path | None = None
+    #: layout-specific facts: metadata, mastered mix, alternative mixtures, original group names…
+    extra: dict = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- mappings
+
+#: MoisesDB stem folders (``stemName``) → canonical stems. Decisions: piano and other_keys are keyboards;
+#: bowed strings and wind are orchestral; other_plucked (banjo, mandolin, ukulele, harp) is ``other``, as MSR
+#: challenge participants did, because the ``guitars`` class means guitars.
+MOISESDB_STEMS: dict[str, str] = {
+    "vocals": "vocals", "bass": "bass", "drums": "drums", "guitar": "guitars",
+    "piano": "keyboards", "other_keys": "keyboards", "percussion": "percussion",
+    "bowed_strings": "orchestral", "wind": "orchestral", "other_plucked": "other", "other": "other",
+}
+#: MoisesDB track types (``trackType`` in ``data.json``) that override their folder's mapping:
+#: synth pads and leads live under ``other_keys`` but are synthesizers.
+MOISESDB_TRACK_TYPES: dict[str, str] = {"synth_pad": "synthesizers", "synth_lead": "synthesizers"}
+
+#: First tokens of RawStems group names (``Voc_LV`` → ``Voc``).
+RAWSTEMS_PREFIXES: frozenset[str] = frozenset({p.split("_")[0] for p in RAWSTEMS_GROUPS} | {"Rhy", "Misc"})
+
+_MSRBENCH_TARGET_DIRS = ("target", "targets", "clean")
+_MSRBENCH_MIXTURE_DIRS = ("mixture", "mixtures", "mix", "degraded")
+_DEGRADED_NAME = re.compile(r"^(?P<clip>.+?)_DT(?P<k>\d+)$")
+
+
+# ---------------------------------------------------------------- small helpers
+
+def _audio_files(folder: Path) -> list[Path]:
+    """Audio files directly in ``folder`` (sorted, hidden files skipped)."""
+    return sorted(p for p in folder.iterdir()
+                  if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS and not p.name.startswith("."))
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _check_root(root) -> Path:
+    root = Path(root).expanduser()
+    if not root.exists():
+        raise MSRError(f"{root}: no such folder")
+    if not root.is_dir():
+        raise MSRError(f"{root}: is not a folder")
+    return root
+
+
+def _no_songs(root: Path, layout: str, expected: str) -> MSRError:
+    return MSRError(f"{root}: no songs found in the {layout} layout (expected {expected})")
+
+
+def _ordered(stems: dict[str, list[Path]]) -> dict[str, list[Path]]:
+    return {s: sorted(stems[s]) for s in sort_stems(stems)}
+
+
+def _known_stem(label: str) -> str | None:
+    """A canonical stem for a label such as ``Vocals``, ``piano`` or ``Voc``; ``None`` if unknown."""
+    try:
+        return canonical_stem(label)
+    except MSRError:
+        pass
+    if label.split("_")[0] in RAWSTEMS_PREFIXES:
+        return rawstems_group_to_stem(label)
+    return None
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise MSRError(f"{path}: cannot read JSON ({str(exc).splitlines()[0]})") from None
+    return data if isinstance(data, dict) else {}
+
+
+# ---------------------------------------------------------------- scanners
+
+def _song_folder_entry(folder: Path) -> SongEntry | None:
+    stems: dict[str, list[Path]] = {}
+    unmapped: list[str] = []
+    mixture = mastered = None
+    for path in _audio_files(folder):
+        key = path.stem.lower()
+        if key in ("mixture", "mix"):
+            mixture = mixture or path
+            continue
+        if key in MIXTURE_NAMES:  # master / mastered
+            mastered = mastered or path
+            continue
+        stem = _known_stem(path.stem)
+        if stem is None:
+            stem = "other"
+            unmapped.append(path.name)
+        stems.setdefault(stem, []).append(path)
+    if not stems:
+        return None
+    extra: dict = {}
+    if mastered is not None:
+        extra["mastered"] = mastered
+    if unmapped:
+        extra["unmapped"] = unmapped
+    meta = folder / "song.json"
+    if meta.is_file():
+        extra["meta"] = _read_json(meta)
+    return SongEntry(folder.name, _ordered(stems), mixture, extra)
+
+
+def scan_song_folders(root) -> list[SongEntry]:
+    """Songs in ``<root>/<song>/<stem>.<ext>`` folders (``msr synth`` output and the generic layout).
+
+    ``mix``/``mixture`` files become :attr:`SongEntry.mixture`, ``master``/``mastered`` go to ``extra["mastered"]``,
+    ``song.json`` is parsed into ``extra["meta"]``. Several files for one stem (``guitar.wav`` + ``guitars.flac``)
+    are summed. A root that itself holds stem files is read as one song.
+    """
+    root = _check_root(root)
+    entries = [e for e in map(_song_folder_entry, _subfolders(root)) if e is not None]
+    if not entries:
+        single = _song_folder_entry(root)
+        entries = [single] if single is not None else []
+    if not entries:
+        raise _no_songs(root, "song-folder", "<song>/<stem>.<ext> files such as vocals.flac")
+    return entries
+
+
+def scan_musdb18hq(root, split: str = "train") -> list[SongEntry]:
+    """MUSDB18-HQ: ``<root>/<split>/<song>/{mixture,vocals,bass,drums,other}.wav``.
+
+    ``split`` is ``"train"``, ``"test"`` or ``"all"``; a root that is itself a split folder is accepted.
+    ``extra["split"]`` records the split.
+    """
+    root = _check_root(root)
+    splits = {"train": ("train",), "test": ("test",), "all": ("train", "test")}
+    if split not in splits:
+        raise MSRError(f"unknown MUSDB18-HQ split {split!r}; choose train, test or all")
+    folders = [(name, root / name) for name in splits[split] if (root / name).is_dir()]
+    if not folders and not any((root / s).is_dir() for s in ("train", "test")):
+        folders = [(root.name, root)]  # the root is a split folder itself
+    entries = []
+    for split_name, folder in folders:
+        for song in _subfolders(folder):
+            entry = _song_folder_entry(song)
+            if entry is not None:
+                entry.extra["split"] = split_name
+                entries.append(entry)
+    if not entries:
+        raise _no_songs(root, f"MUSDB18-HQ ({split})", "train|test/<song>/{mixture,vocals,bass,drums,other}.wav")
+    return entries
+
+
+def _moisesdb_track_types(meta: dict) -> dict[tuple[str, str], str]:
+    """``(stemName, track id)`` → ``trackType`` from a MoisesDB ``data.json``."""
+    types = {}
+    for stem in meta.get("stems", []) or []:
+        if not isinstance(stem, dict):
+            continue
+        for track in stem.get("tracks", []) or []:
+            if isinstance(track, dict) and "id" in track:
+                types[(str(stem.get("stemName", "")), str(track["id"]))] = str(track.get("trackType", ""))
+    return types
+
+
+def _moisesdb_entry(folder: Path) -> SongEntry | None:
+    meta = _read_json(folder / "data.json")
+    track_types = _moisesdb_track_types(meta)
+    stems: dict[str, list[Path]] = {}
+    tracks: dict[str, list[str]] = {}
+    for stem_folder in _subfolders(folder):
+        folder_stem = MOISESDB_STEMS.get(stem_folder.name.lower()) or canonical_stem(stem_folder.name, strict=False)
+        for path in _audio_files(stem_folder):
+            track_type = track_types.get((stem_folder.name, path.stem), "")
+            stem = MOISESDB_TRACK_TYPES.get(track_type, folder_stem)
+            stems.setdefault(stem, []).append(path)
+            tracks.setdefault(stem, []).append(f"{stem_folder.name}/{track_type or path.stem}")
+    if not stems:
+        return None
+    extra = {k: meta[k] for k in ("song", "artist", "genre", "id") if k in meta}
+    extra["tracks"] = tracks
+    mixture = next((p for p in _audio_files(folder) if p.stem.lower() in ("mixture", "mix")), None)
+    return SongEntry(folder.name, _ordered(stems), mixture, extra)
+
+
+def _find_files(root: Path, name: str, max_depth: int) -> list[Path]:
+    found, level = [], [root]
+    for _ in range(max_depth + 1):
+        found += [d / name for d in level if (d / name).is_file()]
+        level = [s for d in level for s in _subfolders(d)]
+    return sorted(found)
+
+
+def scan_moisesdb(root) -> list[SongEntry]:
+    """MoisesDB: every ``data.json`` up to two levels below ``root`` (``<provider>/<uuid>/``) marks a song.
+
+    Each sub-folder is a MoisesDB stem whose track files are summed into the canonical stem given by
+    :data:`MOISESDB_STEMS`, except track types listed in :data:`MOISESDB_TRACK_TYPES`. ``extra`` carries
+    ``song``, ``artist``, ``genre`` from ``data.json`` and ``tracks`` (canonical stem → ``folder/trackType``).
+    """
+    root = _check_root(root)
+    entries = [e for e in (_moisesdb_entry(p.parent) for p in _find_files(root, "data.json", 2)) if e is not None]
+    if not entries:
+        raise _no_songs(root, "MoisesDB", "<uuid>/data.json with one sub-folder of tracks per stem")
+    return entries
+
+
+def _msrbench_stem_entries(stem_folder: Path, label: str) -> list[SongEntry]:
+    target_dir = next((stem_folder / d for d in _MSRBENCH_TARGET_DIRS if (stem_folder / d).is_dir()), None)
+    if target_dir is None:
+        return []
+    stem = _known_stem(label) or "other"
+    # Degraded mixtures may sit in a mixture folder, next to the targets, or in the stem folder itself.
+    mixture_files = [p for d in _MSRBENCH_MIXTURE_DIRS if (stem_folder / d).is_dir() for p in _audio_files(stem_folder / d)]
+    mixture_files += _audio_files(target_dir) + _audio_files(stem_folder)
+    mixtures: dict[str, dict[str, Path]] = {}
+    for path in mixture_files:
+        match = _DEGRADED_NAME.match(path.stem)
+        if match:
+            mixtures.setdefault(match["clip"], {}).setdefault(f"DT{int(match['k'])}", path)
+        elif path.parent.name.lower() in _MSRBENCH_MIXTURE_DIRS:  # an undegraded-name mixture: <i>.flac
+            mixtures.setdefault(path.stem, {}).setdefault("mix", path)
+    targets = [p for p in _audio_files(target_dir) if not _DEGRADED_NAME.match(p.stem)]
+
+    def clip_order(path: Path):
+        return (0, int(path.stem), "") if path.stem.isdigit() else (1, 0, path.stem)
+
+    entries = []
+    for target in sorted(targets, key=clip_order):
+        found = mixtures.get(target.stem, {})
+        ordered = dict(sorted(found.items(), key=lambda kv: (kv[0] == "mix", int(kv[0][2:]) if kv[0] != "mix" else 0)))
+        entries.append(SongEntry(
+            f"{label}/{target.stem}", {stem: [target]}, next(iter(ordered.values()), None),
+            {"stem_folder": label, "clip": target.stem, "mixtures": ordered},
+        ))
+    return entries
+
+
+def scan_msrbench(root) -> list[SongEntry]:
+    """MSRBench: one entry per clip ``<root>/<Stem>/target/<i>.flac`` with its degraded mixtures.
+
+    Mixtures named ``<i>_DT<k>.<ext>`` are looked for in ``<Stem>/mixture/`` (or ``mixtures``, ``mix``,
+    ``degraded``), next to the targets and in ``<Stem>/``; :attr:`SongEntry.mixture` is the lowest ``DT<k>``
+    and ``extra["mixtures"]`` lists them all. Stem folders are named like ``Vocals``/``Bass`` (or RawStems prefixes);
+    a root that is itself a stem folder (has ``target/``) is accepted.
+    """
+    root = _check_root(root)
+    if any((root / d).is_dir() for d in _MSRBENCH_TARGET_DIRS):
+        entries = _msrbench_stem_entries(root, root.name)
+    else:
+        entries = [e for folder in _subfolders(root) for e in _msrbench_stem_entries(folder, folder.name)]
+    if not entries:
+        raise _no_songs(root, "MSRBench", "<Stem>/target/<i>.flac with mixtures <i>_DT<k>.flac")
+    return entries
+
+
+def _rawstems_key(song: Path, path: Path) -> str:
+    """``Voc/LV/take.flac`` → ``Voc_LV_take``: folder names and file name joined, for prefix mapping."""
+    return "_".join(path.relative_to(song).with_suffix("").parts)
+
+
+def _rawstems_entry(song: Path) -> SongEntry | None:
+    stems: dict[str, list[Path]] = {}
+    groups: dict[str, set[str]] = {}
+    mixture = None
+    for path in sorted(song.rglob("*")):
+        if not path.is_file() or path.suffix.lower() not in AUDIO_EXTENSIONS or path.name.startswith("."):
+            continue
+        if path.parent == song and path.stem.lower() in MIXTURE_NAMES:
+            mixture = mixture or path
+            continue
+        key = _rawstems_key(song, path)
+        stem = rawstems_group_to_stem(key)
+        stems.setdefault(stem, []).append(path)
+        parts = key.split("_")
+        groups.setdefault(stem, set()).add("_".join(parts[:2]) if len(parts) > 1 else parts[0])
+    if not stems:
+        return None
+    extra = {"groups": {s: sorted(g) for s, g in groups.items()}}
+    return SongEntry(song.name, _ordered(stems), mixture, extra)
+
+
+def scan_rawstems(root) -> list[SongEntry]:
+    """RawStems: ``<root>/<song>/`` holding group folders (``Voc/LV/*.flac``, ``Rhy_DK/*.wav``) or prefixed files.
+
+    Every audio file's folder path and name are joined (``Voc/LV/take`` → ``Voc_LV_take``) and mapped with
+    :func:`msr_lib.stems.rawstems_group_to_stem` (``Misc``, bare ``Rhy`` and unknown groups → ``other``);
+    files of one canonical stem are summed. ``extra["groups"]`` lists the ``Group_Sub`` names per stem.
+    """
+    root = _check_root(root)
+    entries = [e for e in map(_rawstems_entry, _subfolders(root)) if e is not None]
+    if not entries:
+        raise _no_songs(root, "RawStems", "<song>/<Group>/<Sub>/*.flac such as Voc/LV/*.flac")
+    return entries
+
+
+#: Layout name → scanner. ``synth`` is the song-folder layout ``msr synth`` writes.
+LAYOUTS: dict[str, Callable[..., list[SongEntry]]] = {
+    "songs": scan_song_folders, "synth": scan_song_folders,
+    "musdb18hq": scan_musdb18hq, "moisesdb": scan_moisesdb, "msrbench": scan_msrbench, "rawstems": scan_rawstems,
+}
+
+
+def _looks_rawstems(song: Path) -> bool:
+    names = [p.name for p in _subfolders(song)] + [p.stem for p in _audio_files(song) if "_" in p.stem]
+    return any(name.split("_")[0] in RAWSTEMS_PREFIXES for name in names)
+
+
+def detect_layout(root) -> str:
+    """Guess which layout ``root`` is in: ``msrbench``, ``musdb18hq``, ``moisesdb``, ``rawstems`` or ``songs``."""
+    root = _check_root(root)
+    children = _subfolders(root)
+    if any((d / t).is_dir() for d in [root, *children] for t in _MSRBENCH_TARGET_DIRS):
+        return "msrbench"
+    for split in ("train", "test"):
+        if (root / split).is_dir() and any((s / "mixture.wav").is_file() for s in _subfolders(root / split)):
+            return "musdb18hq"
+    if _find_files(root, "data.json", 2):
+        return "moisesdb"
+    if any(_looks_rawstems(song) for song in children):
+        return "rawstems"
+    if any(_song_folder_entry(song) for song in children) or _audio_files(root):
+        return "songs"
+    raise MSRError(f"{root}: no songs found in any known layout (song folders, MUSDB18-HQ, MoisesDB, MSRBench, RawStems)")
+
+
+def scan_dataset(root, layout: str = "auto", **options) -> list[SongEntry]:
+    """Scan ``root`` in the given layout (a :data:`LAYOUTS` name) or, with ``"auto"``, the detected one.
+
+    ``options`` go to the scanner (e.g. ``split="test"`` for MUSDB18-HQ).
+    """
+    name = layout.strip().lower().replace("-", "").replace("_", "")
+    name = {"musdb": "musdb18hq", "musdb18": "musdb18hq", "folders": "songs"}.get(name, name)
+    if name == "auto":
+        name = detect_layout(root)
+    if name not in LAYOUTS:
+        raise MSRError(f"unknown dataset layout {layout!r}; choose auto, {', '.join(LAYOUTS)}")
+    return LAYOUTS[name](root, **options)
+
+
+def _pad_to(audio: np.ndarray, length: int) -> np.ndarray:
+    if audio.shape[1] >= length:
+        return audio[:, :length]
+    return np.pad(audio, ((0, 0), (0, length - audio.shape[1])))
+
+
+def load_entry(entry: SongEntry, sample_rate: int = SAMPLE_RATE, *, stems: Iterable[str] | None = None
+               ) -> dict[str, np.ndarray]:
+    """Load a song as ``{stem: float32 (2, samples)}`` in canonical order: files of a stem summed, every stem
+    zero-padded at the end to the longest. ``stems`` restricts which stems are loaded."""
+    wanted = set(entry.stems) if stems is None else {canonical_stem(s) for s in stems} & set(entry.stems)
+    loaded = {}
+    for stem in sort_stems(wanted):
+        parts = [load_audio(p, sample_rate) for p in entry.stems[stem]]
+        length = max(a.shape[1] for a in parts)
+        loaded[stem] = np.sum([_pad_to(a, length) for a in parts], axis=0, dtype=np.float32)
+    if not loaded:
+        return {}
+    length = max(a.shape[1] for a in loaded.values())
+    return {s: _pad_to(a, length) for s, a in loaded.items()}
+
+
+# ---------------------------------------------------------------- training dataset
+
+try:  # torch is a dependency, but keep the scanners importable without it
+    from torch.utils.data import Dataset as _TorchDataset
+except ImportError:  # pragma: no cover
+    _TorchDataset = object
+
+
+@dataclass
+class _FileWindow:
+    """A file read lazily in windows: its path, length and rate."""
+
+    path: Path
+    frames: int
+    sample_rate: int
+
+
+class MultitrackDataset(_TorchDataset):
+    """Random training chunks from multitrack songs, for separation and restoration training.
+
+    Each item is a dict of float32 tensors:
+
+    - ``targets`` ``(S, 2, T)``: the clean stems in the order of ``stems`` (after the random gains);
+    - ``clean_mixture`` ``(2, T)``: their sum;
+    - ``mixture`` ``(2, T)``: ``clean_mixture`` when ``degrade`` is ``None``, otherwise the degraded (mastered) mix;
+    - ``active`` ``(S,)`` bool: False where a stem is absent from the chunk or quieter than
+      ``silent_threshold_db`` (RMS, dBFS) — a mask for losses that should skip silent targets.
+
+    How an item is drawn (all randomness from a generator seeded by ``(seed, epoch, index)`` only, so results
+    do not depend on worker count or order; call :meth:`set_epoch` to get new chunks each epoch):
+
+    1. a random song and a random chunk start;
+    2. for each requested stem, with probability ``remix_prob``, the chunk is taken instead from a random song
+       that has that stem, at its own random start (cross-song remixing);
+    3. each stem is scaled by a random gain drawn uniformly in ``gain_db``;
+    4. ``degrade=True`` masters the stems with :func:`msr_lib.degrade.degrade_mix`; a callable
+       ``degrade(stems: dict[str, ndarray], sample_rate, rng) -> ndarray (2, T)`` is used as is.
+
+    Stems a song has but that are not requested fold into ``other`` when ``other`` is requested (with
+    :data:`~msr_lib.stems.FOUR_STEMS`, guitars + keyboards + … become ``other``); when ``other`` is not requested
+    they are dropped from the mixture too, so the mixture is always the sum of the targets before degradation.
+
+    ``entries`` is a list of :class:`SongEntry` or a folder (scanned with :func:`scan_dataset`). With
+    ``preload=True`` every song is loaded once into memory (small sets); otherwise chunk windows are read from
+    disk with soundfile (resampled per window when a file's rate differs).
+    """
+
+    def __init__(self, entries: Sequence[SongEntry] | str | Path, *, stems: Sequence[str] = STEMS,
+                 chunk_seconds: float = 3.0, sample_rate: int = SAMPLE_RATE, length: int = 1000, seed: int = 0,
+                 remix_prob: float = 0.5, gain_db: tuple[float, float] = (-6.0, 3.0),
+                 degrade: bool | Callable | None = None, silent_threshold_db: float = -60.0, preload: bool = True):
+        if isinstance(entries, (str, Path)):
+            entries = scan_dataset(entries)
+        self.stems: tuple[str, ...] = tuple(canonical_stem(s) for s in stems)
+        if not self.stems or len(set(self.stems)) != len(self.stems):
+            raise MSRError(f"stems must be distinct canonical names, got {list(stems)}")
+        if chunk_seconds <= 0 or length <= 0 or sample_rate <= 0:
+            raise MSRError("chunk_seconds, length and sample_rate must be positive")
+        if not 0.0 <= remix_prob <= 1.0:
+            raise MSRError(f"remix_prob must be in [0, 1], got {remix_prob}")
+        if degrade is not None and degrade is not True and degrade is not False and not callable(degrade):
+            raise MSRError("degrade must be None, True or a callable(stems, sample_rate, rng) -> mixture")
+        self.sample_rate = int(sample_rate)
+        self.chunk_samples = max(1, int(round(chunk_seconds * sample_rate)))
+        self.length = int(length)
+        self.seed = int(seed)
+        self.epoch = 0
+        self.remix_prob = float(remix_prob)
+        self.gain_db = (float(gain_db[0]), float(gain_db[1]))
+        self.degrade = degrade if degrade is not False else None
+        self.silent_threshold_db = float(silent_threshold_db)
+        self.preload = bool(preload)
+
+        # where each canonical stem goes: an index into self.stems, or None (dropped)
+        other = self.stems.index("other") if "other" in self.stems else None
+        self.routing = {s: (self.stems.index(s) if s in self.stems else other) for s in STEMS}
+
+        self.entries: list[SongEntry] = []
+        self._sources: list[dict[int, object]] = []  # per song: target index → array (preload) or file windows
+        self._lengths: list[int] = []
+        for entry in entries:
+            routed = self._route(entry)
+            if not routed:
+                continue
+            sources, song_length = self._load_preloaded(entry, routed) if self.preload else self._index_files(routed)
+            self.entries.append(entry)
+            self._sources.append(sources)
+            self._lengths.append(song_length)
+        if not self.entries:
+            raise MSRError(f"no song has any of the requested stems ({', '.join(self.stems)})")
+        self._songs_with = [[i for i, src in enumerate(self._sources) if t in src] for t in range(len(self.stems))]
+
+    # -- setup
+    def _route(self, entry: SongEntry) -> dict[int, list[Path]]:
+        routed: dict[int, list[Path]] = {}
+        for stem, files in entry.stems.items():
+            target = self.routing.get(canonical_stem(stem, strict=False))
+            if target is not None and files:
+                routed.setdefault(target, []).extend(files)
+        return routed
+
+    def _load_preloaded(self, entry: SongEntry, routed: dict[int, list[Path]]):
+        parts = {t: [load_audio(p, self.sample_rate) for p in files] for t, files in routed.items()}
+        song_length = max(a.shape[1] for files in parts.values() for a in files)
+        sources = {t: np.sum([_pad_to(a, song_length) for a in files], axis=0, dtype=np.float32)
+                   for t, files in parts.items()}
+        return sources, song_length
+
+    def _index_files(self, routed: dict[int, list[Path]]):
+        sources, song_length = {}, 0
+        for t, files in routed.items():
+            windows = []
+            for path in files:
+                try:
+                    info = sf.info(str(path))
+                except Exception as exc:  # soundfile raises several types for bad files
+                    raise AudioError(f"{path}: cannot read audio ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+                if info.frames <= 0:
+                    raise AudioError(f"{path}: contains no samples")
+                windows.append(_FileWindow(Path(path), int(info.frames), int(info.samplerate)))
+                song_length = max(song_length, int(info.frames * self.sample_rate // info.samplerate))
+            sources[t] = windows
+        return sources, song_length
+
+    # -- epoch and randomness
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch: items depend on ``(seed, epoch, index)``. (Persistent DataLoader workers keep their
+        own copy of the dataset; :func:`make_dataloader` does not use them, so this reaches every worker.)"""
+        self.epoch = int(epoch)
+
+    def item_rng(self, index: int) -> np.random.Generator:
+        """The generator behind item ``index`` in the current epoch."""
+        return np.random.default_rng([self.seed, self.epoch, int(index)])
+
+    def __len__(self) -> int:
+        return self.length
+
+    # -- reading chunks
+    def _read_window(self, window: _FileWindow, start: int, count: int) -> np.ndarray:
+        ratio = window.sample_rate / self.sample_rate
+        file_start = int(start * ratio)
+        if file_start >= window.frames:
+            return np.zeros((2, count), dtype=np.float32)
+        file_count = int(math.ceil(count * ratio)) + (0 if window.sample_rate == self.sample_rate else 32)
+        try:
+            data, _ = sf.read(str(window.path), start=file_start, frames=file_count, dtype="float32", always_2d=True)
+        except Exception as exc:
+            raise AudioError(f"{window.path}: cannot read audio ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+        audio = to_stereo(data.T)
+        audio = resample(audio, window.sample_rate, self.sample_rate)
+        if not np.all(np.isfinite(audio)):
+            raise AudioError(f"{window.path}: contains NaN or infinite samples")
+        return _pad_to(np.asarray(audio, dtype=np.float32), count)
+
+    def _chunk(self, song: int, target: int, start_fraction: float) -> np.ndarray | None:
+        source = self._sources[song].get(target)
+        if source is None:
+            return None
+        count = self.chunk_samples
+        start = int(start_fraction * max(0, self._lengths[song] - count))
+        if self.preload:
+            return _pad_to(source[:, start:start + count], count)
+        return np.sum([self._read_window(w, start, count) for w in source], axis=0, dtype=np.float32)
+
+    def _degrade(self, stems: dict[str, np.ndarray], rng: np.random.Generator) -> np.ndarray:
+        if self.degrade is True:
+            try:
+                from msr_lib.degrade import degrade_mix  # imported only when used
+            except ImportError as exc:
+                raise MSRError(f"degrade=True needs msr_lib.degrade.degrade_mix ({exc})") from None
+
+            mixture = degrade_mix(stems, self.sample_rate, rng=rng).mixture
+        else:
+            mixture = self.degrade(stems, self.sample_rate, rng)
+        mixture = to_stereo(np.asarray(mixture, dtype=np.float32))
+        if not np.all(np.isfinite(mixture)):
+            raise AudioError("degraded mixture contains NaN or infinite samples")
+        return _pad_to(mixture, self.chunk_samples)
+
+    def __getitem__(self, index: int) -> dict:
+        import torch
+
+        if not 0 <= index < self.length:
+            raise IndexError(index)
+        rng = self.item_rng(index)
+        n_songs, n_stems = len(self.entries), len(self.stems)
+        base_song = int(rng.integers(n_songs))
+        base_start = float(rng.random())
+        draws = rng.random((n_stems, 4))  # per stem: remix?, which song, chunk start, gain — drawn in a fixed order
+        low, high = self.gain_db
+
+        targets = np.zeros((n_stems, 2, self.chunk_samples), dtype=np.float32)
+        active = np.zeros(n_stems, dtype=bool)
+        for t in range(n_stems):
+            remix, song_pick, start, gain = draws[t]
+            song, start_fraction = base_song, base_start
+            candidates = self._songs_with[t]
+            if remix < self.remix_prob and candidates:
+                song, start_fraction = candidates[int(song_pick * len(candidates))], float(start)
+            chunk = self._chunk(song, t, start_fraction)
+            if chunk is None:
+                continue
+            targets[t] = chunk * np.float32(10.0 ** ((low + gain * (high - low)) / 20.0))
+            power = float(np.mean(np.square(targets[t], dtype=np.float64)))
+            active[t] = 10.0 * math.log10(power + 1e-20) > self.silent_threshold_db
+
+        clean_mixture = targets.sum(axis=0)
+        if self.degrade is None:
+            mixture = clean_mixture
+        else:
+            degrade_rng = np.random.default_rng([self.seed, self.epoch, int(index), 1])
+            mixture = self._degrade({s: targets[i] for i, s in enumerate(self.stems)}, degrade_rng)
+        return {
+            "mixture": torch.from_numpy(np.ascontiguousarray(mixture, dtype=np.float32)),
+            "targets": torch.from_numpy(targets),
+            "active": torch.from_numpy(active),
+            "clean_mixture": torch.from_numpy(np.ascontiguousarray(clean_mixture)),
+        }
+
+
+def seed_worker(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: seed numpy's and Python's global generators from torch's per-worker seed
+    (for third-party code that uses them; the dataset itself never does) and use one thread per worker."""
+    import random
+
+    import torch
+
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+    torch.set_num_threads(1)
+
+
+def make_dataloader(dataset, batch_size: int, num_workers: int = 0, *, shuffle: bool = False,
+                    drop_last: bool = False, pin_memory: bool = False, **options):
+    """A DataLoader over ``dataset`` with :func:`seed_worker`; batches are ``mixture (B, 2, T)``,
+    ``targets (B, S, 2, T)``, ``active (B, S)``, ``clean_mixture (B, 2, T)``.
+
+    Items are random already, so ``shuffle`` defaults to False (the batches then depend only on seed and epoch).
+    Workers are not persistent so :meth:`MultitrackDataset.set_epoch` reaches them.
+    """
+    from torch.utils.data import DataLoader
+
+    return DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, shuffle=shuffle,
+                      drop_last=drop_last, pin_memory=pin_memory, worker_init_fn=seed_worker,
+                      persistent_workers=False, **options)
