@@ -317,6 +317,10 @@ def test_dataloader_workers_give_identical_batches(songs):
     for b0, b2 in zip(batches[0], batches[2]):
         for key in b0:
             assert torch.equal(b0[key], b2[key])
+    ds.set_epoch(1)  # workers are not persistent, so the new epoch reaches them
+    first = next(iter(make_dataloader(ds, batch_size=3, num_workers=2)))
+    assert torch.equal(first["mixture"], torch.stack([ds[i]["mixture"] for i in range(3)]))
+    assert not torch.equal(first["mixture"], batches[0][0]["mixture"])
 
 
 def test_lazy_reading_matches_preloaded(songs, tmp_path):
@@ -355,7 +359,7 @@ def test_degrade_true_uses_the_mastering_module(songs):
     degrade = pytest.importorskip("msr_lib.degrade")
     if not hasattr(degrade, "degrade_mix"):
         pytest.skip("msr_lib.degrade.degrade_mix has not landed yet")
-    ds = dataset(songs, degrade=True, sample_rate=SR, chunk_seconds=0.5, length=2)
+    ds = dataset(songs, degrade=True, sample_rate=44100, chunk_seconds=0.5, length=2)
     item = ds[0]
     assert item["mixture"].shape == item["clean_mixture"].shape
     assert torch.isfinite(item["mixture"]).all()
