@@ -451,7 +451,10 @@ class MultitrackDataset(_TorchDataset):
        that has that stem, at its own random start (cross-song remixing);
     3. each stem is scaled by a random gain drawn uniformly in ``gain_db``;
     4. ``degrade=True`` masters the stems with :func:`msr_lib.degrade.degrade_mix`; a callable
-       ``degrade(stems: dict[str, ndarray], sample_rate, rng) -> ndarray (2, T)`` is used as is.
+       ``degrade(stems: dict[str, ndarray], sample_rate, rng) -> ndarray (2, T)`` is used as is. Either gets only
+       the stems present in the chunk (absent ones would be zeros) and its own seeded generator. Mastering
+       normalises loudness, so the degraded ``mixture`` is not on the scale of ``targets``: that mismatch is part
+       of the restoration task; a model that needs matching scales can compare against ``clean_mixture``.
 
     Stems a song has but that are not requested fold into ``other`` when ``other`` is requested (with
     :data:`~msr_lib.stems.FOUR_STEMS`, guitars + keyboards + … become ``other``); when ``other`` is not requested
@@ -608,6 +611,7 @@ class MultitrackDataset(_TorchDataset):
 
         targets = np.zeros((n_stems, 2, self.chunk_samples), dtype=np.float32)
         active = np.zeros(n_stems, dtype=bool)
+        present = np.zeros(n_stems, dtype=bool)
         for t in range(n_stems):
             remix, song_pick, start, gain = draws[t]
             song, start_fraction = base_song, base_start
@@ -617,6 +621,7 @@ class MultitrackDataset(_TorchDataset):
             chunk = self._chunk(song, t, start_fraction)
             if chunk is None:
                 continue
+            present[t] = True
             targets[t] = chunk * np.float32(10.0 ** ((low + gain * (high - low)) / 20.0))
             power = float(np.mean(np.square(targets[t], dtype=np.float64)))
             active[t] = 10.0 * math.log10(power + 1e-20) > self.silent_threshold_db
@@ -626,7 +631,7 @@ class MultitrackDataset(_TorchDataset):
             mixture = clean_mixture
         else:
             degrade_rng = np.random.default_rng([self.seed, self.epoch, int(index), 1])
-            mixture = self._degrade({s: targets[i] for i, s in enumerate(self.stems)}, degrade_rng)
+            mixture = self._degrade({s: targets[i] for i, s in enumerate(self.stems) if present[i]}, degrade_rng)
         return {
             "mixture": torch.from_numpy(np.ascontiguousarray(mixture, dtype=np.float32)),
             "targets": torch.from_numpy(targets),
