@@ -1,0 +1,289 @@
+"""Production effects, each usable alone: float32 ``(channels, samples)`` in, same shape and length out.
+
+Every parameter is keyword-only and plain (floats, ints, lists of dicts), so a chain of effects can be written to
+JSON and replayed exactly. Filters and level logic are our own numpy/scipy code; compression, reverb and the MP3
+codec come from pedalboard; resampling from soxr.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pedalboard
+import scipy.ndimage
+import scipy.signal
+
+from msr_lib.audio import check_audio, loudness_lufs, resample, true_peak_dbtp
+from msr_lib.errors import AudioError, MSRError
+
+#: Largest gain :func:`normalize_loudness` applies. A near-silent chunk is raised at most this much instead of
+#: being blown up to the target; a silent one (loudness −inf) is left untouched.
+MAX_LOUDNESS_GAIN_DB = 40.0
+#: ITU-R BS.1770 gating block; shorter signals are measured by repeating them periodically up to one block.
+LOUDNESS_BLOCK_S = 0.4
+EQ_KINDS = ("peak", "low_shelf", "high_shelf", "high_pass", "low_pass")
+
+
+def _as_audio(audio) -> np.ndarray:
+    return np.ascontiguousarray(check_audio(audio), dtype=np.float32)
+
+
+def _fit_length(audio: np.ndarray, length: int) -> np.ndarray:
+    """Trim or zero-pad the time axis to ``length`` (resamplers and codecs may be off by a few samples)."""
+    if audio.shape[-1] > length:
+        return audio[..., :length]
+    if audio.shape[-1] < length:
+        return np.pad(audio, ((0, 0), (0, length - audio.shape[-1])))
+    return audio
+
+
+def db_to_gain(gain_db: float) -> float:
+    return float(10.0 ** (gain_db / 20.0))
+
+
+# ---------------------------------------------------------------- equaliser
+
+def biquad_sos(kind: str, freq_hz: float, sample_rate: int, *, gain_db: float = 0.0, q: float = 0.707) -> np.ndarray:
+    """One second-order section ``[b0, b1, b2, 1, a1, a2]`` from the RBJ Audio-EQ-Cookbook formulas.
+
+    ``kind`` is one of :data:`EQ_KINDS`; ``gain_db`` is ignored by the pass filters. Frequencies are clamped
+    below 0.45 × the sample rate.
+    """
+    if kind not in EQ_KINDS:
+        raise MSRError(f"unknown EQ band kind {kind!r}; expected one of {', '.join(EQ_KINDS)}")
+    if q <= 0 or freq_hz <= 0:
+        raise MSRError(f"EQ band needs a positive frequency and Q, got freq_hz={freq_hz}, q={q}")
+    w0 = 2 * math.pi * min(freq_hz, 0.45 * sample_rate) / sample_rate
+    cos_w, alpha = math.cos(w0), math.sin(w0) / (2 * q)
+    amp = 10.0 ** (gain_db / 40.0)
+    if kind == "peak":
+        b = [1 + alpha * amp, -2 * cos_w, 1 - alpha * amp]
+        a = [1 + alpha / amp, -2 * cos_w, 1 - alpha / amp]
+    elif kind in ("low_shelf", "high_shelf"):
+        sign = 1 if kind == "low_shelf" else -1  # the two shelves are mirror images in cos(w0)
+        root = 2 * math.sqrt(amp) * alpha
+        b = [amp * ((amp + 1) - sign * (amp - 1) * cos_w + root),
+             sign * 2 * amp * ((amp - 1) - sign * (amp + 1) * cos_w),
+             amp * ((amp + 1) - sign * (amp - 1) * cos_w - root)]
+        a = [(amp + 1) + sign * (amp - 1) * cos_w + root,
+             -sign * 2 * ((amp - 1) + sign * (amp + 1) * cos_w),
+             (amp + 1) + sign * (amp - 1) * cos_w - root]
+    elif kind == "low_pass":
+        b = [(1 - cos_w) / 2, 1 - cos_w, (1 - cos_w) / 2]
+        a = [1 + alpha, -2 * cos_w, 1 - alpha]
+    else:  # high_pass
+        b = [(1 + cos_w) / 2, -(1 + cos_w), (1 + cos_w) / 2]
+        a = [1 + alpha, -2 * cos_w, 1 - alpha]
+    return np.array([b[0], b[1], b[2], a[0], a[1], a[2]]) / a[0]
+
+
+def equalize(audio, sample_rate: int, *, bands) -> np.ndarray:
+    """Parametric/graphic EQ: a cascade of biquads, one per band.
+
+    ``bands``: list of dicts ``{"kind": "peak"|"low_shelf"|"high_shelf"|"high_pass"|"low_pass", "freq_hz": …,
+    "gain_db": … (peaks and shelves), "q": …}``.
+    """
+    audio = _as_audio(audio)
+    if not bands:
+        return audio.copy()
+    sos = np.stack([biquad_sos(b["kind"], b["freq_hz"], sample_rate, gain_db=b.get("gain_db", 0.0),
+                               q=b.get("q", 0.707)) for b in bands])
+    return scipy.signal.sosfilt(sos.astype(np.float32), audio, axis=-1).astype(np.float32, copy=False)
+
+
+def high_pass(audio, sample_rate: int, *, cutoff_hz: float, order: int = 2) -> np.ndarray:
+    """Zero-phase Butterworth high-pass (run forward and backward, so the slope doubles and nothing shifts in time)."""
+    audio = _as_audio(audio)
+    sos = scipy.signal.butter(order, cutoff_hz, btype="highpass", fs=sample_rate, output="sos")
+    padlen = 3 * (2 * len(sos) + 1)
+    if audio.shape[-1] <= padlen:
+        return scipy.signal.sosfilt(sos, audio, axis=-1).astype(np.float32)
+    return scipy.signal.sosfiltfilt(sos, audio, axis=-1).astype(np.float32)
+
+
+# ---------------------------------------------------------------- dynamics, colour, space, bandwidth
+
+def compress(audio, sample_rate: int, *, threshold_db: float, ratio: float, attack_ms: float, release_ms: float,
+             makeup_db: float = 0.0) -> np.ndarray:
+    """Feed-forward compressor (pedalboard): gain reduction above ``threshold_db`` (dBFS) by ``ratio``, then makeup gain."""
+    audio = _as_audio(audio)
+    if ratio < 1:
+        raise MSRError(f"compressor ratio must be >= 1, got {ratio}")
+    board = pedalboard.Compressor(threshold_db=threshold_db, ratio=ratio, attack_ms=attack_ms, release_ms=release_ms)
+    out = board(audio, sample_rate)
+    if makeup_db:
+        out *= np.float32(db_to_gain(makeup_db))
+    return out
+
+
+def saturate(audio, sample_rate: int | None = None, *, drive_db: float, mix: float = 1.0) -> np.ndarray:
+    """tanh soft clipping: ``tanh(g·x) / g`` with ``g`` = ``drive_db`` as gain.
+
+    Dividing by ``g`` keeps quiet passages at unity, so the drive only bends the loud parts (odd harmonics);
+    ``mix`` blends with the dry signal. ``sample_rate`` is accepted for a uniform effect signature and unused.
+    """
+    audio = _as_audio(audio)
+    drive = np.float32(db_to_gain(drive_db))
+    wet = np.tanh(audio * drive) / drive
+    if mix >= 1.0:
+        return wet.astype(np.float32, copy=False)
+    return (mix * wet + (1.0 - mix) * audio).astype(np.float32)
+
+
+def add_reverb(audio, sample_rate: int, *, room_size: float, damping: float, wet: float,
+               width: float = 1.0) -> np.ndarray:
+    """Algorithmic (Freeverb-style) reverb from pedalboard; the dry path stays at unity, ``wet`` sets the return level.
+
+    The tail is cut at the input's length.
+    """
+    audio = _as_audio(audio)
+    # pedalboard/JUCE scale dry by 2, so dry_level=0.5 is unity.
+    board = pedalboard.Reverb(room_size=room_size, damping=damping, wet_level=wet, dry_level=0.5, width=width)
+    return board(audio, sample_rate)
+
+
+def band_limit(audio, sample_rate: int, *, rate: int | None = None, cutoff_hz: float | None = None) -> np.ndarray:
+    """Band-limit by resampling to a low ``rate`` (or ``2·cutoff_hz``) and back with soxr; time-aligned, same length."""
+    audio = _as_audio(audio)
+    if (rate is None) == (cutoff_hz is None):
+        raise MSRError("band_limit needs exactly one of rate= or cutoff_hz=")
+    low_rate = int(round(rate if rate is not None else 2 * cutoff_hz))
+    if low_rate >= sample_rate:
+        return audio.copy()
+    if low_rate < 1000:
+        raise MSRError(f"band_limit rate must be at least 1000 Hz, got {low_rate}")
+    down = resample(audio, sample_rate, low_rate)
+    return _fit_length(resample(down, low_rate, sample_rate), audio.shape[-1])
+
+
+# ---------------------------------------------------------------- loudness and true peak
+
+def measure_loudness_lufs(audio, sample_rate: int) -> float:
+    """Integrated loudness (LUFS) via :func:`msr_lib.audio.loudness_lufs`; −inf for silence.
+
+    Signals shorter than one 400 ms block are repeated periodically up to a block (zero-padding would read them
+    too quiet and make the normaliser overshoot).
+    """
+    audio = np.asarray(audio)
+    block = int(LOUDNESS_BLOCK_S * sample_rate) + 1
+    if 0 < audio.shape[-1] < block:
+        audio = np.tile(audio, (1, -(-block // audio.shape[-1])))
+    return loudness_lufs(audio, sample_rate)
+
+
+def loudness_gain_db(audio, sample_rate: int, target_lufs: float, *, max_gain_db: float = MAX_LOUDNESS_GAIN_DB) -> float:
+    """Gain (dB) that brings ``audio`` to ``target_lufs``: 0 for silence, at most ``max_gain_db``."""
+    lufs = measure_loudness_lufs(audio, sample_rate)
+    if not math.isfinite(lufs):
+        return 0.0
+    return float(min(target_lufs - lufs, max_gain_db))
+
+
+def normalize_loudness(audio, sample_rate: int, target_lufs: float = -14.0, *,
+                       max_gain_db: float = MAX_LOUDNESS_GAIN_DB) -> np.ndarray:
+    """Static gain to ``target_lufs`` integrated loudness (BS.1770, pyloudnorm); silent input comes back unchanged,
+    and the gain is capped at ``max_gain_db`` so a near-silent chunk is not blown up to full level."""
+    audio = _as_audio(audio)
+    return audio * np.float32(db_to_gain(loudness_gain_db(audio, sample_rate, target_lufs, max_gain_db=max_gain_db)))
+
+
+def _true_peak_per_sample(audio: np.ndarray, sample_rate: int, oversample: int = 4) -> np.ndarray:
+    """Stereo-linked peak magnitude around each sample, from the same soxr 4× oversampling as
+    :func:`msr_lib.audio.true_peak_dbtp`."""
+    n = audio.shape[-1]
+    up = np.abs(resample(audio, sample_rate, sample_rate * oversample)).max(axis=0)
+    up = _fit_length(up[None, :], n * oversample)[0]
+    peak = np.maximum(up.reshape(n, oversample).max(axis=1), np.abs(audio).max(axis=0))
+    # ±1 sample of slack covers the resampler's sub-sample alignment.
+    return scipy.ndimage.maximum_filter1d(peak, size=3, mode="nearest")
+
+
+def _forward_max(values: np.ndarray, window: int) -> np.ndarray:
+    """Max over ``[n, n + window - 1]`` for each n (zeros beyond the end)."""
+    if window <= 1:
+        return values
+    padded = scipy.ndimage.maximum_filter1d(np.pad(values, (0, window)), size=window, mode="constant")
+    return padded[window // 2: window // 2 + values.size]
+
+
+def limit_true_peak(audio, sample_rate: int, ceiling_dbtp: float = -1.0, *, release_ms: float = 50.0,
+                    lookahead_ms: float = 1.0, input_gain_db: float = 0.0) -> np.ndarray:
+    """Look-ahead true-peak limiter (our numpy design): output true peak ≤ ``ceiling_dbtp`` (4× oversampled).
+
+    ``input_gain_db`` is applied first (a limiter's drive). Gain reduction in dB is computed per sample from the
+    4×-oversampled peak, held across the look-ahead window, released linearly in dB (one neper, 8.7 dB, per
+    ``release_ms``) and smoothed over the look-ahead, so it has fully arrived when the peak does. A final static
+    trim catches inter-sample overshoot of the gain-modulated signal. Material under the ceiling passes untouched.
+    """
+    audio = _as_audio(audio)
+    return TruePeakLimiter(audio, sample_rate).limit(ceiling_dbtp, release_ms=release_ms, lookahead_ms=lookahead_ms,
+                                                     input_gain_db=input_gain_db)
+
+
+class TruePeakLimiter:
+    """The limiter of :func:`limit_true_peak` with the oversampled peak analysis done once, so a loudness
+    search can try several input gains cheaply."""
+
+    def __init__(self, audio: np.ndarray, sample_rate: int):
+        self.audio = _as_audio(audio)
+        self.sample_rate = sample_rate
+        self.peak_db = 20.0 * np.log10(np.maximum(_true_peak_per_sample(self.audio, sample_rate), 1e-12))
+
+    def limit(self, ceiling_dbtp: float = -1.0, *, release_ms: float = 50.0, lookahead_ms: float = 1.0,
+              input_gain_db: float = 0.0) -> np.ndarray:
+        sample_rate = self.sample_rate
+        reduction_db = np.maximum(self.peak_db + (input_gain_db - ceiling_dbtp), 0.0)
+        gain = np.float32(db_to_gain(input_gain_db))
+        if reduction_db.max() <= 0:
+            return self.audio * gain
+        window = max(1, int(round(lookahead_ms * 1e-3 * sample_rate)))
+        ahead = _forward_max(reduction_db, window)
+        steps = np.arange(ahead.size, dtype=np.float64)
+        per_sample_db = 20.0 * math.log10(math.e) / max(release_ms * 1e-3 * sample_rate, 1.0)
+        released = np.maximum.accumulate(ahead + per_sample_db * steps) - per_sample_db * steps
+        # before the start, hold the first value: the gain must already be down for a peak at sample 0
+        cumulative = np.cumsum(np.concatenate([np.full(window, released[0]), released]))
+        smoothed_db = (cumulative[window:] - cumulative[:-window]) / window  # mean over [n - window + 1, n]
+        out = self.audio * (10.0 ** ((input_gain_db - smoothed_db) / 20.0)).astype(np.float32)
+        excess = true_peak_dbtp(out, sample_rate) - ceiling_dbtp
+        if excess > -0.01:
+            out *= np.float32(db_to_gain(-excess - 0.02))
+        return out
+
+
+# ---------------------------------------------------------------- lossy codec
+
+def mp3_codec(audio, sample_rate: int, *, vbr_quality: float) -> np.ndarray:
+    """Encode and decode as MP3 (LAME VBR via pedalboard; quality 0 = best … 10 = worst); same length, aligned.
+
+    Rates LAME does not take are resampled to 44.1 kHz and back.
+    """
+    audio = _as_audio(audio)
+    codec = pedalboard.MP3Compressor(vbr_quality=float(vbr_quality))
+    try:
+        out = codec(audio, sample_rate)
+    except ValueError:
+        coded = codec(resample(audio, sample_rate, 44_100), 44_100)
+        out = resample(coded, 44_100, sample_rate)
+    return _fit_length(np.ascontiguousarray(out, dtype=np.float32), audio.shape[-1])
+
+
+#: Effects by name, all callable as ``fn(audio, sample_rate, **params)`` (what a chain record replays).
+EFFECTS = {
+    "equalize": equalize,
+    "high_pass": high_pass,
+    "compress": compress,
+    "saturate": saturate,
+    "add_reverb": add_reverb,
+    "band_limit": band_limit,
+    "normalize_loudness": normalize_loudness,
+    "limit_true_peak": limit_true_peak,
+    "mp3_codec": mp3_codec,
+}
+
+
+def apply_effect(audio, sample_rate: int, effect: str, params: dict) -> np.ndarray:
+    """Run one named effect from :data:`EFFECTS` with its parameter dict."""
+    if effect not in EFFECTS:
+        raise AudioError(f"unknown effect {effect!r}; expected one of {', '.join(EFFECTS)}")
+    return EFFECTS[effect](audio, sample_rate, **params)
