@@ -1,0 +1,103 @@
+"""Many songs on disk: ``<out>/<song_id>/<stem>.flac``, ``mix.flac`` and ``song.json``, rendered in parallel.
+
+Each song folder is written atomically, so an interrupted run never leaves a half-written song behind.
+"""
+from __future__ import annotations
+
+import json
+import os
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from msr_lib.audio import atomic_output_dir, save_audio
+from msr_lib.data.synth.song import check_request, render_song
+from msr_lib.errors import MSRError
+
+
+def song_seed(seed: int, index: int) -> int:
+    """The seed of song ``index`` of a run with base ``seed`` (independent streams per song)."""
+    return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1, dtype=np.uint32)[0])
+
+
+def song_id(seed: int, index: int) -> str:
+    return f"song_{index:05d}_s{seed}"
+
+
+def song_source(source: str, index: int) -> str:
+    """``mixed`` alternates procedural (even indices) and corpus (odd indices) songs."""
+    if source == "mixed":
+        return "corpus" if index % 2 else "procedural"
+    return source
+
+
+def write_song(out_dir, seed: int, index: int, seconds: float, source: str, soundfont: str) -> Path:
+    """Render song ``index`` and write its folder atomically; returns the folder."""
+    folder = Path(out_dir) / song_id(seed, index)
+    song = render_song(song_seed(seed, index), seconds, source=song_source(source, index), soundfont=soundfont)
+    info = {"song_id": folder.name, "index": index, "base_seed": int(seed), **song.info}
+    with atomic_output_dir(folder) as tmp:
+        for stem, audio in song.stems.items():
+            save_audio(tmp / f"{stem}.flac", audio, song.sample_rate)
+        save_audio(tmp / "mix.flac", song.mix, song.sample_rate)
+        (tmp / "song.json").write_text(json.dumps(info, indent=1))
+    return folder
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    for parent in [out_dir, *out_dir.parents]:
+        if parent.exists():
+            if not parent.is_dir():
+                raise MSRError(f"{parent}: exists and is not a folder")
+            if not os.access(parent, os.W_OK):
+                raise MSRError(f"{parent}: folder is not writable")
+            return
+
+
+def synthesize_songs(out_dir, *, songs: int, seconds: float, seed: int, source: str = "procedural", soundfont=None,
+                     workers: int | None = None, progress: bool = True) -> list[Path]:
+    """Render ``songs`` songs of ``seconds`` seconds into ``out_dir/<song_id>/`` and return their folders.
+
+    ``workers`` processes render in parallel (default: CPU count; 1 renders in this process).
+    """
+    from msr_lib.data.synth.render import find_soundfont, load_soundfont
+
+    if not isinstance(songs, (int, np.integer)) or songs < 1:
+        raise MSRError(f"songs must be at least 1, got {songs!r}")
+    check_request(seconds, source)
+    if workers is not None and workers < 1:
+        raise MSRError(f"workers must be at least 1, got {workers!r}")
+    out_dir = Path(out_dir)
+    _check_out_dir(out_dir)
+    font = find_soundfont(soundfont)
+    load_soundfont(font)                     # a corrupt SoundFont fails here, before any folder is made
+    if source != "procedural":
+        from msr_lib.data.synth.corpus import piece_paths
+
+        if not piece_paths("chorale"):
+            raise MSRError("source 'corpus' needs the music21 corpus, which is not installed")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    workers = min(workers or os.cpu_count() or 1, songs)
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=songs, desc="synth songs", unit="song", disable=not progress)
+    args = [(out_dir, seed, i, float(seconds), source, str(font)) for i in range(songs)]
+    try:
+        if workers == 1:
+            paths = []
+            for a in args:
+                paths.append(write_song(*a))
+                bar.update()
+            return paths
+        import multiprocessing
+
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [pool.submit(write_song, *a) for a in args]
+            paths = []
+            for f in futures:
+                paths.append(f.result())
+                bar.update()
+            return paths
+    finally:
+        bar.close()

@@ -1,0 +1,147 @@
+"""SoundFont discovery and sample-accurate, dry rendering of one note part with TinySoundFont.
+
+Each SoundFont is loaded once per process and its synthesiser reused for every stem: :func:`render_part` resets
+all voices and channels before a part, so nothing rings over from the previous stem, and splits the rendering at
+every note event, so events land on their exact sample.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from msr_lib.audio import SAMPLE_RATE
+from msr_lib.errors import MSRError
+
+#: Where Linux distributions install General-MIDI SoundFonts, best first.
+SYSTEM_SOUNDFONTS = (
+    "/usr/share/sounds/sf2/FluidR3_GM.sf2",
+    "/usr/share/soundfonts/FluidR3_GM.sf2",
+    "/usr/share/sounds/sf2/default-GM.sf2",
+    "/usr/share/soundfonts/default.sf2",
+    "/usr/share/sounds/sf3/MuseScore_General.sf3",
+    "/usr/share/sounds/sf2/TimGM6mb.sf2",
+)
+#: The avldrums.lv2 acoustic kit (GM drum map), used for the drum stem where installed.
+AVL_DRUMS_SOUNDFONTS = (
+    "/usr/share/sounds/sf2/avldrums/BlackPearl.sf2",
+    "/usr/lib/lv2/avldrums.lv2/BlackPearl.sf2",
+    "/usr/share/avldrums/BlackPearl.sf2",
+)
+ENV_VAR = "MSR_SOUNDFONT"
+
+#: GM drum kits (bank 128 presets) by style, tried in order; preset 0 (Standard) always exists.
+STYLE_DRUM_KITS = {"electronic": (25, 24), "rock": (16, 8), "bossa": (40, 32), "ballad": (8, 0), "shuffle": (32, 0)}
+
+
+def bundled_soundfont() -> Path:
+    """``TimGM6mb.sf2`` shipped inside the ``pretty_midi`` package (small, always available)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("pretty_midi")
+    if spec is None or not spec.origin:
+        raise MSRError("no SoundFont found: install fluid-soundfont-gm or the pretty_midi package")
+    return Path(spec.origin).parent / "TimGM6mb.sf2"
+
+
+def find_soundfont(explicit=None) -> Path:
+    """The SoundFont to render with: ``explicit`` if given, else ``$MSR_SOUNDFONT``, else the best installed one
+    (FluidR3_GM from Debian's ``fluid-soundfont-gm`` …), else ``pretty_midi``'s ``TimGM6mb.sf2``."""
+    if explicit is not None:
+        path = Path(explicit).expanduser()
+        if not path.exists():
+            raise MSRError(f"{path}: no such SoundFont file")
+        if not path.is_file():
+            raise MSRError(f"{path}: is not a file, expected a .sf2/.sf3 SoundFont")
+        return path
+    if os.environ.get(ENV_VAR):
+        return find_soundfont(os.environ[ENV_VAR])
+    for candidate in SYSTEM_SOUNDFONTS:
+        if Path(candidate).is_file():
+            return Path(candidate)
+    return bundled_soundfont()
+
+
+def find_drum_soundfont() -> Path | None:
+    """The avldrums.lv2 acoustic drum kit where installed, else ``None``."""
+    for candidate in AVL_DRUMS_SOUNDFONTS:
+        if Path(candidate).is_file():
+            return Path(candidate)
+    return None
+
+
+_LOADED: dict[str, tuple] = {}
+
+
+def load_soundfont(path) -> tuple:
+    """``(synth, sfid)`` for a SoundFont, loaded once per process (FluidR3 takes ~1 s and 150 MB)."""
+    key = str(Path(path).resolve())
+    if key not in _LOADED:
+        import tinysoundfont
+
+        synth = tinysoundfont.Synth(gain=0.0, samplerate=SAMPLE_RATE)
+        try:
+            sfid = synth.sfload(key, max_voices=256)
+        except Exception as exc:  # tinysoundfont raises SoundFontException or RuntimeError on bad files
+            raise MSRError(f"{path}: cannot load SoundFont ({type(exc).__name__}: {exc})") from None
+        if not synth.sfpreset_name(sfid, 0, 0):
+            raise MSRError(f"{path}: SoundFont has no General-MIDI piano (bank 0, preset 0)")
+        _LOADED[key] = (synth, sfid)
+    return _LOADED[key]
+
+
+def _select(synth, sfid, channel: int, program: int, is_drums: bool, kits=()) -> int:
+    """Select a program (for drums: the first kit of ``kits`` the SoundFont has, else Standard); returns it."""
+    choices = list(kits) + [program] if is_drums else [program]
+    for preset in choices:
+        bank = 128 if is_drums else 0
+        if synth.sfpreset_name(sfid, bank, preset):
+            synth.program_select(channel, sfid, 0, preset, is_drums)
+            return preset
+    synth.program_select(channel, sfid, 0, 0, is_drums)
+    return 0
+
+
+def _events(notes, n_samples: int) -> list[tuple[int, int, int, int]]:
+    """(sample, on?, pitch, velocity) sorted; a note ends before the next note of the same pitch starts."""
+    by_pitch: dict[int, list] = {}
+    for note in notes:
+        by_pitch.setdefault(note.pitch, []).append(note)
+    events = []
+    for pitch in sorted(by_pitch):
+        seq = sorted(by_pitch[pitch], key=lambda n: (n.start, n.end))
+        for k, note in enumerate(seq):
+            start = int(round(note.start * SAMPLE_RATE))
+            end = int(round(note.end * SAMPLE_RATE))
+            if k + 1 < len(seq):
+                end = min(end, int(round(seq[k + 1].start * SAMPLE_RATE)))
+            if start >= n_samples or end <= start:
+                continue
+            events.append((start, 1, pitch, note.velocity))
+            if end < n_samples:
+                events.append((end, 0, pitch, 0))
+    events.sort()
+    return events
+
+
+def render_part(part, n_samples: int, soundfont, *, drum_kits=()) -> tuple[np.ndarray, int]:
+    """Render one part dry to ``(2, n_samples)`` float32; returns the audio and the program/kit actually used."""
+    synth, sfid = load_soundfont(soundfont)
+    synth.soundfonts[sfid].reset()
+    channel = 9 if part.is_drums else 0
+    program = _select(synth, sfid, channel, part.program or 0, part.is_drums, drum_kits)
+    out = np.zeros((n_samples, 2), dtype=np.float32)
+    pos = 0
+    for sample, on, pitch, velocity in _events(part.notes, n_samples):
+        if sample > pos:
+            synth.generate_simple(sample - pos, buffer=memoryview(out[pos:sample]).cast("B"))
+            pos = sample
+        if on:
+            synth.noteon(channel, pitch, velocity)
+        else:
+            synth.noteoff(channel, pitch)
+    if pos < n_samples:
+        synth.generate_simple(n_samples - pos, buffer=memoryview(out[pos:]).cast("B"))
+    synth.soundfonts[sfid].reset()
+    return np.ascontiguousarray(out.T), program

@@ -1,0 +1,149 @@
+"""One song in memory: arrange, render every stem, set levels and pans, normalise, quantise, sum.
+
+The mix is the exact sum of the stems even after a 24-bit FLAC round trip: the song is scaled so that the mix and
+every stem peak at or below −1 dBFS, every stem is rounded to the 24-bit grid, and only then summed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from msr_lib.audio import SAMPLE_RATE
+from msr_lib.errors import MSRError
+from msr_lib.stems import INSTRUMENT_STEMS
+
+SOURCES = ("procedural", "corpus", "mixed")
+PEAK_DBFS = -1.0
+_REFERENCE_RMS = 0.1          # RMS of a stem at level 0 dB, before the song is normalised
+_FADE_OUT_SECONDS = 0.05
+
+
+@dataclass
+class Song:
+    """A rendered song: stems in canonical order (float32, ``(2, samples)``), their exact sum and the facts."""
+
+    stems: dict[str, np.ndarray]
+    mix: np.ndarray
+    info: dict
+    sample_rate: int = SAMPLE_RATE
+
+
+def check_request(seconds: float, source: str) -> None:
+    if not isinstance(seconds, (int, float)) or not np.isfinite(seconds) or seconds <= 0:
+        raise MSRError(f"seconds must be a positive number, got {seconds!r}")
+    if source not in SOURCES:
+        raise MSRError(f"unknown source {source!r}; choose one of {', '.join(SOURCES)}")
+
+
+def arrange(seed: int, seconds: float, source: str):
+    """The arrangement for a seed: procedural, from the music21 corpus, or (``mixed``) either by seed parity."""
+    if source == "mixed":
+        source = "corpus" if seed % 2 else "procedural"
+    rng = np.random.default_rng(seed)
+    if source == "corpus":
+        from msr_lib.data.synth.corpus import arrange_corpus_piece
+
+        return arrange_corpus_piece(seed, seconds, rng)
+    from msr_lib.data.synth.arrangement import compose
+
+    return compose(seed, seconds, rng)
+
+
+def render_song(seed: int, seconds: float, *, source: str = "procedural", soundfont=None) -> Song:
+    """Compose and render one song in memory (for notebooks); the same seed always gives the same samples."""
+    from msr_lib.data.synth.render import find_soundfont, load_soundfont
+
+    check_request(seconds, source)
+    path = find_soundfont(soundfont)
+    load_soundfont(path)
+    return render_arrangement(arrange(int(seed), float(seconds), source), path)
+
+
+def _pan_gains(pan: float) -> tuple[float, float]:
+    """Constant-power pan law, unity gain in the centre."""
+    angle = (pan + 1.0) * np.pi / 4.0
+    return float(np.cos(angle) * np.sqrt(2.0)), float(np.sin(angle) * np.sqrt(2.0))
+
+
+def _active_rms(audio: np.ndarray) -> float:
+    """RMS over the 50 ms frames where the stem plays (so sparse parts are not pushed up)."""
+    mono = audio.mean(axis=0)
+    frame = SAMPLE_RATE // 20
+    n = mono.size // frame
+    if n == 0:
+        return float(np.sqrt(np.mean(mono ** 2)))
+    power = (mono[: n * frame].reshape(n, frame).astype(np.float64) ** 2).mean(axis=1)
+    active = power[power > power.max() * 1e-3]
+    return float(np.sqrt(active.mean())) if active.size else 0.0
+
+
+def render_arrangement(arr, soundfont) -> Song:
+    """Render an :class:`~msr_lib.data.synth.arrangement.Arrangement` to stems and mix."""
+    from msr_lib import __version__
+    from msr_lib.data.synth.render import STYLE_DRUM_KITS, find_drum_soundfont, load_soundfont, render_part
+    from msr_lib.data.synth.voice import sing
+
+    n = int(round(arr.seconds * SAMPLE_RATE))
+    drum_font = find_drum_soundfont()
+    stems: dict[str, np.ndarray] = {}
+    used: dict[str, int | None] = {}
+    names: dict[str, str] = {}
+    fade = np.linspace(1.0, 0.0, min(int(_FADE_OUT_SECONDS * SAMPLE_RATE), n), dtype=np.float32)
+    for stem in INSTRUMENT_STEMS:
+        part = arr.parts.get(stem)
+        if part is None:
+            continue
+        if stem == "vocals":
+            voice_rng = np.random.default_rng([arr.seed, 0x766F78])
+            mono = sing(part.notes, n, voice_rng, **part.voice)
+            audio, used[stem] = np.stack([mono, mono]), None
+            names[stem] = "msr_lib formant singing voice"
+        else:
+            font = drum_font if (stem == "drums" and drum_font is not None) else soundfont
+            kits = STYLE_DRUM_KITS.get(arr.style, ()) if stem == "drums" else ()
+            audio, used[stem] = render_part(part, n, font, drum_kits=kits)
+            font_synth, font_id = load_soundfont(font)
+            names[stem] = (font_synth.sfpreset_name(font_id, 128 if part.is_drums else 0, used[stem]) or "").strip()
+        audio[:, n - fade.size:] *= fade
+        rms = _active_rms(audio)
+        if rms < 1e-5:
+            continue                                    # nothing audible inside the song: the stem is omitted
+        left, right = _pan_gains(part.pan)
+        gain = _REFERENCE_RMS * 10 ** (part.level_db / 20) / rms
+        stems[stem] = (audio * np.array([[gain * left], [gain * right]], dtype=np.float32)).astype(np.float32)
+    if not stems:
+        raise MSRError(f"seed {arr.seed}: the arrangement produced no audible stem")
+
+    mix = np.sum([s.astype(np.float64) for s in stems.values()], axis=0)
+    peak = max(np.abs(mix).max(), max(np.abs(s).max() for s in stems.values()))
+    scale = 10 ** (PEAK_DBFS / 20) * (1 - 1e-5) / peak
+    grid = 2.0 ** 23
+    stems = {k: (np.round(v.astype(np.float64) * scale * grid) / grid).astype(np.float32) for k, v in stems.items()}
+    mix = np.sum([s.astype(np.float64) for s in stems.values()], axis=0).astype(np.float32)
+
+    instruments = {}
+    for stem, part in arr.parts.items():
+        if stem not in stems:
+            continue
+        instruments[stem] = {"program": used[stem], "program_name": names[stem], "is_drums": part.is_drums,
+                             "role": part.role, "level_db": round(part.level_db, 2), "pan": round(part.pan, 3),
+                             "notes": sum(1 for x in part.notes if x.start < arr.seconds)}
+    drum_notes = {stem: sorted({x.pitch for x in arr.parts[stem].notes if x.start < arr.seconds})
+                  for stem in ("drums", "percussion") if stem in stems}
+    info = {
+        "generator": "msr_lib.data.synth", "library_version": __version__, "seed": arr.seed, "source": arr.source,
+        "piece": arr.piece, "style": arr.style, "tempo": arr.tempo, "key": arr.key,
+        "meter": f"{arr.beats_per_bar}/4", "seconds": arr.seconds, "sample_rate": SAMPLE_RATE,
+        "stems": list(stems), "omitted": [s for s in INSTRUMENT_STEMS if s not in stems],
+        "chords": arr.chords, "sections": arr.sections, "instruments": instruments,
+        "programs": {s: v["program"] for s, v in instruments.items()}, "drum_notes": drum_notes,
+        "melody": [[round(x.start, 4), round(x.end, 4), x.pitch, x.syllable] for x in arr.parts["vocals"].notes
+                   if x.start < arr.seconds] if "vocals" in stems else [],
+        "voice": arr.parts["vocals"].voice if "vocals" in stems else None,
+        "sound_source": {"renderer": "tinysoundfont", "soundfont": str(soundfont),
+                         "drum_soundfont": str(drum_font) if drum_font and "drums" in stems else None,
+                         "vocals": "msr_lib.data.synth.voice (numpy formant synthesis)"},
+        "peak_dbfs": round(float(20 * np.log10(max(np.abs(mix).max(), 1e-12))), 3),
+    }
+    return Song(stems=stems, mix=mix, info=info)
