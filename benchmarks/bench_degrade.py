@@ -52,6 +52,7 @@ class StageTimer:
     def wrap(self, module, name, label=None):
         original = getattr(module, name)
         label = label or name
+        is_method = isinstance(module, type)
 
         def timed(*args, **kwargs):
             start = time.perf_counter()
@@ -61,7 +62,7 @@ class StageTimer:
                 self.seconds[label] += time.perf_counter() - start
                 self.calls[label] += 1
 
-        setattr(module, name, timed)
+        setattr(module, name, timed if not is_method else (lambda self, *a, **k: timed(self, *a, **k)))
         return original
 
 
@@ -92,6 +93,8 @@ def main() -> None:
         if hasattr(chain_module, name):
             setattr(chain_module, name, getattr(effect_module, name))
         del original
+    timer.wrap(effect_module.TruePeakLimiter, "__init__", "limiter: 4x true-peak analysis")
+    timer.wrap(effect_module.TruePeakLimiter, "limit", "limiter: gain curve + ceiling check")
     timer.wrap(chain_module, "loudness_gain_db", "loudness (measure, in chain)")
     timer.wrap(chain_module, "measure_loudness_lufs", "loudness (measure, in chain)")
     timer.wrap(degrade.mix, "measure_levels", "levels for the record (LUFS + dBTP)")

@@ -97,6 +97,11 @@ def test_loudness_normalisation_hits_target(seconds):
         assert abs(loudness_lufs(y, SR) - (-14.0)) < 0.1
 
 
+def test_fast_loudness_equals_pyloudnorm():
+    for audio in (noise(2.5, 0.1), plucks(1.3), noise(1.0, 0.1) * np.linspace(0, 1, SR, dtype=np.float32) ** 4):
+        assert abs(degrade.measure_loudness_lufs(audio, SR) - loudness_lufs(audio, SR)) < 1e-3
+
+
 def test_loudness_normalisation_of_silence_and_near_silence():
     silent = np.zeros((2, SR), np.float32)
     y = degrade.normalize_loudness(silent, SR, -14.0)
