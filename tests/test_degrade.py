@@ -160,7 +160,7 @@ def test_band_limit_removes_energy_above_cutoff_and_keeps_the_rest():
     assert band_energy_db(y, SR, 5000, 20000) < band_energy_db(x, SR, 5000, 20000) - 40
     assert abs(band_energy_db(y, SR, 500, 3000) - band_energy_db(x, SR, 500, 3000)) < 0.3
     assert _best_lag(x[0], y[0]) == 0
-    np.testing.assert_array_equal(degrade.band_limit(x, SR, rate=16000), y[:, :] * 0 + degrade.band_limit(x, SR, rate=16000))
+    np.testing.assert_array_equal(degrade.band_limit(x, SR, rate=8000), y)  # rate = 2 × cutoff
     with pytest.raises(MSRError):
         degrade.band_limit(x, SR)
 
@@ -226,7 +226,7 @@ def test_every_stem_effect_can_be_drawn_and_applied():
     seen = set()
     x = plucks(0.5)
     for _ in range(40):
-        chain = degrade.sample_stem_chain(rng, "Voc" if False else "vocals")
+        chain = degrade.sample_stem_chain(rng, "vocals")
         seen |= {step["effect"] for step in chain["effects"]}
         y = degrade.apply_stem_chain(x, SR, chain)
         assert y.shape == x.shape and np.all(np.isfinite(y))
