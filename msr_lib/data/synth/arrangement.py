@@ -76,7 +76,9 @@ class Arrangement:
 class Grid:
     """Maps (bar, step) positions to seconds, with swing and humanised timing."""
 
-    def __init__(self, tempo: float, beats_per_bar: int, swing: float, rng: np.random.Generator):
+    def __init__(self, tempo: float, beats_per_bar: int, swing: float, rng: np.random.Generator,
+                 offset: float = 0.0):
+        self.offset = offset             # seconds before bar 0 (a corpus piece's pickup)
         self.step_seconds = 60.0 / tempo / 4.0
         self.steps_per_bar = 4 * beats_per_bar
         self.swing = swing
@@ -84,7 +86,7 @@ class Grid:
 
     def time(self, bar: int, step: float, jitter: float = 0.0) -> float:
         swung = step + (self.swing if (step % 4) == 2 else 0.0)
-        t = (bar * self.steps_per_bar + swung) * self.step_seconds
+        t = self.offset + (bar * self.steps_per_bar + swung) * self.step_seconds
         if jitter:
             t += float(np.clip(self.rng.normal(0.0, jitter), -2.5 * jitter, 2.5 * jitter))
         return max(t, 0.0)

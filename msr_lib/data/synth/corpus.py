@@ -36,7 +36,7 @@ def piece_paths(kind: str) -> tuple[str, ...]:
 
 @functools.lru_cache(maxsize=16)
 def _read_piece(path: str) -> tuple:
-    """(voices as lists of (onset, length, midi) in quarter notes, beats per bar, pickup, length, metronome)."""
+    """(voices as lists of (onset, length, midi) in quarter notes, beats per bar, pickup length, length, metronome)."""
     from music21 import corpus, meter, tempo
 
     score = corpus.parse(path)
@@ -55,7 +55,7 @@ def _read_piece(path: str) -> tuple:
     signatures = list(score.recurse().getElementsByClass(meter.TimeSignature))
     beats = 3 if signatures and signatures[0].ratioString == "3/4" else 4     # 2/4, 4/4, 6/8 take a 4/4 groove
     measures = list(parts[0].getElementsByClass("Measure"))
-    pickup = float(measures[0].paddingLeft) if measures else 0.0
+    pickup = float(measures[0].duration.quarterLength) if measures and measures[0].paddingLeft else 0.0
     marks = list(score.recurse().getElementsByClass(tempo.MetronomeMark))
     bpm = float(marks[0].getQuarterBPM()) if marks and marks[0].number else None
     return voices, int(beats), pickup, float(score.highestTime), bpm
@@ -72,19 +72,19 @@ def arrange_corpus_piece(seed: int, seconds: float, rng: np.random.Generator) ->
     if kind == "chorale" or bpm is None or not 70 <= bpm <= 160:
         bpm = float(rng.integers(72, 101) if kind == "chorale" else rng.integers(90, 131))
     beat_seconds = 60.0 / bpm
-    loop = length + pickup
-    repeats = max(1, math.ceil(seconds / (loop * beat_seconds)))
+    loop = math.ceil(length / beats) * beats          # whole bars, so the groove stays on the downbeat when looping
+    repeats = max(1, math.ceil(seconds / (loop * beat_seconds)) + 1)
     style_names = ("waltz",) if beats == 3 else ("pop", "ballad", "rock", "bossa", "shuffle")
     style = STYLES[str(rng.choice(style_names))]
     if style.beats_per_bar != beats:
         style = STYLES["waltz"] if beats == 3 else STYLES["pop"]
-    grid = Grid(bpm, beats, 0.0, rng)
+    grid = Grid(bpm, beats, 0.0, rng, offset=pickup * beat_seconds)   # the band comes in after the pickup
 
     def to_notes(voice, transpose: int) -> list[Note]:
         out = []
         for r in range(repeats):
             for onset, ql, midi in voice:
-                start = (r * loop + pickup + onset) * beat_seconds
+                start = (r * loop + onset) * beat_seconds
                 if start < seconds:
                     out.append(Note(start, start + ql * beat_seconds * 0.95, midi + transpose, 0))
         return out
@@ -122,10 +122,10 @@ def arrange_corpus_piece(seed: int, seconds: float, rng: np.random.Generator) ->
 
     bar_seconds = beats * beat_seconds
     n_bars = int(math.ceil(seconds / bar_seconds)) + 1
-    all_notes = [(o + r * loop + pickup, q, m) for r in range(repeats) for v in voices[:4] for o, q, m in v]
+    all_notes = [(o + r * loop, q, m) for r in range(repeats) for v in voices[:4] for o, q, m in v]
     chords, bars = [], []
     for i in range(n_bars):
-        t = i * beats
+        t = pickup + i * beats
         sounding = sorted((m for o, q, m in all_notes if o <= t < o + q), key=int)
         if sounding:
             root = sounding[0] % 12
@@ -135,7 +135,7 @@ def arrange_corpus_piece(seed: int, seconds: float, rng: np.random.Generator) ->
         section = "verse" if (i // 4) % 2 == 0 else "chorus"
         bars.append(Bar(i, section, i % 4, 4, i // 8, chord, chord))
         if i * bar_seconds < seconds:
-            chords.append({"bar": i, "time": round(i * bar_seconds, 4), "chord": chord.name})
+            chords.append({"bar": i, "time": round(grid.offset + i * bar_seconds, 4), "chord": chord.name})
     stems = [s for s in ("vocals", "bass", "drums", "guitars", "keyboards", "synthesizers", "percussion",
                          "orchestral") if s in stems]
     parts: dict[str, Part] = {}
@@ -148,7 +148,7 @@ def arrange_corpus_piece(seed: int, seconds: float, rng: np.random.Generator) ->
             parts[stem] = fixed[stem]
     place_in_mix(rng, parts)
     key = _key_name(voices)
-    sections = [{"name": b.section, "start_bar": b.index, "bars": 4, "time": round(b.index * bar_seconds, 4)}
+    sections = [{"name": b.section, "start_bar": b.index, "bars": 4, "time": round(grid.offset + b.index * bar_seconds, 4)}
                 for b in bars if b.section_bar == 0 and b.index * bar_seconds < seconds]
     return Arrangement(seed=seed, seconds=seconds, source="corpus", style=style.name, tempo=bpm, beats_per_bar=beats,
                        key=key, chords=chords, sections=sections, parts=parts,

@@ -1,7 +1,8 @@
 """SoundFont discovery and sample-accurate, dry rendering of one note part with TinySoundFont.
 
-Each SoundFont is loaded once per process and its synthesiser reused for every stem: :func:`render_part` resets
-all voices and channels before a part, so nothing rings over from the previous stem, and splits the rendering at
+Each SoundFont is loaded once per process and its synthesiser reused for every stem: :func:`render_part` stops
+all voices after a part and renders their quick release away, so nothing rings over into the next stem (a real
+risk: TinySoundFont's reset fades voices out over ~10 ms rather than cutting them), and splits the rendering at
 every note event, so events land on their exact sample.
 """
 from __future__ import annotations
@@ -72,6 +73,7 @@ def find_drum_soundfont() -> Path | None:
 
 
 _LOADED: dict[str, tuple] = {}
+_FLUSH_SAMPLES = 4096
 
 
 def load_soundfont(path) -> tuple:
@@ -87,8 +89,23 @@ def load_soundfont(path) -> tuple:
             raise MSRError(f"{path}: cannot load SoundFont ({type(exc).__name__}: {exc})") from None
         if not synth.sfpreset_name(sfid, 0, 0):
             raise MSRError(f"{path}: SoundFont has no General-MIDI piano (bank 0, preset 0)")
+        _warm_up(synth, sfid)
         _LOADED[key] = (synth, sfid)
     return _LOADED[key]
+
+
+def _warm_up(synth, sfid) -> None:
+    """Play one note and silence it, so the first part rendered meets the same state as every later one."""
+    synth.program_select(0, sfid, 0, 0)
+    synth.noteon(0, 60, 100)
+    synth.generate_simple(2048)
+    _silence(synth, sfid)
+
+
+def _silence(synth, sfid) -> None:
+    """Stop every voice: TinySoundFont's reset ends voices with a ~10 ms quick release, so render that away."""
+    synth.soundfonts[sfid].reset()
+    synth.generate_simple(_FLUSH_SAMPLES)
 
 
 def _select(synth, sfid, channel: int, program: int, is_drums: bool, kits=()) -> int:
@@ -128,7 +145,6 @@ def _events(notes, n_samples: int) -> list[tuple[int, int, int, int]]:
 def render_part(part, n_samples: int, soundfont, *, drum_kits=()) -> tuple[np.ndarray, int]:
     """Render one part dry to ``(2, n_samples)`` float32; returns the audio and the program/kit actually used."""
     synth, sfid = load_soundfont(soundfont)
-    synth.soundfonts[sfid].reset()
     channel = 9 if part.is_drums else 0
     program = _select(synth, sfid, channel, part.program or 0, part.is_drums, drum_kits)
     out = np.zeros((n_samples, 2), dtype=np.float32)
@@ -143,5 +159,5 @@ def render_part(part, n_samples: int, soundfont, *, drum_kits=()) -> tuple[np.nd
             synth.noteoff(channel, pitch)
     if pos < n_samples:
         synth.generate_simple(n_samples - pos, buffer=memoryview(out[pos:]).cast("B"))
-    synth.soundfonts[sfid].reset()
+    _silence(synth, sfid)
     return np.ascontiguousarray(out.T), program
