@@ -359,9 +359,6 @@ def test_degrade_callable_is_applied(songs):
 
 
 def test_degrade_true_uses_the_mastering_module(songs):
-    degrade = pytest.importorskip("msr_lib.degrade")
-    if not hasattr(degrade, "degrade_mix"):
-        pytest.skip("msr_lib.degrade.degrade_mix has not landed yet")
     ds = dataset(songs, degrade=True, sample_rate=44100, chunk_seconds=0.5, length=2)
     item = ds[0]
     assert item["mixture"].shape == item["clean_mixture"].shape
