@@ -9,7 +9,7 @@ import soundfile as sf
 
 from msr_lib import degrade
 from msr_lib.audio import (
-    band_energy_db, crest_factor_db, load_audio, loudness_lufs, true_peak_dbtp,
+    band_energy_db, crest_factor_db, load_audio, loudness_lufs, peak_dbfs, true_peak_dbtp,
 )
 from msr_lib.cli import main
 from msr_lib.errors import MSRError
@@ -87,6 +87,15 @@ def test_limiter_input_gain_and_short_chunk():
     x = noise(0.05, 0.3)
     y = degrade.limit_true_peak(x, SR, input_gain_db=20.0)
     assert y.shape == x.shape and true_peak_dbtp(y, SR) <= -1.0 + 1e-3
+
+
+def test_fast_true_peak_equals_full_oversampling():
+    fs4 = sine(SR / 4 - 30, amp=1.0)  # inter-sample peaks up to 3 dB over the sample peaks
+    for audio in (plucks(2.0), fs4, noise(1.5, 0.2), noise(0.01, 0.2), plucks(1.0) * np.float32(1e-3)):
+        # never under the sample peak (full soxr oversampling of a very short signal can be)
+        expected = max(true_peak_dbtp(audio, SR), peak_dbfs(audio))
+        assert abs(degrade.true_peak_db(audio, SR) - expected) < 1e-4
+    assert degrade.true_peak_db(np.zeros((2, 100), np.float32), SR) == float("-inf")
 
 
 @pytest.mark.parametrize("seconds", [3.0, 0.2])

@@ -10,14 +10,15 @@ from msr_lib.degrade.chains import (
     apply_master_chain, apply_stem_chain, run_master_chain, sample_master_chain, sample_stem_chain,
 )
 from msr_lib.degrade.effects import (
-    EFFECTS, MAX_LOUDNESS_GAIN_DB, add_reverb, apply_effect, band_limit, compress, equalize, high_pass,
+    EFFECTS, MAX_LOUDNESS_GAIN_DB, TruePeakMeter, add_reverb, apply_effect, band_limit, compress, equalize, high_pass,
     limit_true_peak, loudness_gain_db, measure_loudness_lufs, mp3_codec, normalize_loudness, saturate,
+    true_peak_db,
 )
 from msr_lib.degrade.mix import DegradeResult, degrade_mix, degrade_song_folder, measure_levels
 
 __all__ = [
-    "EFFECTS", "MAX_LOUDNESS_GAIN_DB", "DegradeResult", "add_reverb", "apply_effect", "apply_master_chain",
+    "EFFECTS", "MAX_LOUDNESS_GAIN_DB", "DegradeResult", "TruePeakMeter", "add_reverb", "apply_effect", "apply_master_chain",
     "apply_stem_chain", "band_limit", "compress", "degrade_mix", "degrade_song_folder", "equalize", "high_pass",
     "limit_true_peak", "loudness_gain_db", "measure_levels", "measure_loudness_lufs", "mp3_codec",
-    "normalize_loudness", "run_master_chain", "sample_master_chain", "sample_stem_chain", "saturate",
+    "normalize_loudness", "run_master_chain", "sample_master_chain", "sample_stem_chain", "saturate", "true_peak_db",
 ]

@@ -37,7 +37,7 @@ import numpy as np
 from msr_lib.audio import check_audio
 from msr_lib.degrade.effects import (
     MAX_LOUDNESS_GAIN_DB, TruePeakLimiter, apply_effect, compress, db_to_gain, high_pass, loudness_gain_db,
-    measure_loudness_lufs, mp3_codec, true_peak_dbtp,
+    measure_loudness_lufs, mp3_codec, true_peak_db,
 )
 from msr_lib.errors import MSRError
 from msr_lib.stems import canonical_stem
@@ -179,7 +179,7 @@ def run_master_chain(mix, sample_rate: int, params: dict) -> tuple[np.ndarray, d
     applied["limiter_passes"] = passes
     if params.get("mp3"):
         out = mp3_codec(out, sample_rate, **params["mp3"])
-        excess = true_peak_dbtp(out, sample_rate) - limiter["ceiling_dbtp"]
+        excess = true_peak_db(out, sample_rate) - limiter["ceiling_dbtp"]
         trim_db = -(excess + 0.02) if excess > -0.01 else 0.0
         if trim_db:
             out *= np.float32(db_to_gain(trim_db))

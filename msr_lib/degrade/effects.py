@@ -13,8 +13,9 @@ import numpy as np
 import pedalboard
 import scipy.ndimage
 import scipy.signal
+import soxr
 
-from msr_lib.audio import check_audio, loudness_lufs, resample, true_peak_dbtp
+from msr_lib.audio import check_audio, loudness_lufs, resample
 from msr_lib.errors import AudioError, MSRError
 
 #: Largest gain :func:`normalize_loudness` applies. A near-silent chunk is raised at most this much instead of
@@ -235,15 +236,61 @@ def normalize_loudness(audio, sample_rate: int, target_lufs: float = -14.0, *,
     return audio * np.float32(db_to_gain(loudness_gain_db(audio, sample_rate, target_lufs, max_gain_db=max_gain_db)))
 
 
-def _true_peak_per_sample(audio: np.ndarray, sample_rate: int, oversample: int = 4) -> np.ndarray:
-    """Stereo-linked peak magnitude around each sample, from the same soxr 4× oversampling as
-    :func:`msr_lib.audio.true_peak_dbtp`."""
-    n = audio.shape[-1]
-    up = np.abs(resample(audio, sample_rate, sample_rate * oversample)).max(axis=0)
-    up = _fit_length(up[None, :], n * oversample)[0]
-    peak = np.maximum(up.reshape(n, oversample).max(axis=1), np.abs(audio).max(axis=0))
-    # ±1 sample of slack covers the resampler's sub-sample alignment.
-    return scipy.ndimage.maximum_filter1d(peak, size=3, mode="nearest")
+#: True-peak analysis works on blocks of this many samples; only blocks whose sample peak is within
+#: :data:`TRUE_PEAK_MARGIN_DB` of the level that matters are 4× oversampled. Sample peaks bound the true peak from
+#: below, and the inter-sample overshoot of band-limited audio stays well under the margin (3 dB for a sine at a
+#: quarter of the sample rate), so the skipped blocks cannot hold the peak.
+TRUE_PEAK_BLOCK = 1024
+TRUE_PEAK_MARGIN_DB = 4.0
+#: Samples of context on each side of an oversampled stretch: soxr's filter then gives the same values as
+#: oversampling the whole signal (to float32 rounding).
+TRUE_PEAK_CONTEXT = 256
+
+
+class TruePeakMeter:
+    """Stereo-linked true peak around each sample, from the same soxr 4× oversampling as
+    :func:`msr_lib.audio.true_peak_dbtp`, computed lazily: a block is oversampled only once a caller asks about
+    levels its sample peak comes within :data:`TRUE_PEAK_MARGIN_DB` of."""
+
+    def __init__(self, audio: np.ndarray, sample_rate: int):
+        self.audio = _as_audio(audio)
+        self.sample_rate = sample_rate
+        #: per-sample peak magnitude: the sample peak, raised to the oversampled peak in analysed blocks
+        self.peak = np.abs(self.audio).max(axis=0)
+        n_blocks = -(-self.peak.size // TRUE_PEAK_BLOCK)
+        padded = np.pad(self.peak, (0, n_blocks * TRUE_PEAK_BLOCK - self.peak.size))
+        self.block_peak = padded.reshape(n_blocks, TRUE_PEAK_BLOCK).max(axis=1)
+        self.analysed = np.zeros(n_blocks, dtype=bool)
+
+    def envelope(self, floor: float) -> np.ndarray:
+        """:attr:`peak`, oversampled wherever the sample peak reaches ``floor`` (linear) less the margin."""
+        need = (self.block_peak >= floor * db_to_gain(-TRUE_PEAK_MARGIN_DB)) & ~self.analysed
+        if need.any():
+            edges = np.flatnonzero(np.diff(np.concatenate([[0], need.view(np.int8), [0]])))
+            for first, last in zip(edges[::2], edges[1::2]):  # runs of neighbouring blocks, oversampled together
+                self._oversample(first * TRUE_PEAK_BLOCK, min(last * TRUE_PEAK_BLOCK, self.peak.size))
+            self.analysed |= need
+        return self.peak
+
+    def _oversample(self, start: int, stop: int) -> None:
+        lo, hi = max(start - TRUE_PEAK_CONTEXT, 0), min(stop + TRUE_PEAK_CONTEXT, self.peak.size)
+        up = np.abs(soxr.resample(self.audio[:, lo:hi].T, self.sample_rate, 4 * self.sample_rate, quality="HQ"))
+        up = _fit_length(up.max(axis=1)[None, :], 4 * (hi - lo))[0]
+        per_sample = up[4 * (start - lo): 4 * (stop - lo)].reshape(stop - start, 4).max(axis=1)
+        np.maximum(self.peak[start:stop], per_sample, out=self.peak[start:stop])
+
+    def max_dbtp(self) -> float:
+        """True peak of the whole signal (dBTP), equal to :func:`msr_lib.audio.true_peak_dbtp`; −inf for silence."""
+        top = float(self.block_peak.max())
+        if top <= 0:
+            return float("-inf")
+        return 20.0 * math.log10(float(self.envelope(top).max()))
+
+
+def true_peak_db(audio, sample_rate: int) -> float:
+    """True peak (dBTP, 4× oversampled), equal to :func:`msr_lib.audio.true_peak_dbtp` but oversampling only the
+    blocks that can hold it (see :class:`TruePeakMeter`); −inf for silence."""
+    return TruePeakMeter(audio, sample_rate).max_dbtp()
 
 
 def _forward_max(values: np.ndarray, window: int) -> np.ndarray:
@@ -273,15 +320,21 @@ class TruePeakLimiter:
     search can try several input gains cheaply."""
 
     def __init__(self, audio: np.ndarray, sample_rate: int):
-        self.audio = _as_audio(audio)
+        self.meter = TruePeakMeter(audio, sample_rate)
+        self.audio = self.meter.audio
         self.sample_rate = sample_rate
-        self.peak_db = 20.0 * np.log10(np.maximum(_true_peak_per_sample(self.audio, sample_rate), 1e-12))
 
     def limit(self, ceiling_dbtp: float = -1.0, *, release_ms: float = 50.0, lookahead_ms: float = 1.0,
               input_gain_db: float = 0.0) -> np.ndarray:
         sample_rate = self.sample_rate
-        reduction_db = np.maximum(self.peak_db + (input_gain_db - ceiling_dbtp), 0.0)
         gain = np.float32(db_to_gain(input_gain_db))
+        threshold = db_to_gain(ceiling_dbtp - input_gain_db)  # input peaks above this need gain reduction
+        if self.meter.block_peak.max() * db_to_gain(TRUE_PEAK_MARGIN_DB) < threshold:
+            return self.audio * gain  # not even the largest possible overshoot reaches the ceiling
+        # ±1 sample of slack covers the resampler's sub-sample alignment
+        peak = scipy.ndimage.maximum_filter1d(self.meter.envelope(threshold), size=3, mode="nearest")
+        with np.errstate(divide="ignore"):
+            reduction_db = np.maximum(20.0 * np.log10(peak / np.float32(threshold)), 0.0)
         if reduction_db.max() <= 0:
             return self.audio * gain
         window = max(1, int(round(lookahead_ms * 1e-3 * sample_rate)))
@@ -293,7 +346,7 @@ class TruePeakLimiter:
         cumulative = np.cumsum(np.concatenate([np.full(window, released[0]), released]))
         smoothed_db = (cumulative[window:] - cumulative[:-window]) / window  # mean over [n - window + 1, n]
         out = self.audio * (10.0 ** ((input_gain_db - smoothed_db) / 20.0)).astype(np.float32)
-        excess = true_peak_dbtp(out, sample_rate) - ceiling_dbtp
+        excess = true_peak_db(out, sample_rate) - ceiling_dbtp
         if excess > -0.01:
             out *= np.float32(db_to_gain(-excess - 0.02))
         return out

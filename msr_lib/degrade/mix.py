@@ -8,11 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from msr_lib.audio import (
-    SAMPLE_RATE, atomic_output_dir, check_audio, load_song_stems, save_audio, to_stereo,
-    true_peak_dbtp,
-)
-from msr_lib.degrade.effects import measure_loudness_lufs
+from msr_lib.audio import SAMPLE_RATE, atomic_output_dir, check_audio, load_song_stems, save_audio, to_stereo
+from msr_lib.degrade.effects import measure_loudness_lufs, true_peak_db
 from msr_lib.degrade.chains import apply_stem_chain, run_master_chain, sample_master_chain, sample_stem_chain
 from msr_lib.errors import AudioError, MSRError
 from msr_lib.stems import canonical_stem, sort_stems
@@ -37,9 +34,10 @@ def _finite_or_none(value: float) -> float | None:
 
 def measure_levels(audio: np.ndarray, sample_rate: int) -> dict:
     """``{"lufs", "true_peak_dbtp"}``: BS.1770 loudness (:func:`~msr_lib.degrade.effects.measure_loudness_lufs`,
-    equal to :func:`msr_lib.audio.loudness_lufs`; ``None`` for silence) and 4× true peak."""
+    equal to :func:`msr_lib.audio.loudness_lufs`; ``None`` for silence) and 4× true peak
+    (:func:`~msr_lib.degrade.effects.true_peak_db`, equal to :func:`msr_lib.audio.true_peak_dbtp`)."""
     return {"lufs": _finite_or_none(measure_loudness_lufs(audio, sample_rate)),
-            "true_peak_dbtp": _finite_or_none(true_peak_dbtp(audio, sample_rate))}
+            "true_peak_dbtp": _finite_or_none(true_peak_db(audio, sample_rate))}
 
 
 def _check_stems(stems: dict, sample_rate: int) -> dict[str, np.ndarray]:
