@@ -184,6 +184,19 @@ def test_reverb_lengthens_the_decay_tail():
     np.testing.assert_allclose(dry, x, atol=1e-6)
 
 
+def test_reverb_equals_pedalboards_freeverb():
+    import pedalboard
+
+    x = noise(1.0, 0.3)
+    for room_size, damping, wet, width in [(0.1, 0.9, 0.1, 0.1), (1.0, 0.1, 0.5, 1.0)]:
+        ours = degrade.add_reverb(x, SR, room_size=room_size, damping=damping, wet=wet, width=width)
+        theirs = pedalboard.Reverb(room_size=room_size, damping=damping, wet_level=wet, dry_level=0.5,
+                                   width=width)(x, SR)
+        np.testing.assert_allclose(ours, theirs, atol=1e-5)
+    mono = degrade.add_reverb(x[:1], SR, room_size=0.5, damping=0.5, wet=0.3)
+    assert mono.shape == (1, SR) and tail_energy_db(mono, 0.0) > tail_energy_db(x[:1], 0.0)
+
+
 def test_saturation_adds_harmonics():
     x = sine(1000, 1.0, amp=0.9)
     y = degrade.saturate(x, drive_db=12.0)
