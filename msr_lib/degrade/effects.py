@@ -215,8 +215,10 @@ def band_limit(audio, sample_rate: int, *, rate: int | None = None, cutoff_hz: f
         return audio.copy()
     if low_rate < 1000:
         raise MSRError(f"band_limit rate must be at least 1000 Hz, got {low_rate}")
-    down = resample(audio, sample_rate, low_rate)
-    return _fit_length(resample(down, low_rate, sample_rate), audio.shape[-1])
+    # soxr per channel on contiguous rows: no (samples, channels) transposes
+    out = [soxr.resample(soxr.resample(channel, sample_rate, low_rate, quality="HQ"), low_rate, sample_rate,
+                         quality="HQ") for channel in audio]
+    return _fit_length(np.stack([_fit_length(c[None, :], audio.shape[-1])[0] for c in out]), audio.shape[-1])
 
 
 # ---------------------------------------------------------------- loudness and true peak
