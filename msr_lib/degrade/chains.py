@@ -109,7 +109,8 @@ def sample_stem_chain(rng: np.random.Generator, stem: str) -> dict:
 
 
 def _rms(audio: np.ndarray) -> float:
-    return float(np.sqrt(np.mean(np.square(audio, dtype=np.float64))))
+    flat = audio.ravel()
+    return math.sqrt(float(np.dot(flat, flat)) / max(flat.size, 1))  # float32 dot: no float64 copy
 
 
 def apply_stem_chain(audio, sample_rate: int, params: dict) -> np.ndarray:
