@@ -176,8 +176,10 @@ def crest_factor_db(audio: np.ndarray) -> float:
 
 def true_peak_dbtp(audio: np.ndarray, sample_rate: int = SAMPLE_RATE, oversample: int = 4) -> float:
     """True-peak level (dBTP) estimated by 4× oversampling (ITU-R BS.1770 style)."""
-    up = resample(np.asarray(audio, dtype=np.float32), sample_rate, sample_rate * oversample)
-    return peak_dbfs(up)
+    audio = np.asarray(audio, dtype=np.float32)
+    up = resample(audio, sample_rate, sample_rate * oversample)
+    # the resampler's edge transients can read a short signal below its own samples; the true peak never is
+    return max(peak_dbfs(up), peak_dbfs(audio))
 
 
 def loudness_lufs(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> float:
