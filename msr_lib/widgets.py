@@ -17,12 +17,29 @@ def shared_gain(signals) -> float:
     return 1.0 if peak <= 1.0 else 1.0 / peak
 
 
-def audio_html(audio, sample_rate: int = SAMPLE_RATE, *, gain: float = 1.0):
-    """An ``IPython.display.Audio`` object: no autoplay, no loop, no normalisation (``gain`` applied first)."""
-    from IPython.display import Audio
+def wav_bytes(audio, sample_rate: int = SAMPLE_RATE, *, gain: float = 1.0) -> bytes:
+    """16-bit PCM WAV bytes of ``audio * gain`` (clipped to ±1, never normalised)."""
+    import io
+
+    import soundfile as sf
 
     data = np.clip(np.asarray(audio, dtype=np.float32) * gain, -1.0, 1.0)
-    return Audio(data, rate=sample_rate, autoplay=False, normalize=False)
+    data = data if data.ndim == 1 else data.T
+    buffer = io.BytesIO()
+    sf.write(buffer, data, sample_rate, format="WAV", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+def audio_control(audio, sample_rate: int = SAMPLE_RATE, *, gain: float = 1.0):
+    """An ``ipywidgets.Audio`` control: no autoplay, no loop, no normalisation (``gain`` applied first).
+
+    The WAV travels as a binary widget buffer, not as base64 text in a display message, so long songs do not
+    trip JupyterLab's output rate limit.
+    """
+    import ipywidgets as widgets
+
+    return widgets.Audio(value=wav_bytes(audio, sample_rate, gain=gain), format="wav", autoplay=False, loop=False,
+                         controls=True, layout=widgets.Layout(width="420px"))
 
 
 def level_text(audio, sample_rate: int = SAMPLE_RATE) -> str:
@@ -34,15 +51,12 @@ def level_text(audio, sample_rate: int = SAMPLE_RATE) -> str:
 def player(audio, sample_rate: int = SAMPLE_RATE, *, label: str = "", gain: float = 1.0, levels: bool = True):
     """A labelled player widget (label, level line, audio control)."""
     import ipywidgets as widgets
-    from IPython.display import display
 
-    out = widgets.Output()
-    with out:
-        display(audio_html(audio, sample_rate, gain=gain))
     text = f"<b>{label}</b>" if label else ""
     if levels:
         text += f" <span style='font-family:monospace;color:#555'>{level_text(audio, sample_rate)}</span>"
-    return widgets.VBox([widgets.HTML(text), out], layout=widgets.Layout(margin="0 0 6px 0"))
+    return widgets.VBox([widgets.HTML(text), audio_control(audio, sample_rate, gain=gain)],
+                        layout=widgets.Layout(margin="0 0 6px 0"))
 
 
 def compare_players(signals: dict, sample_rate: int = SAMPLE_RATE, *, levels: bool = True, title: str = ""):

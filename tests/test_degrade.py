@@ -320,3 +320,18 @@ def test_cli_degrade_bad_input_is_one_error_line_and_no_output(tmp_path, capsys,
     assert len(err) == 1 and err[0].startswith("msr: error:")
     assert not out.exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out")] == []
+
+
+def test_summarize_record_names_every_stem_and_the_master():
+    from msr_lib.degrade import degrade_mix, summarize_record
+
+    rng = np.random.default_rng(5)
+    stems = {name: (0.1 * rng.standard_normal((2, 22050))).astype(np.float32) for name in ("vocals", "bass", "drums")}
+    record = degrade_mix(stems, 44100, seed=3).record
+    text = summarize_record(record)
+    lines = text.splitlines()
+    assert [line.split()[0] for line in lines[:3]] == ["vocals", "bass", "drums"]
+    assert lines[3].startswith("master bus") and "-14 LUFS" in lines[3] and "MP3" in lines[3]
+    fader = record["stems"]["bass"]["fader_db"]
+    assert f"{fader:+5.1f} dB" in lines[1]
+    assert "finished song" in lines[-1]

@@ -237,3 +237,14 @@ def test_cli_bad_input_is_one_error_line_and_writes_nothing(tmp_path, capsys, ar
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("msr: error: ") and message in err[0]
     assert not out.is_dir()
+
+
+def test_summarize_song_lists_stems_and_chords():
+    from msr_lib.data.synth import render_song, summarize_song
+
+    song = render_song(seed=3, seconds=3.0)
+    text = summarize_song(song.info)
+    assert str(int(round(song.info["tempo"]))) in text.splitlines()[0] and song.info["key"] in text
+    for stem in song.stems:
+        assert any(line.strip().startswith(stem) for line in text.splitlines())
+    assert song.info["chords"][0]["chord"] in text

@@ -8,17 +8,16 @@ from msr_lib import widgets
 from tests.conftest import tone
 
 
-def decoded(audio_obj):
-    data, rate = sf.read(io.BytesIO(audio_obj.data), dtype="float32", always_2d=True)
+def decoded(control):
+    data, rate = sf.read(io.BytesIO(control.value), dtype="float32", always_2d=True)
     return data.T, rate
 
 
 def test_player_keeps_level_and_never_autoplays():
     quiet = tone(440, seconds=0.2, amplitude=0.1)
-    obj = widgets.audio_html(quiet, 44100)
-    html = obj._repr_html_()
-    assert "autoplay" not in html and "loop" not in html
-    data, rate = decoded(obj)
+    control = widgets.audio_control(quiet, 44100)
+    assert control.autoplay is False and control.loop is False and control.controls is True
+    data, rate = decoded(control)
     assert rate == 44100
     assert abs(np.max(np.abs(data)) - 0.1) < 1e-3  # a normalising player would make this 1.0
 
@@ -28,8 +27,8 @@ def test_shared_gain_keeps_ratios():
     b = 5 * a  # would clip
     g = widgets.shared_gain([a, b])
     assert abs(g - 1 / 2.0) < 1e-6
-    da, _ = decoded(widgets.audio_html(a, gain=g))
-    db, _ = decoded(widgets.audio_html(b, gain=g))
+    da, _ = decoded(widgets.audio_control(a, gain=g))
+    db, _ = decoded(widgets.audio_control(b, gain=g))
     assert abs(np.max(np.abs(db)) / np.max(np.abs(da)) - 5.0) < 0.01
     assert widgets.shared_gain([a]) == 1.0
 
@@ -40,6 +39,9 @@ def test_compare_players_labels_common_scaling():
     assert "same" in box.children[0].value and "-4.1 dB" in box.children[0].value
     assert len(box.children) == 3
     assert "LUFS" in box.children[1].children[0].value
+    quiet, _ = decoded(box.children[1].children[1])
+    loud, _ = decoded(box.children[2].children[1])
+    assert abs(np.max(np.abs(loud)) / np.max(np.abs(quiet)) - 4.0) < 0.01  # one shared gain
 
 
 def test_effect_explorer_reprocesses_on_slider_change():

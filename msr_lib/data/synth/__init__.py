@@ -10,6 +10,6 @@ Modules: :mod:`.theory` (keys, chords) · :mod:`.styles` (grooves) · :mod:`.arr
 """
 from msr_lib.data.synth.batch import song_id, song_seed, synthesize_songs
 from msr_lib.data.synth.render import find_soundfont
-from msr_lib.data.synth.song import SOURCES, Song, render_song
+from msr_lib.data.synth.song import SOURCES, Song, render_song, summarize_song
 
-__all__ = ["synthesize_songs", "render_song", "find_soundfont", "Song", "SOURCES", "song_id", "song_seed"]
+__all__ = ["synthesize_songs", "render_song", "find_soundfont", "Song", "SOURCES", "song_id", "song_seed", "summarize_song"]

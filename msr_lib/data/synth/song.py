@@ -147,3 +147,21 @@ def render_arrangement(arr, soundfont) -> Song:
         "peak_dbfs": round(float(20 * np.log10(max(np.abs(mix).max(), 1e-12))), 3),
     }
     return Song(stems=stems, mix=mix, info=info)
+
+
+def summarize_song(info: dict) -> str:
+    """Human-readable lines for a song's facts (``Song.info`` / ``song.json``)."""
+    lines = [f"{info.get('style', '?')} in {info.get('key', '?')}, {info.get('tempo', 0):.0f} BPM, {info.get('meter', '?')}"
+             + (f" — {info['piece']}" if info.get("piece") else "")]
+    sections = info.get("sections") or []
+    if sections:
+        lines.append("sections: " + " · ".join(f"{s['name']} ({s['bars']} bars)" for s in sections))
+    chords = info.get("chords") or []
+    if chords:
+        lines.append("chords:   " + " ".join(c["chord"] for c in chords))
+    for stem, inst in (info.get("instruments") or {}).items():
+        lines.append(f"  {stem:<13} {inst.get('program_name', ''):<30} {inst.get('role', ''):<18} "
+                     f"level {inst.get('level_db', 0):+5.1f} dB, pan {inst.get('pan', 0):+.2f}")
+    if info.get("omitted"):
+        lines.append("left out: " + ", ".join(info["omitted"]))
+    return "\n".join(lines)
