@@ -97,6 +97,12 @@ def load_audio_with_rate(path, sample_rate: int | None = SAMPLE_RATE, *, stereo:
     return np.ascontiguousarray(audio, dtype=np.float32), file_sr
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _subtype_for(path: Path) -> str | None:
     ext = path.suffix.lower()
     if ext == ".flac":
@@ -121,6 +127,7 @@ def save_audio(path, audio: np.ndarray, sample_rate: int = SAMPLE_RATE, *, subty
     os.close(fd)
     try:
         sf.write(tmp, audio.T, sample_rate, subtype=subtype)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -138,6 +145,7 @@ def atomic_output_dir(path):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; give the folder the usual permissions
     try:
         yield tmp
     except BaseException:

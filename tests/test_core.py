@@ -102,6 +102,21 @@ def test_atomic_output_dir_leaves_nothing_on_error(tmp_path):
     assert (tmp_path / "out" / "done.txt").exists()
 
 
+def test_outputs_get_normal_permissions(tmp_path):
+    import os
+    import stat
+
+    mask = os.umask(0o022)
+    try:
+        audio.save_audio(tmp_path / "p.flac", tone(seconds=0.1))
+        with audio.atomic_output_dir(tmp_path / "d") as tmp:
+            (tmp / "x").write_text("x")
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE((tmp_path / "p.flac").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o755
+
+
 def test_song_folder_reading(tmp_path):
     audio.save_audio(tmp_path / "Bass.wav", tone(55, seconds=0.5))
     audio.save_audio(tmp_path / "vocals.flac", tone(440, seconds=0.3))
