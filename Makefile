@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup lab test soundfonts bench clean
+.PHONY: setup lab test soundfonts browser bench clean
 
 setup: $(STAMP)
 
@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install -e ".[lab,dev]"
 	$(BIN)/python -m pip install --no-deps "tinysoundfont>=0.3"
 	-@$(MAKE) --no-print-directory soundfonts
+	-@$(MAKE) --no-print-directory browser
 	touch $(STAMP)
 
 # Better General-MIDI sounds where we may install system packages (root + apt); optional, never fatal.
@@ -26,6 +27,15 @@ soundfonts:
 	   (apt-get update >/dev/null 2>&1 && apt-get install -y --no-install-recommends fluid-soundfont-gm >/dev/null 2>&1)) \
 	  && echo "installed FluidR3_GM" || echo "could not install fluid-soundfont-gm; using pretty_midi's TimGM6mb"; \
 	else echo "not root: using pretty_midi's TimGM6mb SoundFont (see README for a better one)"; fi
+
+# Debian's Chromium for the browser test (tests/test_browser.py); optional, never fatal.
+browser:
+	@if command -v chromium >/dev/null; then echo "chromium already installed"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  (apt-get install -y --no-install-recommends chromium >/dev/null 2>&1 || \
+	   (apt-get update >/dev/null 2>&1 && apt-get install -y --no-install-recommends chromium >/dev/null 2>&1)) \
+	  && echo "installed chromium" || echo "could not install chromium; the browser test will be skipped"; \
+	else echo "not root: the browser test needs Debian's chromium (sudo apt install chromium)"; fi
 
 lab: setup
 	$(BIN)/jupyter lab notebooks $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
