@@ -18,6 +18,8 @@ def _add_synth(sub) -> None:
                    help="note material: procedural arrangements, music21 corpus pieces, or both (default procedural)")
     p.add_argument("--soundfont", default=None, help="a General-MIDI .sf2/.sf3 to use instead of the best installed one")
     p.add_argument("--workers", type=int, default=None, help="parallel render processes (default: CPU count)")
+    p.add_argument("--skip-existing", action="store_true",
+                   help="keep songs a previous run already wrote with the same seed and length (resume)")
     p.set_defaults(func=_cmd_synth)
 
 
@@ -25,7 +27,8 @@ def _cmd_synth(args) -> int:
     from msr_lib.data.synth import synthesize_songs
 
     paths = synthesize_songs(args.out, songs=args.songs, seconds=args.seconds, seed=args.seed, source=args.source,
-                             soundfont=args.soundfont, workers=args.workers, progress=True)
+                             soundfont=args.soundfont, workers=args.workers, progress=True,
+                             skip_existing=args.skip_existing)
     print(f"wrote {len(paths)} songs to {args.out}")
     return 0
 

@@ -248,3 +248,17 @@ def test_summarize_song_lists_stems_and_chords():
     for stem in song.stems:
         assert any(line.strip().startswith(stem) for line in text.splitlines())
     assert song.info["chords"][0]["chord"] in text
+
+
+def test_skip_existing_resumes_without_rewriting(tmp_path):
+    first = synth.synthesize_songs(tmp_path, songs=1, seconds=1.0, seed=4, soundfont=SMALL_FONT, workers=1,
+                                   progress=False)
+    stamp = (first[0] / "mix.flac").stat().st_mtime_ns
+    again = synth.synthesize_songs(tmp_path, songs=2, seconds=1.0, seed=4, soundfont=SMALL_FONT, workers=1,
+                                   progress=False, skip_existing=True)
+    assert [p.name for p in again] == [synth.song_id(4, 0), synth.song_id(4, 1)]
+    assert (first[0] / "mix.flac").stat().st_mtime_ns == stamp          # kept, not rendered again
+    assert (again[1] / "song.json").exists()                            # the missing one was rendered
+    longer = synth.synthesize_songs(tmp_path, songs=1, seconds=1.5, seed=4, soundfont=SMALL_FONT, workers=1,
+                                    progress=False, skip_existing=True)
+    assert json.loads((longer[0] / "song.json").read_text())["seconds"] == 1.5  # a different request re-renders

@@ -45,6 +45,17 @@ def write_song(out_dir, seed: int, index: int, seconds: float, source: str, soun
     return folder
 
 
+def _already_written(out_dir: Path, seed: int, index: int, seconds: float, source: str) -> Path | None:
+    """The song's folder if a previous run already wrote it with the same request (folders are atomic)."""
+    folder = out_dir / song_id(seed, index)
+    try:
+        info = json.loads((folder / "song.json").read_text())
+    except (OSError, ValueError):
+        return None
+    same = info.get("seconds") == float(seconds) and info.get("source") == song_source(source, index)
+    return folder if same else None
+
+
 def _check_out_dir(out_dir: Path) -> None:
     for parent in [out_dir, *out_dir.parents]:
         if parent.exists():
@@ -56,10 +67,12 @@ def _check_out_dir(out_dir: Path) -> None:
 
 
 def synthesize_songs(out_dir, *, songs: int, seconds: float, seed: int, source: str = "procedural", soundfont=None,
-                     workers: int | None = None, progress: bool = True) -> list[Path]:
+                     workers: int | None = None, progress: bool = True, skip_existing: bool = False) -> list[Path]:
     """Render ``songs`` songs of ``seconds`` seconds into ``out_dir/<song_id>/`` and return their folders.
 
     ``workers`` processes render in parallel (default: CPU count; 1 renders in this process).
+    ``skip_existing`` keeps song folders a previous run already wrote for the same seed, length and source (so an
+    interrupted run can be resumed, and a lesson re-run does not render again).
     """
     from msr_lib.data.synth.render import find_soundfont, load_soundfont
 
@@ -82,14 +95,18 @@ def synthesize_songs(out_dir, *, songs: int, seconds: float, seed: int, source: 
     from tqdm.auto import tqdm
 
     bar = tqdm(total=songs, desc="synth songs", unit="song", disable=not progress)
-    args = [(out_dir, seed, i, float(seconds), source, str(font)) for i in range(songs)]
+    done = {i: _already_written(out_dir, seed, i, seconds, source) for i in range(songs)} if skip_existing else {}
+    done = {i: path for i, path in done.items() if path is not None}
+    bar.update(len(done))
+    args = [(out_dir, seed, i, float(seconds), source, str(font)) for i in range(songs) if i not in done]
+    workers = max(1, min(workers, len(args)))
     try:
         if workers == 1:
             paths = []
             for a in args:
                 paths.append(write_song(*a))
                 bar.update()
-            return paths
+            return sorted(paths + list(done.values()))
         import multiprocessing
 
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
@@ -98,6 +115,6 @@ def synthesize_songs(out_dir, *, songs: int, seconds: float, seed: int, source: 
             for f in futures:
                 paths.append(f.result())
                 bar.update()
-            return paths
+            return sorted(paths + list(done.values()))
     finally:
         bar.close()
