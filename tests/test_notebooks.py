@@ -2,6 +2,8 @@
 import json
 import os
 from pathlib import Path
+from queue import Empty
+from time import monotonic
 
 import nbformat
 import pytest
@@ -24,6 +26,28 @@ def test_stored_without_outputs(path):
             assert cell.get("execution_count") is None
 
 
+def poll_shell_in_short_steps(kernel_client, step: float = 0.5) -> None:
+    """Work around nbclient/jupyter_client missing the execute reply of a cell with widgets (jupyter/nbclient#312).
+
+    One long ``shell_channel.get_msg(timeout=…)`` can sleep through a reply that has arrived, so every widget cell
+    would wait out the whole cell timeout; polling in short steps wakes up as soon as the reply is there.
+    """
+    channel = kernel_client.shell_channel
+    original = channel.get_msg
+
+    async def get_msg(timeout=None):
+        deadline = None if timeout is None else monotonic() + timeout
+        while True:
+            wait = step if deadline is None else min(step, max(0.0, deadline - monotonic()))
+            try:
+                return await original(timeout=wait)
+            except Empty:
+                if deadline is not None and monotonic() >= deadline:
+                    raise
+
+    channel.get_msg = get_msg
+
+
 @pytest.mark.notebook
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_lesson_runs_in_quick_preset(path, tmp_path, monkeypatch):
@@ -31,12 +55,16 @@ def test_lesson_runs_in_quick_preset(path, tmp_path, monkeypatch):
     monkeypatch.setenv("MSR_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("MPLBACKEND", "Agg")
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(nb, timeout=600, kernel_name="python3",
+    client = NotebookClient(nb, timeout=int(os.environ.get("MSR_CELL_TIMEOUT", "300")), kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})
-    client.execute()
+    with client.setup_kernel():
+        poll_shell_in_short_steps(client.kc)
+        for index, cell in enumerate(nb.cells):
+            client.execute_cell(cell, index)
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
     assert not errors
-    # every self-check cell printed its verdict
-    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    text = "".join(o.get("text", "") + o.get("data", {}).get("text/plain", "") for o in outputs)
     assert "Traceback" not in text
+    assert "✅" in text or "❌" in text  # the self-check exercise gave its verdict
     nbformat.write(nb, tmp_path / path.name)  # executed copy, for inspection when a test fails
