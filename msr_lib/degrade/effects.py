@@ -84,6 +84,73 @@ def biquad_sos(kind: str, freq_hz: float, sample_rate: int, *, gain_db: float = 
     return np.array([b[0], b[1], b[2], a[0], a[1], a[2]]) / a[0]
 
 
+@functools.lru_cache(maxsize=1)
+def _biquad_kernels():
+    """Compile (numba, cached on disk) the two biquad-cascade loops, on first use. Both run transposed direct
+    form II with float64 state (float32 state drifts for low, sharp filters) on every channel at once."""
+    import numba
+
+    @numba.njit(cache=True, boundscheck=False)
+    def sample_by_sample(sos, audio, state, out):
+        # state: (sections, channels, 2), updated in place, so a caller can set initial conditions
+        for i in range(audio.shape[1]):
+            for c in range(audio.shape[0]):
+                v = np.float64(audio[c, i])
+                for k in range(sos.shape[0]):
+                    y = sos[k, 0] * v + state[k, c, 0]
+                    state[k, c, 0] = sos[k, 1] * v - sos[k, 4] * y + state[k, c, 1]
+                    state[k, c, 1] = sos[k, 2] * v - sos[k, 5] * y
+                    v = y
+                out[c, i] = v
+        return out
+
+    @numba.njit(cache=True, boundscheck=False)
+    def wavefront(sos, audio, out):
+        # Section k works on sample i - k in step i, so the sections of one step are independent and run side by
+        # side (SIMD) instead of each waiting for the one before. Lane k·channels + c holds section k, channel c.
+        n_sections, (channels, n) = sos.shape[0], audio.shape
+        lanes = n_sections * channels
+        b0, b1, b2 = np.repeat(sos[:, 0], channels), np.repeat(sos[:, 1], channels), np.repeat(sos[:, 2], channels)
+        a1, a2 = np.repeat(sos[:, 4], channels), np.repeat(sos[:, 5], channels)
+        s1, s2, feed, y = np.zeros(lanes), np.zeros(lanes), np.zeros(lanes), np.zeros(lanes)
+        for i in range(n + n_sections - 1):
+            for c in range(channels):
+                feed[c] = audio[c, i] if i < n else 0.0
+            for k in range(lanes):
+                v = feed[k]
+                y[k] = b0[k] * v + s1[k]
+                s1[k] = b1[k] * v - a1[k] * y[k] + s2[k]
+                s2[k] = b2[k] * v - a2[k] * y[k]
+            for k in range(channels, lanes):
+                feed[k] = y[k - channels]
+            if i >= n_sections - 1:
+                for c in range(channels):
+                    out[c, i - n_sections + 1] = y[lanes - channels + c]
+        return out
+
+    return sample_by_sample, wavefront
+
+
+#: From this many sections on, :func:`equalize` runs the wavefront loop (faster for long cascades, slower for short).
+WAVEFRONT_MIN_SECTIONS = 6
+
+
+def sos_filter(sos: np.ndarray, audio: np.ndarray, out: np.ndarray | None = None,
+               state: np.ndarray | None = None) -> np.ndarray:
+    """Run the biquad cascade ``sos`` (``(sections, 6)``, like scipy's) along the last axis of ``(channels,
+    samples)`` audio, with float64 state: what ``scipy.signal.sosfilt`` computes, faster. ``state``
+    (``(sections, channels, 2)``, like sosfilt's ``zi`` per channel) is the initial state, updated in place;
+    ``out`` defaults to a new array of the input's dtype."""
+    sample_by_sample, wavefront = _biquad_kernels()
+    sos = np.ascontiguousarray(sos, dtype=np.float64)
+    out = np.empty_like(audio) if out is None else out
+    if state is None and len(sos) >= WAVEFRONT_MIN_SECTIONS:
+        return wavefront(sos, audio, out)
+    if state is None:
+        state = np.zeros((len(sos), audio.shape[0], 2))
+    return sample_by_sample(sos, audio, state, out)
+
+
 def equalize(audio, sample_rate: int, *, bands) -> np.ndarray:
     """Parametric/graphic EQ: a cascade of biquads, one per band.
 
@@ -95,17 +162,68 @@ def equalize(audio, sample_rate: int, *, bands) -> np.ndarray:
         return audio.copy()
     sos = np.stack([biquad_sos(b["kind"], b["freq_hz"], sample_rate, gain_db=b.get("gain_db", 0.0),
                                q=b.get("q", 0.707)) for b in bands])
-    return scipy.signal.sosfilt(sos.astype(np.float32), audio, axis=-1).astype(np.float32, copy=False)
+    return sos_filter(sos, audio)
 
 
 def high_pass(audio, sample_rate: int, *, cutoff_hz: float, order: int = 2) -> np.ndarray:
-    """Zero-phase Butterworth high-pass (run forward and backward, so the slope doubles and nothing shifts in time)."""
+    """Zero-phase Butterworth high-pass (run forward and backward, so the slope doubles and nothing shifts in time).
+
+    Computes what ``scipy.signal.sosfiltfilt`` does (odd extension at both ends, steady-state initial
+    conditions) in float64, in one numba pass per direction.
+    """
     audio = _as_audio(audio)
     sos = scipy.signal.butter(order, cutoff_hz, btype="highpass", fs=sample_rate, output="sos")
-    padlen = 3 * (2 * len(sos) + 1)
-    if audio.shape[-1] <= padlen:
-        return scipy.signal.sosfilt(sos, audio, axis=-1).astype(np.float32)
-    return scipy.signal.sosfiltfilt(sos, audio, axis=-1).astype(np.float32)
+    pad = 3 * (2 * len(sos) + 1)
+    if audio.shape[-1] <= pad:
+        return sos_filter(sos, audio)
+    return _zero_phase_kernel()(sos, scipy.signal.sosfilt_zi(sos), audio, pad)
+
+
+@functools.lru_cache(maxsize=1)
+def _zero_phase_kernel():
+    """Compile (numba, cached on disk) sosfiltfilt's forward-backward loop, on first use."""
+    import numba
+
+    @numba.njit(cache=True, boundscheck=False)
+    def zero_phase(sos, steady, audio, pad):
+        # the signal is extended by its odd reflection about each end sample (2·x[0] − x[pad…1] before,
+        # 2·x[-1] − x[-2…] after); each pass starts from the settled state for its first input
+        channels, n = audio.shape
+        forward = np.empty((channels, n + 2 * pad))
+        state = np.empty((sos.shape[0], channels, 2))
+        for c in range(channels):
+            first = 2.0 * audio[c, 0] - audio[c, pad]
+            state[:, c, :] = steady * first
+        for j in range(n + 2 * pad):
+            for c in range(channels):
+                if j < pad:
+                    v = 2.0 * np.float64(audio[c, 0]) - audio[c, pad - j]
+                elif j < n + pad:
+                    v = np.float64(audio[c, j - pad])
+                else:
+                    v = 2.0 * np.float64(audio[c, n - 1]) - audio[c, 2 * n + pad - 2 - j]
+                for k in range(sos.shape[0]):
+                    y = sos[k, 0] * v + state[k, c, 0]
+                    state[k, c, 0] = sos[k, 1] * v - sos[k, 4] * y + state[k, c, 1]
+                    state[k, c, 1] = sos[k, 2] * v - sos[k, 5] * y
+                    v = y
+                forward[c, j] = v
+        out = np.empty_like(audio)
+        for c in range(channels):
+            state[:, c, :] = steady * forward[c, n + 2 * pad - 1]
+        for j in range(n + 2 * pad - 1, pad - 1, -1):
+            for c in range(channels):
+                v = forward[c, j]
+                for k in range(sos.shape[0]):
+                    y = sos[k, 0] * v + state[k, c, 0]
+                    state[k, c, 0] = sos[k, 1] * v - sos[k, 4] * y + state[k, c, 1]
+                    state[k, c, 1] = sos[k, 2] * v - sos[k, 5] * y
+                    v = y
+                if j < n + pad:
+                    out[c, j - pad] = v
+        return out
+
+    return zero_phase
 
 
 # ---------------------------------------------------------------- dynamics, colour, space, bandwidth
@@ -233,14 +351,14 @@ def _k_weighting(sample_rate: int) -> np.ndarray:
     import pyloudnorm
 
     stages = [scipy.signal.tf2sos(stage.b, stage.a) for stage in pyloudnorm.Meter(sample_rate)._filters.values()]
-    return np.concatenate(stages).astype(np.float32)
+    return np.concatenate(stages)
 
 
 def _integrated_loudness(audio: np.ndarray, sample_rate: int) -> float:
     """ITU-R BS.1770-4 gated loudness, computing exactly what pyloudnorm's ``integrated_loudness`` computes
-    (its K-weighting filters, block bounds and gates), vectorised and filtered in float32: about 3× faster,
-    equal to ~1e-4 dB."""
-    weighted = scipy.signal.sosfilt(_k_weighting(sample_rate), np.asarray(audio, dtype=np.float32), axis=-1)
+    (its K-weighting filters, block bounds and gates), vectorised, filtered by :func:`sos_filter` into float32:
+    about 4× faster, equal to ~1e-4 dB."""
+    weighted = sos_filter(_k_weighting(sample_rate), np.ascontiguousarray(audio, dtype=np.float32))
     block, step = LOUDNESS_BLOCK_S, 0.25 * LOUDNESS_BLOCK_S
     n_blocks = int(np.round((weighted.shape[-1] / sample_rate - block) / step)) + 1
     starts = (block * (np.arange(n_blocks) * 0.25) * sample_rate).astype(np.int64)
