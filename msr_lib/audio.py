@@ -273,3 +273,28 @@ def load_song_stems(folder, sample_rate: int = SAMPLE_RATE) -> dict[str, np.ndar
     length = max(a.shape[1] for a in stems.values())
     return {name: (a if a.shape[1] == length else np.pad(a, ((0, 0), (0, length - a.shape[1]))))
             for name, a in stems.items()}
+
+
+def third_octave_levels_db(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> tuple[np.ndarray, np.ndarray]:
+    """Energy (dB) of the mono sum in third-octave bands from 25 Hz to 20 kHz: ``(centre_freqs_hz, levels_db)``."""
+    centres = 1000.0 * 2.0 ** (np.arange(-16, 14) / 3.0)
+    centres = centres[centres < sample_rate / 2 / 2 ** (1 / 6)]
+    mono = np.asarray(audio, dtype=np.float64).reshape(-1, np.shape(audio)[-1]).mean(axis=0)
+    power = np.abs(np.fft.rfft(mono)) ** 2 / max(mono.size, 1)
+    freqs = np.fft.rfftfreq(mono.size, 1.0 / sample_rate)
+    edges = np.searchsorted(freqs, np.concatenate([centres * 2 ** (-1 / 6), centres[-1:] * 2 ** (1 / 6)]))
+    sums = np.add.reduceat(power, edges[:-1])[: len(centres)] if power.size else np.zeros(len(centres))
+    sums = np.where(edges[1:] > edges[:-1], sums, 0.0)
+    return centres, 10 * np.log10(sums + 1e-20)
+
+
+def largest_band_change(before: np.ndarray, after: np.ndarray, sample_rate: int = SAMPLE_RATE) -> tuple[float, float]:
+    """The third-octave band whose energy changed most from ``before`` to ``after``: ``(centre_hz, change_db)``.
+
+    Bands where both signals are silent (below −120 dB) are ignored.
+    """
+    centres, a = third_octave_levels_db(before, sample_rate)
+    _, b = third_octave_levels_db(after, sample_rate)
+    change = np.where(np.maximum(a, b) > -120, b - a, 0.0)
+    i = int(np.argmax(np.abs(change)))
+    return float(centres[i]), float(change[i])

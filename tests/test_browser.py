@@ -1,5 +1,5 @@
-"""Lesson 00 in a real JupyterLab, driven by headless Chromium: the players render, play nothing by themselves, and
-carry the whole song; no cell prints an error.
+"""Lessons in a real JupyterLab, driven by headless Chromium: lesson 00's players render, play nothing by themselves
+and carry the whole song; lesson 01's effect sliders re-process the audio when moved; no cell prints an error.
 
 Needs Debian's ``chromium`` (``make test`` installs it when run as root with apt) and PyPI ``playwright``; on a
 machine without Chromium this test is skipped with that reason.
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-LESSON = Path(__file__).resolve().parent.parent / "notebooks" / "00_welcome.ipynb"
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 QUICK_SECONDS = 6.0  # presets.PRESETS["quick"].synth["lesson_seconds"]
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -31,8 +31,9 @@ def free_port() -> int:
 
 @pytest.fixture
 def lab(tmp_path):
-    """JupyterLab serving a *copy* of the lesson (so autosave can never touch the repository)."""
-    shutil.copy(LESSON, tmp_path / LESSON.name)
+    """JupyterLab serving *copies* of the lessons (so autosave can never touch the repository)."""
+    for lesson in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"):
+        shutil.copy(lesson, tmp_path / lesson.name)
     port = free_port()
     env = dict(os.environ, MSR_PRESET="quick", MSR_DATA_DIR=str(tmp_path / "data"), JUPYTER_CONFIG_DIR=str(tmp_path / "cfg"))
     proc = subprocess.Popen(
@@ -54,23 +55,33 @@ def lab(tmp_path):
     proc.wait(timeout=30)
 
 
+def run_all_cells(page, url: str, done_text: str) -> None:
+    """Open a lesson, run all its cells, and wait until ``done_text`` (printed by its last cell) appears."""
+    page.goto(f"{url}?reset", timeout=120_000)
+    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
+    page.wait_for_selector("#jp-main-statusbar >> text=Idle", timeout=120_000)  # the kernel is up
+    page.click("li.lm-MenuBar-item >> text=Run")
+    page.click("li.lm-Menu-item >> text=Run All Cells")
+    page.wait_for_selector(f"text={done_text}", timeout=300_000)
+
+
+def stderr_errors(page) -> list[str]:
+    texts = page.locator("[data-mime-type='application/vnd.jupyter.stderr']").all_inner_texts()
+    return [t for t in texts if "Error" in t or "Traceback" in t]
+
+
 def test_lesson_00_players_in_jupyterlab(lab, tmp_path):
     playwright = pytest.importorskip("playwright.sync_api")
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(f"{lab}/lab/tree/{LESSON.name}?reset", timeout=120_000)
-        page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
-        page.wait_for_selector("#jp-main-statusbar >> text=Idle", timeout=120_000)  # the kernel is up
-        page.click("li.lm-MenuBar-item >> text=Run")
-        page.click("li.lm-Menu-item >> text=Run All Cells")
         # the last code cell is the exercise check: wait for its verdict, then for the players
-        page.wait_for_selector("text=is right", timeout=240_000)
+        run_all_cells(page, f"{lab}/lab/tree/00_welcome.ipynb", "is right")
         players = page.locator("audio")
         players.first.wait_for(timeout=30_000)
         states = [players.nth(i).evaluate("e => ({autoplay: e.autoplay, loop: e.loop, controls: e.controls, "
                                           "duration: e.duration, src: e.src})") for i in range(players.count())]
-        errors = page.locator("[data-mime-type='application/vnd.jupyter.stderr']").all_inner_texts()
+        errors = stderr_errors(page)
         page.screenshot(path=str(tmp_path / "lesson00.png"))
         browser.close()
     # mix + at least 3 stems in the stem browser, plus the plain-sum/mastered pair
@@ -79,4 +90,29 @@ def test_lesson_00_players_in_jupyterlab(lab, tmp_path):
         assert state["controls"] and not state["autoplay"] and not state["loop"], state
         assert state["src"].startswith("blob:")
         assert abs(state["duration"] - QUICK_SECONDS) < 0.05, state
-    assert not [e for e in errors if "Error" in e or "Traceback" in e], errors
+    assert not errors, errors
+
+
+def test_lesson_01_sliders_reprocess_the_audio(lab, tmp_path):
+    playwright = pytest.importorskip("playwright.sync_api")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        run_all_cells(page, f"{lab}/lab/tree/01_data_and_mastering.ipynb", "crest factor =")
+        explorer = page.locator(".widget-vbox:has(h4:text('Peaking EQ'))").first
+        explorer.locator("pre").first.wait_for(timeout=30_000)
+        spectrogram_before = explorer.locator("img").first.get_attribute("src")
+        gain_slider = explorer.locator(".noUi-handle").nth(1)
+        gain_slider.scroll_into_view_if_needed()
+        gain_slider.focus()
+        page.keyboard.press("End")  # gain to its maximum, +15 dB at 1 kHz
+        page.wait_for_selector("text=largest change: +1", timeout=60_000)
+        readout = explorer.locator("pre").first.inner_text()
+        spectrogram_after = explorer.locator("img").first.get_attribute("src")
+        errors = stderr_errors(page)
+        page.screenshot(path=str(tmp_path / "lesson01.png"))
+        browser.close()
+    centre_hz, change_db = readout.split("dB in the third-octave band at ")[1].split(" Hz")[0], readout.split()[2]
+    assert abs(float(change_db) - 15) < 1.5 and abs(float(centre_hz) - 1000) < 120, readout
+    assert spectrogram_after != spectrogram_before
+    assert not errors, errors

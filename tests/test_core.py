@@ -155,3 +155,14 @@ def test_presets(monkeypatch):
     assert presets.get_preset().name == "quick"
     with pytest.raises(MSRError, match="unknown preset"):
         presets.get_preset("huge")
+
+
+def test_largest_band_change_finds_a_boost():
+    rng = np.random.default_rng(0)
+    noise = (0.1 * rng.standard_normal((2, 44100))).astype(np.float32)
+    spectrum = np.fft.rfft(noise, axis=1)
+    freqs = np.fft.rfftfreq(noise.shape[1], 1 / 44100)
+    spectrum[:, (freqs > 2800) & (freqs < 3600)] *= 10 ** (9 / 20)  # +9 dB inside the 3.15 kHz third-octave band
+    boosted = np.fft.irfft(spectrum, n=noise.shape[1], axis=1).astype(np.float32)
+    centre, change = audio.largest_band_change(noise, boosted)
+    assert abs(centre - 3150) < 100 and abs(change - 9) < 0.5
