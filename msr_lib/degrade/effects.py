@@ -87,7 +87,7 @@ def biquad_sos(kind: str, freq_hz: float, sample_rate: int, *, gain_db: float = 
 @functools.lru_cache(maxsize=1)
 def _biquad_kernels():
     """Compile (numba, cached on disk) the two biquad-cascade loops, on first use. Both run transposed direct
-    form II with float64 state (float32 state drifts for low, sharp filters) on every channel at once."""
+    form II with float64 state (float32 state drifts for low, sharp filters)."""
     import numba
 
     @numba.njit(cache=True, boundscheck=False)
@@ -106,32 +106,31 @@ def _biquad_kernels():
 
     @numba.njit(cache=True, boundscheck=False)
     def wavefront(sos, audio, out):
-        # Section k works on sample i - k in step i, so the sections of one step are independent and run side by
-        # side (SIMD) instead of each waiting for the one before. Lane k·channels + c holds section k, channel c.
-        n_sections, (channels, n) = sos.shape[0], audio.shape
-        lanes = n_sections * channels
-        b0, b1, b2 = np.repeat(sos[:, 0], channels), np.repeat(sos[:, 1], channels), np.repeat(sos[:, 2], channels)
-        a1, a2 = np.repeat(sos[:, 4], channels), np.repeat(sos[:, 5], channels)
+        # Stereo only. Section k works on sample i - k in step i, so the sections of one step are independent and
+        # run side by side (SIMD) instead of each waiting for the one before. Lane 2k + c: section k, channel c.
+        n_sections, n = sos.shape[0], audio.shape[1]
+        lanes = 2 * n_sections
+        b0, b1, b2 = np.repeat(sos[:, 0], 2), np.repeat(sos[:, 1], 2), np.repeat(sos[:, 2], 2)
+        a1, a2 = np.repeat(sos[:, 4], 2), np.repeat(sos[:, 5], 2)
         s1, s2, feed, y = np.zeros(lanes), np.zeros(lanes), np.zeros(lanes), np.zeros(lanes)
         for i in range(n + n_sections - 1):
-            for c in range(channels):
-                feed[c] = audio[c, i] if i < n else 0.0
+            feed[0], feed[1] = (audio[0, i], audio[1, i]) if i < n else (0.0, 0.0)
             for k in range(lanes):
                 v = feed[k]
-                y[k] = b0[k] * v + s1[k]
-                s1[k] = b1[k] * v - a1[k] * y[k] + s2[k]
-                s2[k] = b2[k] * v - a2[k] * y[k]
-            for k in range(channels, lanes):
-                feed[k] = y[k - channels]
+                out_k = b0[k] * v + s1[k]
+                s1[k] = b1[k] * v - a1[k] * out_k + s2[k]
+                s2[k] = b2[k] * v - a2[k] * out_k
+                y[k] = out_k
+            for k in range(2, lanes):
+                feed[k] = y[k - 2]
             if i >= n_sections - 1:
-                for c in range(channels):
-                    out[c, i - n_sections + 1] = y[lanes - channels + c]
+                out[0, i - n_sections + 1], out[1, i - n_sections + 1] = y[lanes - 2], y[lanes - 1]
         return out
 
     return sample_by_sample, wavefront
 
 
-#: From this many sections on, :func:`equalize` runs the wavefront loop (faster for long cascades, slower for short).
+#: From this many sections on, stereo runs the wavefront loop (faster for long cascades, slower for short ones).
 WAVEFRONT_MIN_SECTIONS = 6
 
 
@@ -144,7 +143,7 @@ def sos_filter(sos: np.ndarray, audio: np.ndarray, out: np.ndarray | None = None
     sample_by_sample, wavefront = _biquad_kernels()
     sos = np.ascontiguousarray(sos, dtype=np.float64)
     out = np.empty_like(audio) if out is None else out
-    if state is None and len(sos) >= WAVEFRONT_MIN_SECTIONS:
+    if state is None and len(sos) >= WAVEFRONT_MIN_SECTIONS and audio.shape[0] == 2:
         return wavefront(sos, audio, out)
     if state is None:
         state = np.zeros((len(sos), audio.shape[0], 2))
