@@ -15,6 +15,8 @@ from scipy import signal
 from msr_lib.audio import SAMPLE_RATE
 from msr_lib.data.synth.theory import midi_to_hz
 
+AIR_BAND_HZ = (3500.0, 9000.0)         # upper harmonics and breath above the formant cascade
+AIR_LEVEL = 0.6
 HOP = 64                                  # control-rate hop (1.45 ms); formant filters update once per hop
 #: Sung-vowel formants (Hz) F1–F5 for a low voice; a high voice scales them up.
 VOWEL_FORMANTS = {
@@ -175,6 +177,12 @@ def sing(notes, n_samples: int, rng: np.random.Generator, *, formant_scale: floa
             continue
         hi = min(lo + HOP, n_samples)
         out[lo:hi], zi = signal.sosfilt(sos_all[k], source[lo:hi], zi=zi)
+
+    # "air": the cascade of five resonators rolls off steeply above F5, but a real voice keeps harmonics and
+    # breath up to ~10 kHz (the higher-pole correction of cascade formant synthesizers); add them in parallel
+    band = [AIR_BAND_HZ[0] / (SAMPLE_RATE / 2), AIR_BAND_HZ[1] / (SAMPLE_RATE / 2)]
+    air = signal.sosfilt(signal.butter(2, band, btype="band", output="sos"), source)
+    out += AIR_LEVEL * air * np.repeat(voiced, HOP)[:n_samples]
 
     # consonant bursts, fricatives and breaths: band-passed noise with a short envelope
     for start, dur, band, level, plosive in noise_events:
