@@ -84,52 +84,6 @@ def biquad_sos(kind: str, freq_hz: float, sample_rate: int, *, gain_db: float = 
     return np.array([b[0], b[1], b[2], a[0], a[1], a[2]]) / a[0]
 
 
-@functools.lru_cache(maxsize=1)
-def _biquad_kernels():
-    """Compile (numba, cached on disk) the two biquad-cascade loops, on first use. Both run transposed direct
-    form II with float64 state (float32 state drifts for low, sharp filters)."""
-    import numba
-
-    @numba.njit(cache=True, boundscheck=False)
-    def sample_by_sample(sos, audio, state, out):
-        # state: (sections, channels, 2), updated in place, so a caller can set initial conditions
-        for i in range(audio.shape[1]):
-            for c in range(audio.shape[0]):
-                v = np.float64(audio[c, i])
-                for k in range(sos.shape[0]):
-                    y = sos[k, 0] * v + state[k, c, 0]
-                    state[k, c, 0] = sos[k, 1] * v - sos[k, 4] * y + state[k, c, 1]
-                    state[k, c, 1] = sos[k, 2] * v - sos[k, 5] * y
-                    v = y
-                out[c, i] = v
-        return out
-
-    @numba.njit(cache=True, boundscheck=False)
-    def wavefront(sos, audio, out):
-        # Stereo only. Section k works on sample i - k in step i, so the sections of one step are independent and
-        # run side by side (SIMD) instead of each waiting for the one before. Lane 2k + c: section k, channel c.
-        n_sections, n = sos.shape[0], audio.shape[1]
-        lanes = 2 * n_sections
-        b0, b1, b2 = np.repeat(sos[:, 0], 2), np.repeat(sos[:, 1], 2), np.repeat(sos[:, 2], 2)
-        a1, a2 = np.repeat(sos[:, 4], 2), np.repeat(sos[:, 5], 2)
-        s1, s2, feed, y = np.zeros(lanes), np.zeros(lanes), np.zeros(lanes), np.zeros(lanes)
-        for i in range(n + n_sections - 1):
-            feed[0], feed[1] = (audio[0, i], audio[1, i]) if i < n else (0.0, 0.0)
-            for k in range(lanes):
-                v = feed[k]
-                out_k = b0[k] * v + s1[k]
-                s1[k] = b1[k] * v - a1[k] * out_k + s2[k]
-                s2[k] = b2[k] * v - a2[k] * out_k
-                y[k] = out_k
-            for k in range(2, lanes):
-                feed[k] = y[k - 2]
-            if i >= n_sections - 1:
-                out[0, i - n_sections + 1], out[1, i - n_sections + 1] = y[lanes - 2], y[lanes - 1]
-        return out
-
-    return sample_by_sample, wavefront
-
-
 #: From this many sections on, stereo runs the wavefront loop (faster for long cascades, slower for short ones).
 WAVEFRONT_MIN_SECTIONS = 6
 
@@ -140,7 +94,8 @@ def sos_filter(sos: np.ndarray, audio: np.ndarray, out: np.ndarray | None = None
     samples)`` audio, with float64 state: what ``scipy.signal.sosfilt`` computes, faster. ``state``
     (``(sections, channels, 2)``, like sosfilt's ``zi`` per channel) is the initial state, updated in place;
     ``out`` defaults to a new array of the input's dtype."""
-    sample_by_sample, wavefront = _biquad_kernels()
+    from msr_lib.degrade.biquads import sample_by_sample, wavefront
+
     sos = np.ascontiguousarray(sos, dtype=np.float64)
     out = np.empty_like(audio) if out is None else out
     if state is None and len(sos) >= WAVEFRONT_MIN_SECTIONS and audio.shape[0] == 2:
@@ -175,54 +130,9 @@ def high_pass(audio, sample_rate: int, *, cutoff_hz: float, order: int = 2) -> n
     pad = 3 * (2 * len(sos) + 1)
     if audio.shape[-1] <= pad:
         return sos_filter(sos, audio)
-    return _zero_phase_kernel()(sos, scipy.signal.sosfilt_zi(sos), audio, pad)
+    from msr_lib.degrade.biquads import zero_phase
 
-
-@functools.lru_cache(maxsize=1)
-def _zero_phase_kernel():
-    """Compile (numba, cached on disk) sosfiltfilt's forward-backward loop, on first use."""
-    import numba
-
-    @numba.njit(cache=True, boundscheck=False)
-    def zero_phase(sos, steady, audio, pad):
-        # the signal is extended by its odd reflection about each end sample (2·x[0] − x[pad…1] before,
-        # 2·x[-1] − x[-2…] after); each pass starts from the settled state for its first input
-        channels, n = audio.shape
-        forward = np.empty((channels, n + 2 * pad))
-        state = np.empty((sos.shape[0], channels, 2))
-        for c in range(channels):
-            first = 2.0 * audio[c, 0] - audio[c, pad]
-            state[:, c, :] = steady * first
-        for j in range(n + 2 * pad):
-            for c in range(channels):
-                if j < pad:
-                    v = 2.0 * np.float64(audio[c, 0]) - audio[c, pad - j]
-                elif j < n + pad:
-                    v = np.float64(audio[c, j - pad])
-                else:
-                    v = 2.0 * np.float64(audio[c, n - 1]) - audio[c, 2 * n + pad - 2 - j]
-                for k in range(sos.shape[0]):
-                    y = sos[k, 0] * v + state[k, c, 0]
-                    state[k, c, 0] = sos[k, 1] * v - sos[k, 4] * y + state[k, c, 1]
-                    state[k, c, 1] = sos[k, 2] * v - sos[k, 5] * y
-                    v = y
-                forward[c, j] = v
-        out = np.empty_like(audio)
-        for c in range(channels):
-            state[:, c, :] = steady * forward[c, n + 2 * pad - 1]
-        for j in range(n + 2 * pad - 1, pad - 1, -1):
-            for c in range(channels):
-                v = forward[c, j]
-                for k in range(sos.shape[0]):
-                    y = sos[k, 0] * v + state[k, c, 0]
-                    state[k, c, 0] = sos[k, 1] * v - sos[k, 4] * y + state[k, c, 1]
-                    state[k, c, 1] = sos[k, 2] * v - sos[k, 5] * y
-                    v = y
-                if j < n + pad:
-                    out[c, j - pad] = v
-        return out
-
-    return zero_phase
+    return zero_phase(sos, scipy.signal.sosfilt_zi(sos), audio, pad)
 
 
 # ---------------------------------------------------------------- dynamics, colour, space, bandwidth
