@@ -55,6 +55,16 @@ def lab(tmp_path):
     proc.wait(timeout=30)
 
 
+@pytest.fixture
+def page(lab):
+    """A headless Chromium page; the browser closes after the test."""
+    playwright = pytest.importorskip("playwright.sync_api")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser.new_page(viewport={"width": 1400, "height": 1000})
+        browser.close()
+
+
 def run_all_cells(page, url: str, done_text: str) -> None:
     """Open a lesson, run all its cells, and wait until ``done_text`` (printed by its last cell) appears."""
     page.goto(f"{url}?reset", timeout=120_000)
@@ -70,20 +80,15 @@ def stderr_errors(page) -> list[str]:
     return [t for t in texts if "Error" in t or "Traceback" in t]
 
 
-def test_lesson_00_players_in_jupyterlab(lab, tmp_path):
-    playwright = pytest.importorskip("playwright.sync_api")
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        # the last code cell is the exercise check: wait for its verdict, then for the players
-        run_all_cells(page, f"{lab}/lab/tree/00_welcome.ipynb", "is right")
-        players = page.locator("audio")
-        players.first.wait_for(timeout=30_000)
-        states = [players.nth(i).evaluate("e => ({autoplay: e.autoplay, loop: e.loop, controls: e.controls, "
-                                          "duration: e.duration, src: e.src})") for i in range(players.count())]
-        errors = stderr_errors(page)
-        page.screenshot(path=str(tmp_path / "lesson00.png"))
-        browser.close()
+def test_lesson_00_players_in_jupyterlab(lab, page, tmp_path):
+    # the last code cell is the exercise check: wait for its verdict, then for the players
+    run_all_cells(page, f"{lab}/lab/tree/00_welcome.ipynb", "is right")
+    players = page.locator("audio")
+    players.first.wait_for(timeout=30_000)
+    states = [players.nth(i).evaluate("e => ({autoplay: e.autoplay, loop: e.loop, controls: e.controls, "
+                                      "duration: e.duration, src: e.src})") for i in range(players.count())]
+    errors = stderr_errors(page)
+    page.screenshot(path=str(tmp_path / "lesson00.png"))
     # mix + at least 3 stems in the stem browser, plus the plain-sum/mastered pair
     assert len(states) >= 6, states
     for state in states:
@@ -93,25 +98,20 @@ def test_lesson_00_players_in_jupyterlab(lab, tmp_path):
     assert not errors, errors
 
 
-def test_lesson_01_sliders_reprocess_the_audio(lab, tmp_path):
-    playwright = pytest.importorskip("playwright.sync_api")
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        run_all_cells(page, f"{lab}/lab/tree/01_data_and_mastering.ipynb", "crest factor =")
-        explorer = page.locator(".widget-vbox:has(h4:text('Peaking EQ'))").first
-        explorer.locator("pre").first.wait_for(timeout=30_000)
-        spectrogram_before = explorer.locator("img").first.get_attribute("src")
-        gain_slider = explorer.locator(".noUi-handle").nth(1)
-        gain_slider.scroll_into_view_if_needed()
-        gain_slider.focus()
-        page.keyboard.press("End")  # gain to its maximum, +15 dB at 1 kHz
-        page.wait_for_selector("text=largest change: +1", timeout=60_000)
-        readout = explorer.locator("pre").first.inner_text()
-        spectrogram_after = explorer.locator("img").first.get_attribute("src")
-        errors = stderr_errors(page)
-        page.screenshot(path=str(tmp_path / "lesson01.png"))
-        browser.close()
+def test_lesson_01_sliders_reprocess_the_audio(lab, page, tmp_path):
+    run_all_cells(page, f"{lab}/lab/tree/01_data_and_mastering.ipynb", "crest factor =")
+    explorer = page.locator(".widget-vbox:has(h4:text('Peaking EQ'))").first
+    explorer.locator("pre").first.wait_for(timeout=30_000)
+    spectrogram_before = explorer.locator("img").first.get_attribute("src")
+    gain_slider = explorer.locator(".noUi-handle").nth(1)
+    gain_slider.scroll_into_view_if_needed()
+    gain_slider.focus()
+    page.keyboard.press("End")  # gain to its maximum, +15 dB at 1 kHz
+    page.wait_for_selector("text=largest change: +1", timeout=60_000)
+    readout = explorer.locator("pre").first.inner_text()
+    spectrogram_after = explorer.locator("img").first.get_attribute("src")
+    errors = stderr_errors(page)
+    page.screenshot(path=str(tmp_path / "lesson01.png"))
     centre_hz, change_db = readout.split("dB in the third-octave band at ")[1].split(" Hz")[0], readout.split()[2]
     assert abs(float(change_db) - 15) < 1.5 and abs(float(centre_hz) - 1000) < 120, readout
     assert spectrogram_after != spectrogram_before
