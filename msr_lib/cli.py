@@ -54,7 +54,10 @@ def _cmd_degrade(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from msr_lib import __version__
+
     parser = argparse.ArgumentParser(prog="msr", description="MSR Workbench: Music Source Restoration tools")
+    parser.add_argument("--version", action="version", version=f"msr {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_synth(sub)
     _add_degrade(sub)

@@ -166,3 +166,19 @@ def test_largest_band_change_finds_a_boost():
     boosted = np.fft.irfft(spectrum, n=noise.shape[1], axis=1).astype(np.float32)
     centre, change = audio.largest_band_change(noise, boosted)
     assert abs(centre - 3150) < 100 and abs(change - 9) < 0.5
+
+
+def test_console_script_reports_bad_input_in_one_line(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    msr = Path(sys.executable).parent / "msr"
+    assert msr.exists(), "the msr console script is not installed next to this Python"
+    ok = subprocess.run([str(msr), "--version"], capture_output=True, text=True)
+    assert ok.returncode == 0 and ok.stdout.startswith("msr ")
+    bad = subprocess.run([str(msr), "degrade", str(tmp_path / "missing"), "--out", str(tmp_path / "out")],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().count("\n") == 0 and bad.stderr.startswith("msr: error:")
+    assert "Traceback" not in bad.stderr and not (tmp_path / "out").exists()
