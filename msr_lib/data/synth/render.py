@@ -80,7 +80,11 @@ def load_soundfont(path) -> tuple:
     """``(synth, sfid)`` for a SoundFont, loaded once per process (FluidR3 takes ~1 s and 150 MB)."""
     key = str(Path(path).resolve())
     if key not in _LOADED:
-        import tinysoundfont
+        try:
+            import tinysoundfont
+        except ImportError:
+            raise MSRError("the SoundFont renderer is missing: pip install --no-deps tinysoundfont "
+                           "(make setup does this)") from None
 
         synth = tinysoundfont.Synth(gain=0.0, samplerate=SAMPLE_RATE)
         try:
