@@ -29,6 +29,12 @@ SAMPLE_RATE = 44_100
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 
 
+def unreadable(path, exc: BaseException) -> AudioError:
+    """The one-line error for an audio file a decoder refused (first line of its message)."""
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return AudioError(f"{path}: cannot read audio ({reason})")
+
+
 def to_stereo(audio: np.ndarray) -> np.ndarray:
     """Return ``(2, samples)``: mono is duplicated, >2 channels are folded (even → left, odd → right)."""
     audio = np.asarray(audio)
@@ -87,7 +93,7 @@ def load_audio_with_rate(path, sample_rate: int | None = SAMPLE_RATE, *, stereo:
     try:
         data, file_sr = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as exc:  # soundfile raises LibsndfileError, RuntimeError, TypeError… for bad files
-        raise AudioError(f"{path}: cannot read audio ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+        raise unreadable(path, exc) from None
     audio = check_audio(data.T, str(path))
     if stereo:
         audio = to_stereo(audio)

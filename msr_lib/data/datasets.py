@@ -35,7 +35,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import soundfile as sf
 
-from msr_lib.audio import AUDIO_EXTENSIONS, MIXTURE_NAMES, SAMPLE_RATE, load_audio, resample, to_stereo
+from msr_lib.audio import AUDIO_EXTENSIONS, MIXTURE_NAMES, SAMPLE_RATE, load_audio, resample, to_stereo, unreadable
 from msr_lib.errors import AudioError, MSRError
 from msr_lib.stems import (
     RAWSTEMS_GROUPS, STEMS, canonical_stem, rawstems_group_to_stem, sort_stems,
@@ -534,7 +534,7 @@ class MultitrackDataset(_TorchDataset):
                 try:
                     info = sf.info(str(path))
                 except Exception as exc:  # soundfile raises several types for bad files
-                    raise AudioError(f"{path}: cannot read audio ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+                    raise unreadable(path, exc) from None
                 if info.frames <= 0:
                     raise AudioError(f"{path}: contains no samples")
                 windows.append(_FileWindow(Path(path), int(info.frames), int(info.samplerate)))
@@ -565,7 +565,7 @@ class MultitrackDataset(_TorchDataset):
         try:
             data, _ = sf.read(str(window.path), start=file_start, frames=file_count, dtype="float32", always_2d=True)
         except Exception as exc:
-            raise AudioError(f"{window.path}: cannot read audio ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+            raise unreadable(window.path, exc) from None
         audio = to_stereo(data.T)
         audio = resample(audio, window.sample_rate, self.sample_rate)
         if not np.all(np.isfinite(audio)):
