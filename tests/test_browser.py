@@ -58,8 +58,9 @@ def lab(tmp_path):
 @pytest.fixture
 def page(lab):
     """A headless Chromium page; the browser closes after the test."""
-    playwright = pytest.importorskip("playwright.sync_api")
-    with playwright.sync_playwright() as p:
+    from playwright.sync_api import sync_playwright  # a dev dependency: never skipped for its absence
+
+    with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser.new_page(viewport={"width": 1400, "height": 1000})
         browser.close()
