@@ -36,8 +36,8 @@ import numpy as np
 
 from msr_lib.audio import check_audio
 from msr_lib.degrade.effects import (
-    MAX_LOUDNESS_GAIN_DB, TruePeakLimiter, apply_effect, compress, db_to_gain, high_pass, loudness_gain_db,
-    measure_loudness_lufs, mp3_codec, true_peak_db,
+    MAX_LOUDNESS_GAIN_DB, TruePeakLimiter, apply_effect, compress, db_to_gain, gain_to_target_db, high_pass,
+    loudness_gain_db, measure_loudness_lufs, mp3_codec, true_peak_db,
 )
 from msr_lib.errors import MSRError
 from msr_lib.stems import canonical_stem
@@ -153,11 +153,20 @@ def run_master_chain(mix, sample_rate: int, params: dict) -> tuple[np.ndarray, d
     ``pre_gain_db`` (to the target before the glue compressor), ``loudness_gain_db`` (the limiter's input gain; a secant search
     of up to 5 passes when limiting pulls the loudness more than 0.1 LU off the target), ``limiter_passes``,
     ``codec_trim_db`` (static cut when the MP3 decoder overshoots the ceiling)."""
+    out, applied, _ = master_and_measure(mix, sample_rate, params)
+    return out, applied
+
+
+def master_and_measure(mix, sample_rate: int, params: dict) -> tuple[np.ndarray, dict, dict]:
+    """:func:`run_master_chain`, plus the levels it measured on the way, so the record need not measure them
+    again: ``{"mix_lufs", "mixture_lufs", "mixture_true_peak_db"}`` (the last two ``None`` where the chain did not
+    measure the finished song: loudness after MP3, true peak after a codec trim or when no codec ran)."""
     audio = np.ascontiguousarray(check_audio(mix, "mix"), dtype=np.float32)
     target = params["target_lufs"]
     limiter = params["limiter"]
     applied = {}
-    pre_gain_db = loudness_gain_db(audio, sample_rate, target)
+    mix_lufs = measure_loudness_lufs(audio, sample_rate)
+    pre_gain_db = gain_to_target_db(mix_lufs, target)
     audio = high_pass(audio, sample_rate, cutoff_hz=params["high_pass_hz"]) * np.float32(db_to_gain(pre_gain_db))
     applied["pre_gain_db"] = pre_gain_db
     if params.get("glue_compressor"):
@@ -178,14 +187,17 @@ def run_master_chain(mix, sample_rate: int, params: dict) -> tuple[np.ndarray, d
     passes = len(tried) + 1
     applied["loudness_gain_db"] = float(gain_db)
     applied["limiter_passes"] = passes
+    measured = {"mix_lufs": mix_lufs, "mixture_lufs": lufs, "mixture_true_peak_db": None}
     if params.get("mp3"):
         out = mp3_codec(out, sample_rate, **params["mp3"])
-        excess = true_peak_db(out, sample_rate) - limiter["ceiling_dbtp"]
+        peak_db = true_peak_db(out, sample_rate)
+        excess = peak_db - limiter["ceiling_dbtp"]
         trim_db = -(excess + 0.02) if excess > -0.01 else 0.0
         if trim_db:
             out *= np.float32(db_to_gain(trim_db))
         applied["codec_trim_db"] = float(trim_db)
-    return out, applied
+        measured.update(mixture_lufs=None, mixture_true_peak_db=None if trim_db else peak_db)
+    return out, applied, measured
 
 
 def apply_master_chain(mix, sample_rate: int, params: dict) -> np.ndarray:

@@ -317,7 +317,11 @@ def measure_loudness_lufs(audio, sample_rate: int) -> float:
 
 def loudness_gain_db(audio, sample_rate: int, target_lufs: float, *, max_gain_db: float = MAX_LOUDNESS_GAIN_DB) -> float:
     """Gain (dB) that brings ``audio`` to ``target_lufs``: 0 for silence, at most ``max_gain_db``."""
-    lufs = measure_loudness_lufs(audio, sample_rate)
+    return gain_to_target_db(measure_loudness_lufs(audio, sample_rate), target_lufs, max_gain_db=max_gain_db)
+
+
+def gain_to_target_db(lufs: float, target_lufs: float, *, max_gain_db: float = MAX_LOUDNESS_GAIN_DB) -> float:
+    """Gain (dB) from a measured loudness to ``target_lufs``: 0 for silence (−inf), at most ``max_gain_db``."""
     if not math.isfinite(lufs):
         return 0.0
     return float(min(target_lufs - lufs, max_gain_db))

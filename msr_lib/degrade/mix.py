@@ -10,7 +10,7 @@ import numpy as np
 
 from msr_lib.audio import SAMPLE_RATE, atomic_output_dir, check_audio, load_song_stems, save_audio, to_stereo
 from msr_lib.degrade.effects import measure_loudness_lufs, true_peak_db
-from msr_lib.degrade.chains import apply_stem_chain, run_master_chain, sample_master_chain, sample_stem_chain
+from msr_lib.degrade.chains import apply_stem_chain, master_and_measure, sample_master_chain, sample_stem_chain
 from msr_lib.errors import AudioError, MSRError
 from msr_lib.stems import canonical_stem, sort_stems
 
@@ -32,12 +32,17 @@ def _finite_or_none(value: float) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def measure_levels(audio: np.ndarray, sample_rate: int) -> dict:
+def measure_levels(audio: np.ndarray, sample_rate: int, *, lufs: float | None = None,
+                   true_peak: float | None = None) -> dict:
     """``{"lufs", "true_peak_dbtp"}``: BS.1770 loudness (:func:`~msr_lib.degrade.effects.measure_loudness_lufs`,
     equal to :func:`msr_lib.audio.loudness_lufs`; ``None`` for silence) and 4× true peak
-    (:func:`~msr_lib.degrade.effects.true_peak_db`, equal to :func:`msr_lib.audio.true_peak_dbtp`)."""
-    return {"lufs": _finite_or_none(measure_loudness_lufs(audio, sample_rate)),
-            "true_peak_dbtp": _finite_or_none(true_peak_db(audio, sample_rate))}
+    (:func:`~msr_lib.degrade.effects.true_peak_db`, equal to :func:`msr_lib.audio.true_peak_dbtp`). Pass ``lufs``
+    or ``true_peak`` (dBTP) when they were already measured on this very audio, and they are not measured again."""
+    if lufs is None:
+        lufs = measure_loudness_lufs(audio, sample_rate)
+    if true_peak is None:
+        true_peak = true_peak_db(audio, sample_rate)
+    return {"lufs": _finite_or_none(lufs), "true_peak_dbtp": _finite_or_none(true_peak)}
 
 
 def _check_stems(stems: dict, sample_rate: int) -> dict[str, np.ndarray]:
@@ -80,7 +85,7 @@ def degrade_mix(stems: dict[str, np.ndarray], sample_rate: int = SAMPLE_RATE, *,
             chains[name]["levels"] = {"before": measure_levels(stems[name], sample_rate),
                                       "after": measure_levels(processed[name], sample_rate)}
     mix = np.sum(list(processed.values()), axis=0, dtype=np.float32)
-    mixture, applied = run_master_chain(mix, sample_rate, master)
+    mixture, applied, measured = master_and_measure(mix, sample_rate, master)
     record = {
         "version": RECORD_VERSION,
         "seed": seed,
@@ -90,7 +95,9 @@ def degrade_mix(stems: dict[str, np.ndarray], sample_rate: int = SAMPLE_RATE, *,
         "codec": bool(codec),
         "stems": chains,
         "master": {**master, "applied": applied},
-        "levels": {"mix": measure_levels(mix, sample_rate), "mixture": measure_levels(mixture, sample_rate)},
+        "levels": {"mix": measure_levels(mix, sample_rate, lufs=measured["mix_lufs"]),
+                   "mixture": measure_levels(mixture, sample_rate, lufs=measured["mixture_lufs"],
+                                             true_peak=measured["mixture_true_peak_db"])},
     }
     return DegradeResult(mixture=mixture, processed_stems=processed, record=record)
 
