@@ -83,6 +83,19 @@ def test_limiter_holds_true_peak_ceiling_and_leaves_quiet_audio_alone():
     np.testing.assert_array_equal(degrade.limit_true_peak(quiet, SR), quiet)
 
 
+def test_limiter_changes_only_the_loud_burst_and_its_release():
+    x = sine(440, 2.0, amp=0.5)
+    x[:, SR: SR + SR // 100] *= 3.0  # a 10 ms burst at 1 s, +9.5 dB over the ceiling
+    for input_gain_db in (0.0, 3.0):
+        y = degrade.limit_true_peak(x, SR, release_ms=50.0, input_gain_db=input_gain_db)
+        assert true_peak_dbtp(y, SR) <= -1.0 + 1e-3
+        untouched = np.r_[0:int(0.9 * SR), int(1.3 * SR):2 * SR]  # well before the burst, well after its release
+        gain = y[0, 1000] / x[0, 1000]  # one static gain there: the input gain (and the ceiling trim, if any)
+        assert abs(20 * np.log10(gain) - input_gain_db) < 0.05
+        np.testing.assert_allclose(y[:, untouched], gain * x[:, untouched], rtol=2e-7, atol=0)
+        assert np.abs(y[:, SR: SR + SR // 100]).max() < 0.9 * gain * np.abs(x[:, SR: SR + SR // 100]).max()
+
+
 def test_limiter_input_gain_and_short_chunk():
     x = noise(0.05, 0.3)
     y = degrade.limit_true_peak(x, SR, input_gain_db=20.0)

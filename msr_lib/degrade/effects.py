@@ -346,6 +346,15 @@ TRUE_PEAK_MARGIN_DB = 4.0
 TRUE_PEAK_CONTEXT = 256
 
 
+def _oversampled_peak(audio: np.ndarray, sample_rate: int, start: int, stop: int) -> np.ndarray:
+    """Stereo-linked 4×-oversampled peak around each sample of ``[start, stop)``, oversampling that stretch with
+    :data:`TRUE_PEAK_CONTEXT` samples on each side."""
+    lo, hi = max(start - TRUE_PEAK_CONTEXT, 0), min(stop + TRUE_PEAK_CONTEXT, audio.shape[-1])
+    up = np.abs(soxr.resample(audio[:, lo:hi].T, sample_rate, 4 * sample_rate, quality="HQ"))
+    up = _fit_length(up.max(axis=1)[None, :], 4 * (hi - lo))[0]
+    return up[4 * (start - lo): 4 * (stop - lo)].reshape(stop - start, 4).max(axis=1)
+
+
 class TruePeakMeter:
     """Stereo-linked true peak around each sample, from the same soxr 4× oversampling as
     :func:`msr_lib.audio.true_peak_dbtp`, computed lazily: a block is oversampled only once a caller asks about
@@ -372,10 +381,7 @@ class TruePeakMeter:
         return self.peak
 
     def _oversample(self, start: int, stop: int) -> None:
-        lo, hi = max(start - TRUE_PEAK_CONTEXT, 0), min(stop + TRUE_PEAK_CONTEXT, self.peak.size)
-        up = np.abs(soxr.resample(self.audio[:, lo:hi].T, self.sample_rate, 4 * self.sample_rate, quality="HQ"))
-        up = _fit_length(up.max(axis=1)[None, :], 4 * (hi - lo))[0]
-        per_sample = up[4 * (start - lo): 4 * (stop - lo)].reshape(stop - start, 4).max(axis=1)
+        per_sample = _oversampled_peak(self.audio, self.sample_rate, start, stop)
         np.maximum(self.peak[start:stop], per_sample, out=self.peak[start:stop])
 
     def max_dbtp(self) -> float:
@@ -430,25 +436,68 @@ class TruePeakLimiter:
         threshold = db_to_gain(ceiling_dbtp - input_gain_db)  # input peaks above this need gain reduction
         if self.meter.block_peak.max() * db_to_gain(TRUE_PEAK_MARGIN_DB) < threshold:
             return self.audio * gain  # not even the largest possible overshoot reaches the ceiling
-        # ±1 sample of slack covers the resampler's sub-sample alignment
-        peak = scipy.ndimage.maximum_filter1d(self.meter.envelope(threshold), size=3, mode="nearest")
-        with np.errstate(divide="ignore"):
-            reduction_db = np.maximum(20.0 * np.log10(peak / np.float32(threshold)), 0.0)
-        if reduction_db.max() <= 0:
-            return self.audio * gain
+        envelope = self.meter.envelope(threshold)
+        over = np.flatnonzero(envelope > np.float32(threshold))
+        out = self.audio * gain
+        if not over.size:
+            return out
         window = max(1, int(round(lookahead_ms * 1e-3 * sample_rate)))
-        ahead = _forward_max(reduction_db, window)
-        steps = np.arange(ahead.size, dtype=np.float64)
         per_sample_db = 20.0 * math.log10(math.e) / max(release_ms * 1e-3 * sample_rate, 1.0)
-        released = np.maximum.accumulate(ahead + per_sample_db * steps) - per_sample_db * steps
-        # before the start, hold the first value: the gain must already be down for a peak at sample 0
-        cumulative = np.cumsum(np.concatenate([np.full(window, released[0]), released]))
-        smoothed_db = (cumulative[window:] - cumulative[:-window]) / window  # mean over [n - window + 1, n]
-        out = self.audio * (10.0 ** ((input_gain_db - smoothed_db) / 20.0)).astype(np.float32)
-        excess = true_peak_db(out, sample_rate) - ceiling_dbtp
+        stretches = _reduction_stretches(envelope, over, threshold, window, per_sample_db)
+        for start, stop in stretches:
+            smoothed_db = _smoothed_reduction_db(envelope, threshold, window, per_sample_db, start, stop)
+            out[:, start:stop] = self.audio[:, start:stop] * (
+                10.0 ** ((input_gain_db - smoothed_db) / 20.0)).astype(np.float32)
+        excess = 20.0 * math.log10(self._output_true_peak(out, stretches, gain)) - ceiling_dbtp
         if excess > -0.01:
             out *= np.float32(db_to_gain(-excess - 0.02))
         return out
+
+
+    def _output_true_peak(self, out: np.ndarray, stretches: list[tuple[int, int]], gain: np.float32) -> float:
+        """True peak (linear) of the limiter's output: oversampled afresh only around the gain-reduced stretches.
+        Elsewhere the output is the input times ``gain``, so its true peak is the input's (analysed wherever it
+        can come near the ceiling) times ``gain``, equal to measuring the output to float32 rounding."""
+        peak, done = 0.0, 0
+        for start, stop in stretches:  # the context around a stretch sees its gain change: measure it too
+            start, stop = max(start - TRUE_PEAK_CONTEXT, 0), min(stop + TRUE_PEAK_CONTEXT, out.shape[-1])
+            unchanged = float(self.meter.peak[done:start].max(initial=0.0)) * float(gain)
+            measured = max(float(np.abs(out[:, start:stop]).max()),
+                           float(_oversampled_peak(out, self.sample_rate, start, stop).max()))
+            peak, done = max(peak, unchanged, measured), stop
+        return max(peak, float(self.meter.peak[done:].max(initial=0.0)) * float(gain))
+
+
+def _reduction_stretches(envelope: np.ndarray, over: np.ndarray, threshold: float, window: int,
+                         per_sample_db: float) -> list[tuple[int, int]]:
+    """``(start, stop)`` of the stretches where the limiter's gain reduction is not zero: around each sample over
+    the threshold (indices ``over``), from the look-ahead before it to the end of its release, with a few samples
+    to spare; overlapping stretches are merged. Everywhere else the gain is exactly the input gain."""
+    reduction_db = 20.0 * np.log10(envelope[over] / np.float32(threshold))
+    release = np.ceil(reduction_db / per_sample_db).astype(np.int64)
+    starts = np.maximum(over - window - 2, 0)
+    stops = np.minimum(over + 2 * window + release + 4, envelope.size)
+    reach = np.maximum.accumulate(stops)  # a stretch ends where no later one starts before its reach
+    first = np.flatnonzero(np.concatenate([[True], starts[1:] > reach[:-1]]))
+    last = np.concatenate([first[1:] - 1, [over.size - 1]])
+    return list(zip(starts[first].tolist(), reach[last].tolist()))
+
+
+def _smoothed_reduction_db(envelope: np.ndarray, threshold: float, window: int, per_sample_db: float,
+                           start: int, stop: int) -> np.ndarray:
+    """The limiter's gain reduction (dB) over ``[start, stop)``, where it is zero just before and after: per sample
+    from the peak (±1 sample of slack covers the resampler's sub-sample alignment), held across the look-ahead
+    window, released linearly in dB, then averaged over the look-ahead window."""
+    lo, hi = max(start - 1, 0), min(stop + 1, envelope.size)
+    peak = scipy.ndimage.maximum_filter1d(envelope[lo:hi], size=3, mode="nearest")[start - lo: stop - lo]
+    with np.errstate(divide="ignore"):
+        reduction_db = np.maximum(20.0 * np.log10(peak / np.float32(threshold)), 0.0)
+    ahead = _forward_max(reduction_db, window)
+    steps = np.arange(start, stop, dtype=np.float64)
+    released = np.maximum.accumulate(ahead + per_sample_db * steps) - per_sample_db * steps
+    # before the signal starts, hold the first value: the gain must already be down for a peak at sample 0
+    cumulative = np.cumsum(np.concatenate([np.full(window, released[0] if start == 0 else 0.0), released]))
+    return (cumulative[window:] - cumulative[:-window]) / window  # mean over [n - window + 1, n]
 
 
 # ---------------------------------------------------------------- lossy codec
