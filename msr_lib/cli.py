@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from msr_lib.errors import MSRError
 
@@ -53,6 +54,53 @@ def _cmd_degrade(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- msr evaluate
+def _add_evaluate(sub) -> None:
+    p = sub.add_parser("evaluate", help="score estimated stems against references (per-stem table + JSON), "
+                                        "or the oracle baselines of a set of songs")
+    p.add_argument("--estimates", default=None, help="folder of estimates: <dir>/<song>/<stem>.wav or <dir>/<stem>.wav")
+    p.add_argument("--references", required=True,
+                   help="folder of clean references in the same layout (with --baselines: msr synth song folders)")
+    p.add_argument("--baselines", action="store_true",
+                   help="score 'mixture as estimate', ideal ratio mask and ideal binary mask on a mastered mix of "
+                        "each reference song (floor and ceiling rows) instead of --estimates")
+    p.add_argument("--seed", type=int, default=0, help="with --baselines: seed of the mastering draws (default 0)")
+    p.add_argument("--no-codec", action="store_true", help="with --baselines: skip the lossy MP3 stage")
+    p.add_argument("--metrics", default=",".join(("multi_mel_snr", "si_snr")),
+                   help="comma-separated metric names (default multi_mel_snr,si_snr)")
+    p.add_argument("--json", default=None, help="also write per-song, per-stem values and the means to this file")
+    p.set_defaults(func=_cmd_evaluate)
+
+
+def _cmd_evaluate(args) -> int:
+    from msr_lib.evaluate import resolve_metrics, write_json_atomic
+
+    metrics = resolve_metrics(args.metrics)
+    if args.json is not None and Path(args.json).is_dir():
+        raise MSRError(f"--json {args.json}: is a folder, expected a file path")
+    if args.baselines:
+        from msr_lib.baselines import BASELINE_TITLES, oracle_rows
+
+        if args.estimates is not None:
+            raise MSRError("--baselines computes its own estimates; leave out --estimates")
+        rows = oracle_rows(args.references, seed=args.seed, metrics=metrics, codec=not args.no_codec, progress=None)
+        print("\n\n".join(result.table(BASELINE_TITLES[name]) for name, result in rows.items()))
+        if args.json is not None:
+            write_json_atomic(args.json, {name: result.to_dict() for name, result in rows.items()})
+    else:
+        from msr_lib.evaluate import evaluate
+
+        if args.estimates is None:
+            raise MSRError("give --estimates DIR (or --baselines)")
+        result = evaluate(args.estimates, args.references, metrics=metrics, progress=None)
+        print(result.table())
+        if args.json is not None:
+            result.to_json(args.json)
+    if args.json is not None:
+        print(f"wrote {args.json}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from msr_lib import __version__
 
@@ -61,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_synth(sub)
     _add_degrade(sub)
+    _add_evaluate(sub)
     return parser
 
 
