@@ -26,6 +26,8 @@ class Preset:
     synth: dict = field(default_factory=dict)
     #: training-data loading (chunk length, batch size, workers)
     data: dict = field(default_factory=dict)
+    #: lesson 02: points per metric sweep, songs for the oracle floor/ceiling
+    metrics: dict = field(default_factory=dict)
 
 
 PRESETS: dict[str, Preset] = {
@@ -34,24 +36,28 @@ PRESETS: dict[str, Preset] = {
         description="tests and CI: seconds on a CPU",
         synth={"songs": 2, "seconds": 4.0, "lesson_seconds": 6.0},
         data={"chunk_seconds": 1.0, "batch_size": 2, "num_workers": 0, "songs": 4},
+        metrics={"sweep_points": 5, "oracle_songs": 1},
     ),
     "laptop": Preset(
         name="laptop",
         description="a workshop on a 2-4 core CPU: minutes per lesson",
         synth={"songs": 16, "seconds": 20.0, "lesson_seconds": 20.0},
         data={"chunk_seconds": 3.0, "batch_size": 4, "num_workers": 2, "songs": 48},
+        metrics={"sweep_points": 9, "oracle_songs": 3},
     ),
     "gpu": Preset(
         name="gpu",
         description="one GPU: about an hour per stage",
         synth={"songs": 400, "seconds": 30.0, "lesson_seconds": 30.0},
         data={"chunk_seconds": 6.0, "batch_size": 8, "num_workers": 8, "songs": 400},
+        metrics={"sweep_points": 9, "oracle_songs": 8},
     ),
     "paper": Preset(
         name="paper",
         description="the CP-JKU sizes, for real data and several GPUs",
         synth={"songs": 2000, "seconds": 60.0, "lesson_seconds": 30.0},
         data={"chunk_seconds": 11.0, "batch_size": 4, "num_workers": 16, "songs": 2000},
+        metrics={"sweep_points": 9, "oracle_songs": 20},
     ),
 }
 
