@@ -1,0 +1,332 @@
+"""BS-RoFormer (band-split RoPE transformer), weight-compatible with MSST's ``bs_roformer``.
+
+Written from the description in ``tests/fixtures/msst_bs_roformer/README.md`` (no MSST or lucidrains code):
+STFT → stereo fold → band split (RMSNorm + Linear per band) → depth × (time transformer, band transformer), each
+attention with interleaved RoPE and a sigmoid gate per head → final RMSNorm → per-stem, per-band mask MLPs (Linear,
+Tanh, Linear, GLU) → complex masks → iSTFT at the input length.
+
+- :class:`BSRoformer` takes the MSST YAML ``model:`` keys as keyword arguments, and its module names reproduce MSST's
+  state-dict keys, so an MSST checkpoint loads with ``strict=True``.
+- :func:`load_msst` builds the model from an MSST ``model:`` section and loads an MSST state dict.
+
+RoPE frequencies: MSST saves a constant ``rotary_embed.freqs`` vector (10000^(−2i/dim_head)) under every attention
+layer. We register it as a persistent, non-trainable *buffer* under the same key, so strict loading of an MSST state
+dict works, our own state dicts have the same keys, and it is not counted as a parameter. :func:`load_msst` also
+accepts a state dict without those keys (they are constants).
+
+Dimension letters (einops):
+    b batch          c audio channels (2 stereo, 1 mono)   s samples
+    f STFT bins      t STFT frames                         r real/imag (2)
+    k bands          d model width (dim)                   n stems
+    h heads          e head width (dim_head)               l sequence (time or band axis)
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+__all__ = ["BSRoformer", "load_msst", "MSST_44K_BANDS"]
+
+# The published 44.1 kHz split (n_fft 2048): 62 bands, 1025 bins.
+MSST_44K_BANDS: tuple[int, ...] = (2,) * 24 + (4,) * 12 + (12,) * 8 + (24,) * 8 + (48,) * 8 + (128, 129)
+
+FF_MULT = 4  # MSST's feed-forward expansion; fixed, not a YAML key
+
+
+class RMSNorm(nn.Module):
+    """L2-normalise the last axis (norm clamped at 1e-12), times sqrt(width), times a learned gain ``gamma``."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.scale = dim**0.5
+        self.gamma = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.normalize(x, dim=-1) * self.scale * self.gamma
+
+
+class RotaryEmbedding(nn.Module):
+    """Interleaved RoPE: features (2i, 2i+1) rotate by angle pos·freqs[i], freqs[i] = 10000^(−2i/dim)."""
+
+    def __init__(self, dim: int, theta: float = 10000.0):
+        super().__init__()
+        freqs = 1.0 / theta ** (torch.arange(0, dim, 2)[: dim // 2].float() / dim)
+        self.register_buffer("freqs", freqs)  # persistent: MSST's key `rotary_embed.freqs`
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x (..., l, e) → same shape, position = index along l starting at 0."""
+        seq_len = x.shape[-2]
+        pos = torch.arange(seq_len, device=x.device, dtype=self.freqs.dtype)
+        angles = torch.outer(pos, self.freqs).repeat_interleave(2, dim=-1)  # (l, e): pairs share an angle
+        cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+        x0, x1 = rearrange(x, "... (e r) -> r ... e", r=2)
+        rotated = rearrange(torch.stack((-x1, x0), dim=-1), "... e r -> ... (e r)")  # (−x1, x0) per pair
+        return x * cos + rotated * sin
+
+
+class Attention(nn.Module):
+    """Pre-norm multi-head self-attention with RoPE on q, k and a sigmoid gate per head (from the normed input)."""
+
+    def __init__(self, dim: int, heads: int, dim_head: int, dropout: float = 0.0):
+        super().__init__()
+        self.heads, self.dropout = heads, dropout
+        inner = heads * dim_head
+        self.rotary_embed = RotaryEmbedding(dim_head)  # registered first: MSST key order
+        self.norm = RMSNorm(dim)
+        self.to_qkv = nn.Linear(dim, 3 * inner, bias=False)
+        self.to_gates = nn.Linear(dim, heads)
+        self.to_out = nn.Sequential(nn.Linear(inner, dim, bias=False), nn.Dropout(dropout))
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.norm(x)  # (b, l, d)
+        q, k, v = rearrange(self.to_qkv(x), "b l (qkv h e) -> qkv b h l e", qkv=3, h=self.heads)
+        q, k = self.rotary_embed(q), self.rotary_embed(k)
+        out = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)  # (b, h, l, e)
+        out = out * rearrange(self.to_gates(x), "b l h -> b h l 1").sigmoid()
+        return self.to_out(rearrange(out, "b h l e -> b l (h e)"))  # (b, l, d)
+
+
+class FeedForward(nn.Module):
+    """RMSNorm → Linear(d → 4d) → GELU (erf) → Linear(4d → d); keys ``net.{0,1,4}``."""
+
+    def __init__(self, dim: int, dropout: float = 0.0):
+        super().__init__()
+        hidden = dim * FF_MULT
+        self.net = nn.Sequential(
+            RMSNorm(dim), nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, dim),
+            nn.Dropout(dropout),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+class Transformer(nn.Module):
+    """``depth`` × (x ← x + Attn(x), x ← x + FF(x)); no output norm. Keys ``layers.{j}.{0: attn, 1: ff}``."""
+
+    def __init__(self, dim: int, depth: int, heads: int, dim_head: int, attn_dropout: float, ff_dropout: float):
+        super().__init__()
+        self.layers = nn.ModuleList(
+            nn.ModuleList([Attention(dim, heads, dim_head, attn_dropout), FeedForward(dim, ff_dropout)])
+            for _ in range(depth)
+        )
+
+    def forward(self, x: Tensor) -> Tensor:  # (b, l, d)
+        for attn, ff in self.layers:
+            x = x + attn(x)
+            x = x + ff(x)
+        return x
+
+
+class BandSplit(nn.Module):
+    """Cut the folded spectrum into bands; per band RMSNorm + Linear(width_k → d). Keys ``to_features.{k}.{0,1}``."""
+
+    def __init__(self, dim: int, band_widths: Sequence[int]):
+        super().__init__()
+        self.band_widths = list(band_widths)
+        self.to_features = nn.ModuleList(nn.Sequential(RMSNorm(w), nn.Linear(w, dim)) for w in self.band_widths)
+
+    def forward(self, x: Tensor) -> Tensor:  # (b, t, f·c·r)
+        bands = x.split(self.band_widths, dim=-1)
+        return torch.stack([proj(band) for proj, band in zip(self.to_features, bands)], dim=-2)  # (b, t, k, d)
+
+
+def mlp(dim_in: int, dim_out: int, dim_hidden: int, depth: int) -> nn.Sequential:
+    """``depth`` Linears with Tanh between them (Linear, Tanh, …, Linear)."""
+    dims = [dim_in] + [dim_hidden] * (depth - 1) + [dim_out]
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(dims) - 2:
+            layers.append(nn.Tanh())
+    return nn.Sequential(*layers)
+
+
+class MaskEstimator(nn.Module):
+    """One stem: per band MLP(d → 2·width_k) then GLU → width_k; bands concatenated. Keys ``to_freqs.{k}.0.{0,2}``."""
+
+    def __init__(self, dim: int, band_widths: Sequence[int], depth: int, mlp_expansion_factor: int):
+        super().__init__()
+        hidden = dim * mlp_expansion_factor
+        self.to_freqs = nn.ModuleList(
+            nn.Sequential(mlp(dim, 2 * w, hidden, depth), nn.GLU(dim=-1)) for w in band_widths
+        )
+
+    def forward(self, x: Tensor) -> Tensor:  # (b, t, k, d)
+        return torch.cat([head(band) for head, band in zip(self.to_freqs, x.unbind(dim=-2))], dim=-1)  # (b, t, f·c·r)
+
+
+class BSRoformer(nn.Module):
+    """BS-RoFormer separator; ``model(x)`` with x (batch, channels, samples) → (batch, stems, channels, samples).
+
+    Keyword arguments are MSST's YAML ``model:`` keys. ``linear_transformer_depth`` must be 0 and ``use_pope`` False
+    (not implemented); ``dim_freqs_in`` is checked against the band widths; ``multi_stft_*`` (training loss only)
+    and ``stft_window_fn`` (only the periodic Hann window is supported) are accepted. ``flash_attn`` is accepted: we
+    always use ``scaled_dot_product_attention`` (same maths as MSST's explicit softmax, ~1e-8 apart).
+    ``skip_connection`` (add all previous depth layers' outputs before each layer, as MSST does) is implemented but
+    not covered by the fixture. ``use_torch_checkpoint`` checkpoints each transformer while training.
+    STFT and iSTFT always run in float32, so the model can run under ``torch.autocast`` (e.g. bf16 on CUDA).
+    """
+
+    def __init__(
+        self,
+        *,
+        dim: int,
+        depth: int,
+        stereo: bool = False,
+        num_stems: int = 1,
+        time_transformer_depth: int = 2,
+        freq_transformer_depth: int = 2,
+        linear_transformer_depth: int = 0,
+        freqs_per_bands: Sequence[int] = MSST_44K_BANDS,
+        dim_head: int = 64,
+        heads: int = 8,
+        attn_dropout: float = 0.0,
+        ff_dropout: float = 0.0,
+        flash_attn: bool = True,
+        dim_freqs_in: int = 1025,
+        stft_n_fft: int = 2048,
+        stft_hop_length: int = 512,
+        stft_win_length: int = 2048,
+        stft_normalized: bool = False,
+        stft_window_fn=None,
+        mask_estimator_depth: int = 2,
+        mlp_expansion_factor: int = 4,
+        use_torch_checkpoint: bool = False,
+        skip_connection: bool = False,
+        zero_dc: bool = True,
+        use_pope: bool = False,
+        multi_stft_resolution_loss_weight: float = 1.0,
+        multi_stft_resolutions_window_sizes: Sequence[int] = (4096, 2048, 1024, 512, 256),
+        multi_stft_hop_size: int = 147,
+        multi_stft_normalized: bool = False,
+        multi_stft_window_fn=None,
+    ):
+        super().__init__()
+        if linear_transformer_depth:
+            raise ValueError(f"linear_transformer_depth={linear_transformer_depth} is not supported (only 0)")
+        if use_pope:
+            raise ValueError("use_pope=True (PoPE positional embedding) is not supported; use RoPE (False)")
+        if stft_window_fn is not None:
+            raise ValueError("only the default periodic Hann window is supported (stft_window_fn=None)")
+        n_bins = stft_n_fft // 2 + 1
+        if sum(freqs_per_bands) != n_bins or dim_freqs_in != n_bins:
+            raise ValueError(
+                f"freqs_per_bands sum to {sum(freqs_per_bands)} and dim_freqs_in is {dim_freqs_in}, "
+                f"but n_fft {stft_n_fft} gives {n_bins} bins"
+            )
+        self.audio_channels = 2 if stereo else 1
+        self.num_stems = num_stems
+        self.skip_connection = skip_connection
+        self.use_torch_checkpoint = use_torch_checkpoint
+        self.zero_dc = zero_dc
+        self.stft_kwargs = dict(
+            n_fft=stft_n_fft, hop_length=stft_hop_length, win_length=stft_win_length, normalized=stft_normalized
+        )
+        self.register_buffer("stft_window", torch.hann_window(stft_win_length), persistent=False)
+
+        # Registration order = MSST state-dict order: layers, final_norm, band_split, mask_estimators.
+        tf = dict(dim=dim, heads=heads, dim_head=dim_head, attn_dropout=attn_dropout, ff_dropout=ff_dropout)
+        self.layers = nn.ModuleList(
+            nn.ModuleList(
+                [Transformer(depth=time_transformer_depth, **tf), Transformer(depth=freq_transformer_depth, **tf)]
+            )
+            for _ in range(depth)
+        )
+        self.final_norm = RMSNorm(dim)
+        band_widths = [2 * self.audio_channels * f for f in freqs_per_bands]  # bins × channels × (re, im)
+        self.band_split = BandSplit(dim, band_widths)
+        self.mask_estimators = nn.ModuleList(
+            MaskEstimator(dim, band_widths, mask_estimator_depth, mlp_expansion_factor) for _ in range(num_stems)
+        )
+
+    def _run(self, block: nn.Module, x: Tensor) -> Tensor:
+        if self.use_torch_checkpoint and self.training and torch.is_grad_enabled():
+            return checkpoint(block, x, use_reentrant=False)
+        return block(x)
+
+    def forward(self, audio: Tensor) -> Tensor:
+        """audio (b, c, s) → separated stems (b, n, c, s)."""
+        if audio.ndim != 3 or audio.shape[1] != self.audio_channels:
+            raise ValueError(
+                f"expected audio of shape (batch, {self.audio_channels}, samples), got {tuple(audio.shape)}"
+                + (" (this model is stereo: duplicate a mono channel first)" if self.audio_channels == 2 else "")
+            )
+        b, c, s = audio.shape
+        device_type = audio.device.type
+
+        # 1-2. STFT per channel, stereo folded into the bins (row = bin·c + channel), always in float32.
+        with torch.autocast(device_type, enabled=False):
+            spec = torch.stft(
+                rearrange(audio.float(), "b c s -> (b c) s"), **self.stft_kwargs, window=self.stft_window,
+                center=True, return_complex=True,
+            )  # (b·c, f, t) complex
+        spec = rearrange(spec, "(b c) f t -> b (f c) t", c=c)  # (b, f·c, t) complex
+        x = rearrange(torch.view_as_real(spec), "b fc t r -> b t (fc r)")  # (b, t, f·c·r)
+
+        # 3. Band split.
+        x = self.band_split(x)  # (b, t, k, d)
+        frames, bands = x.shape[1], x.shape[2]
+
+        # 5. Axial transformer: time (per band), then bands (per frame).
+        outputs: list[Tensor] = []
+        for time_tf, freq_tf in self.layers:
+            if self.skip_connection:
+                for previous in outputs:
+                    x = x + previous
+            x = rearrange(x, "b t k d -> (b k) t d")
+            x = self._run(time_tf, x)  # (b·k, t, d)
+            x = rearrange(x, "(b k) t d -> (b t) k d", b=b)
+            x = self._run(freq_tf, x)  # (b·t, k, d)
+            x = rearrange(x, "(b t) k d -> b t k d", b=b, t=frames, k=bands)
+            if self.skip_connection:
+                outputs.append(x)
+
+        # 8-9. Final norm, then one mask per stem.
+        x = self.final_norm(x)  # (b, t, k, d)
+        masks = torch.stack([est(x) for est in self.mask_estimators], dim=1)  # (b, n, t, f·c·r)
+
+        # 10-11. Complex masking, unfold, (zero DC), iSTFT at the input length.
+        with torch.autocast(device_type, enabled=False):
+            masks = torch.view_as_complex(rearrange(masks.float(), "b n t (fc r) -> b n fc t r", r=2).contiguous())
+            out = spec.unsqueeze(1) * masks  # (b, n, f·c, t) complex
+            out = rearrange(out, "b n (f c) t -> (b n c) f t", c=c)
+            if self.zero_dc:
+                out = out.index_fill(-2, torch.tensor([0], device=out.device), 0)
+            wav = torch.istft(out, **self.stft_kwargs, window=self.stft_window, center=True, length=s)  # (b·n·c, s)
+        return rearrange(wav, "(b n c) s -> b n c s", b=b, c=c)
+
+
+def _unwrap_state_dict(state_dict: Mapping) -> Mapping:
+    for key in ("state", "state_dict", "model_state_dict"):
+        if key in state_dict and isinstance(state_dict[key], Mapping):
+            return state_dict[key]
+    return state_dict
+
+
+def load_msst(config: Mapping, state_dict: Mapping) -> BSRoformer:
+    """Build :class:`BSRoformer` from an MSST ``model:`` config section and load an MSST state dict.
+
+    ``config`` may also be a whole MSST config with a ``model`` mapping. The state dict may sit under ``state``,
+    ``state_dict`` or ``model_state_dict``. All weights must match exactly (missing or unexpected keys raise
+    ``RuntimeError``), except the constant ``rotary_embed.freqs`` keys, which may be absent. Returns the model in
+    eval mode.
+    """
+    if isinstance(config.get("model"), Mapping):
+        config = config["model"]
+    model = BSRoformer(**dict(config))
+    state_dict = _unwrap_state_dict(state_dict)
+    result = model.load_state_dict(state_dict, strict=False)
+    missing = [k for k in result.missing_keys if not k.endswith("rotary_embed.freqs")]
+    if missing or result.unexpected_keys:
+        raise RuntimeError(
+            f"MSST state dict does not match BSRoformer: {len(missing)} missing keys {missing[:5]}, "
+            f"{len(result.unexpected_keys)} unexpected keys {result.unexpected_keys[:5]}"
+        )
+    return model.eval()
