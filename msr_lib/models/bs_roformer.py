@@ -208,7 +208,10 @@ class BSRoformer(nn.Module):
         multi_stft_normalized: bool = False,
         multi_stft_window_fn=None,
     ):
+        config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}  # must stay first
         super().__init__()
+        #: The constructor keyword arguments (MSST ``model:`` keys), so ``save_separator`` can rebuild the model.
+        self.config = config
         if linear_transformer_depth:
             raise ValueError(f"linear_transformer_depth={linear_transformer_depth} is not supported (only 0)")
         if use_pope:
