@@ -1,4 +1,5 @@
-"""Models: the BS-RoFormer separator (MSST weight-compatible)."""
+"""Models: the BS-RoFormer separator (MSST weight compatible) and its checkpoints."""
 from msr_lib.models.bs_roformer import BSRoformer, load_msst
+from msr_lib.models.checkpoint import Separator, load_separator, save_separator
 
-__all__ = ["BSRoformer", "load_msst"]
+__all__ = ["BSRoformer", "Separator", "load_msst", "load_separator", "save_separator"]

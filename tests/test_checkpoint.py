@@ -1,0 +1,288 @@
+"""Separator checkpoints: our folder format (save → load round trip, atomic writes) and MSST .ckpt + YAML loading."""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from msr_lib.errors import MSRError
+from msr_lib.models import BSRoformer, Separator, load_separator, save_separator
+from msr_lib.models import checkpoint as ckpt_mod
+
+FIXTURES = Path(__file__).parent / "fixtures" / "msst_bs_roformer"
+MSST_STEMS = ["drums", "bass", "other", "vocals"]
+
+
+@pytest.fixture(scope="module")
+def tiny_config():
+    return json.loads((FIXTURES / "tiny_config.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def tiny_weights():
+    return load_file(FIXTURES / "tiny_weights.safetensors")
+
+
+@pytest.fixture(scope="module")
+def tiny_io():
+    return load_file(FIXTURES / "tiny_io.safetensors")
+
+
+@pytest.fixture
+def model(tiny_config):
+    torch.manual_seed(0)
+    return BSRoformer(**tiny_config).eval()
+
+
+@pytest.fixture(scope="module")
+def audio():
+    torch.manual_seed(1)
+    return 0.1 * torch.randn(1, 2, 8820)
+
+
+def _msst_folder(folder: Path, tiny_config, tiny_weights, *, name="model.ckpt", yaml_name="model.yaml", **training):
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": dict(tiny_weights)}, folder / name)
+    config = {"audio": {"sample_rate": 44100}, "model": tiny_config, "training": {"instruments": MSST_STEMS, **training}}
+    (folder / yaml_name).write_text(yaml.safe_dump(config))
+    return folder / name
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+# ---------------------------------------------------------------- our format
+
+def test_round_trip_gives_identical_outputs(model, audio, tmp_path):
+    out = tmp_path / "sep"
+    assert save_separator(model, out, stems=["vocals", "bass", "drums", "other"], extra={"note": "tiny"}) == out
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors"]
+    assert [p.name for p in tmp_path.iterdir()] == ["sep"]  # no temp folders left next to it
+    config = json.loads((out / "config.json").read_text())
+    assert config["model_type"] == "bs_roformer" and config["format_version"] == 1 and config["sample_rate"] == 44100
+    assert config["stems"] == ["vocals", "bass", "drums", "other"] and config["note"] == "tiny"
+    assert config["model"]["dim"] == 16 and config["model"]["zero_dc"] is True
+
+    sep = load_separator(out)
+    assert isinstance(sep, Separator) and not sep.training
+    assert sep.stems == ("vocals", "bass", "drums", "other") and sep.sample_rate == 44100
+    with torch.no_grad():
+        assert torch.equal(sep(audio), model(audio))
+    assert load_separator(out / "config.json").stems == sep.stems  # the config file names the folder too
+
+
+def test_save_maps_aliases_and_checks_stem_count(model, tmp_path):
+    save_separator(model, tmp_path / "a", stems=["Vocal", "bass", "drum", "other"])
+    assert load_separator(tmp_path / "a").stems == ("vocals", "bass", "drums", "other")
+    with pytest.raises(MSRError, match="4 outputs"):
+        save_separator(model, tmp_path / "b", stems=["vocals", "bass"])
+    with pytest.raises(MSRError, match="override"):
+        save_separator(model, tmp_path / "c", stems=MSST_STEMS, extra={"stems": ["vocals"]})
+    assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
+
+
+def test_fp16_weights_load_back_as_float32(model, audio, tmp_path):
+    save_separator(model, tmp_path / "half", stems=MSST_STEMS, dtype=torch.float16)
+    stored = load_file(tmp_path / "half" / "model.safetensors")
+    assert {v.dtype for v in stored.values()} == {torch.float16}
+    sep = load_separator(tmp_path / "half")
+    assert next(sep.parameters()).dtype == torch.float32
+    with torch.no_grad():
+        assert (sep(audio) - model(audio)).abs().max().item() < 1e-3
+
+
+def test_failed_save_leaves_existing_checkpoint_intact(model, tiny_config, tmp_path, monkeypatch):
+    out = tmp_path / "sep"
+    save_separator(model, out, stems=MSST_STEMS)
+    before = _files(out)
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ckpt_mod, "save_file", boom)
+    torch.manual_seed(5)
+    other = BSRoformer(**tiny_config)
+    with pytest.raises(OSError, match="disk full"):
+        save_separator(other, out, stems=["vocals", "bass", "drums", "other"])
+    assert _files(out) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["sep"]
+    with pytest.raises(OSError):
+        save_separator(other, tmp_path / "new", stems=MSST_STEMS)
+    assert [p.name for p in tmp_path.iterdir()] == ["sep"]  # nothing half-written for a new folder either
+
+
+def test_saving_a_separator_overwrites_atomically(model, audio, tmp_path):
+    out = tmp_path / "sep"
+    save_separator(model, out, stems=MSST_STEMS)
+    sep = load_separator(out)
+    save_separator(sep, out, stems=["vocals", "bass", "drums", "other"])  # a Separator is unwrapped
+    assert load_separator(out).stems == ("vocals", "bass", "drums", "other")
+    assert [p.name for p in tmp_path.iterdir()] == ["sep"]
+
+
+# ---------------------------------------------------------------- MSST checkpoints
+
+def test_msst_ckpt_with_yaml_reproduces_fixture(tiny_config, tiny_weights, tiny_io, tmp_path):
+    path = _msst_folder(tmp_path / "msst", tiny_config, tiny_weights)
+    sep = load_separator(path)
+    assert sep.stems == ("drums", "bass", "other", "vocals") and sep.sample_rate == 44100
+    assert sep.config["training"]["instruments"] == MSST_STEMS
+    with torch.no_grad():
+        out = sep(tiny_io["input"])
+    assert out.shape == tiny_io["output"].shape
+    assert (out - tiny_io["output"]).abs().max().item() < 1e-6
+
+
+def test_msst_only_yaml_in_folder_and_python_tuple_tag(tiny_config, tiny_weights, tiny_io, tmp_path):
+    folder = tmp_path / "msst"
+    path = _msst_folder(folder, tiny_config, tiny_weights, name="model_bs_roformer_ep_17.ckpt",
+                        yaml_name="config_bs_roformer.yaml")
+    text = (folder / "config_bs_roformer.yaml").read_text()
+    text += "\n".join(["extra_model:", "  windows: !!python/tuple", "  - 4096", "  - 2048", ""])
+    (folder / "config_bs_roformer.yaml").write_text(text)
+    sep = load_separator(path)
+    assert sep.config["extra_model"]["windows"] == (4096, 2048)
+    with torch.no_grad():
+        assert (sep(tiny_io["input"]) - tiny_io["output"]).abs().max().item() < 1e-6
+
+
+def test_msst_safetensors_and_target_instrument(tiny_config, tiny_weights, tmp_path):
+    folder = tmp_path / "msst"
+    folder.mkdir()
+    (folder / "w.safetensors").write_bytes((FIXTURES / "tiny_weights.safetensors").read_bytes())
+    (folder / "w.yaml").write_text(yaml.safe_dump({"model": tiny_config, "training": {"instruments": MSST_STEMS}}))
+    assert load_separator(folder / "w.safetensors").stems == ("drums", "bass", "other", "vocals")
+
+    one = dict(tiny_config, num_stems=1)
+    weights = {k: v for k, v in tiny_weights.items() if not k.startswith("mask_estimators.") or
+               k.startswith("mask_estimators.0.")}
+    torch.save(weights, folder / "voc.ckpt")  # a bare state dict, no wrapper
+    (folder / "voc.yaml").write_text(yaml.safe_dump(
+        {"model": one, "training": {"instruments": ["vocals", "other"], "target_instrument": "vocals"}}))
+    assert load_separator(folder / "voc.ckpt").stems == ("vocals",)
+
+
+# ---------------------------------------------------------------- bad input: one clear line
+
+def _assert_one_line(exc_info, *fragments):
+    message = str(exc_info.value)
+    assert "\n" not in message and message
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+def test_bundled_name_is_not_available_yet():
+    with pytest.raises(MSRError) as exc_info:
+        load_separator("bundled:bs_roformer_4stem")
+    assert str(exc_info.value) == "no bundled separators yet; train one or pass a checkpoint path"
+
+
+def test_missing_path(tmp_path):
+    with pytest.raises(MSRError) as exc_info:
+        load_separator(tmp_path / "nope")
+    _assert_one_line(exc_info, "no such checkpoint")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(MSRError) as exc_info:
+        load_separator(tmp_path / "empty")
+    _assert_one_line(exc_info, "config.json")
+    (tmp_path / "song.wav").write_bytes(b"RIFF")
+    with pytest.raises(MSRError) as exc_info:
+        load_separator(tmp_path / "song.wav")
+    _assert_one_line(exc_info, "not a checkpoint")
+
+
+def test_ckpt_without_yaml(tiny_weights, tmp_path):
+    torch.save({"state_dict": dict(tiny_weights)}, tmp_path / "model.ckpt")
+    with pytest.raises(MSRError) as exc_info:
+        load_separator(tmp_path / "model.ckpt")
+    _assert_one_line(exc_info, "no YAML config", "model.yaml")
+    (tmp_path / "a.yaml").write_text("model: {}\n")
+    (tmp_path / "b.yaml").write_text("model: {}\n")
+    with pytest.raises(MSRError) as exc_info:
+        load_separator(tmp_path / "model.ckpt")
+    _assert_one_line(exc_info, "2 YAML configs")
+
+
+def test_corrupt_files(model, tiny_config, tiny_weights, tmp_path):
+    out = tmp_path / "sep"
+    save_separator(model, out, stems=MSST_STEMS)
+    data = (out / "model.safetensors").read_bytes()
+    (out / "model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(MSRError) as exc_info:
+        load_separator(out)
+    _assert_one_line(exc_info, "cannot read weights")
+
+    (out / "model.safetensors").write_bytes(data)
+    (out / "config.json").write_text("{not json")
+    with pytest.raises(MSRError) as exc_info:
+        load_separator(out)
+    _assert_one_line(exc_info, "cannot read")
+
+    path = _msst_folder(tmp_path / "msst", tiny_config, tiny_weights)
+    path.write_bytes(b"this is not a torch file")
+    with pytest.raises(MSRError) as exc_info:
+        load_separator(path)
+    _assert_one_line(exc_info, "cannot read checkpoint")
+    (path.with_suffix(".yaml")).write_text("model: [unclosed\n")
+    with pytest.raises(MSRError) as exc_info:
+        load_separator(path)
+    _assert_one_line(exc_info, "cannot read")
+
+
+def test_wrong_model_type(model, tiny_config, tiny_weights, tmp_path):
+    out = tmp_path / "sep"
+    save_separator(model, out, stems=MSST_STEMS)
+    config = json.loads((out / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps(dict(config, model_type="htdemucs")))
+    with pytest.raises(MSRError) as exc_info:
+        load_separator(out)
+    _assert_one_line(exc_info, "unknown model_type 'htdemucs'")
+    (out / "config.json").write_text(json.dumps(dict(config, format_version=99)))
+    with pytest.raises(MSRError) as exc_info:
+        load_separator(out)
+    _assert_one_line(exc_info, "format_version")
+
+    path = _msst_folder(tmp_path / "msst", tiny_config, tiny_weights)
+    cfg = yaml.safe_load(path.with_suffix(".yaml").read_text())
+    path.with_suffix(".yaml").write_text(yaml.safe_dump(dict(cfg, model_type="mel_band_roformer")))
+    with pytest.raises(MSRError) as exc_info:
+        load_separator(path)
+    _assert_one_line(exc_info, "unknown model_type 'mel_band_roformer'")
+
+
+def test_mismatched_weights(model, tiny_config, tiny_weights, tmp_path):
+    out = tmp_path / "sep"
+    save_separator(model, out, stems=MSST_STEMS)
+    config = json.loads((out / "config.json").read_text())
+    config["model"]["dim"] = 32
+    (out / "config.json").write_text(json.dumps(config))
+    with pytest.raises(MSRError) as exc_info:
+        load_separator(out)
+    _assert_one_line(exc_info, "weights do not fit the config")
+
+    config["model"]["dim"] = 16
+    config["model"]["no_such_option"] = 1
+    (out / "config.json").write_text(json.dumps(config))
+    with pytest.raises(MSRError) as exc_info:
+        load_separator(out)
+    _assert_one_line(exc_info, "weights do not fit the config", "no_such_option")
+
+    config["model"].pop("no_such_option")
+    config["stems"] = ["vocals", "bass"]
+    (out / "config.json").write_text(json.dumps(config))
+    with pytest.raises(MSRError) as exc_info:
+        load_separator(out)
+    _assert_one_line(exc_info, "4 outputs")
+
+    folder = tmp_path / "msst"
+    path = _msst_folder(folder, dict(tiny_config, depth=1), tiny_weights)  # weights have 2 depth layers
+    with pytest.raises(MSRError) as exc_info:
+        load_separator(path)
+    _assert_one_line(exc_info, "weights do not fit the config", "unexpected keys")
+    path = _msst_folder(folder, tiny_config, {k: v for k, v in tiny_weights.items() if "final_norm" not in k})
+    with pytest.raises(MSRError) as exc_info:
+        load_separator(path)
+    _assert_one_line(exc_info, "missing keys")
