@@ -1,0 +1,161 @@
+"""The training loss (msr_lib.train.losses): values at the extremes, masking, scale behaviour, gradients, shapes."""
+import pytest
+import torch
+
+from msr_lib.train import multi_resolution_stft_loss, separation_loss, si_snr_loss
+from msr_lib.train.losses import auto_scaled_l1
+
+SMALL_RES = ((256, 64), (128, 32))  # keep the tests fast
+
+
+def _batch(batch=2, stems=3, channels=2, samples=3001, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return 0.3 * torch.randn(batch, stems, channels, samples, generator=g)
+
+
+def test_perfect_estimate_parts():
+    target = _batch()
+    total, parts = separation_loss(target.clone(), target, resolutions=SMALL_RES)
+    assert parts["l1"] == pytest.approx(0.0, abs=1e-6)
+    assert parts["stft"] == pytest.approx(0.0, abs=1e-5)
+    # SI-SNR part at its documented minimum: −max_snr_db (soft cap, default 60 dB)
+    assert parts["si_snr"] == pytest.approx(-60.0, abs=1e-2)
+    assert float(total) == pytest.approx(-6.0, abs=1e-3)
+    assert parts["active_stems"] == 6
+    assert si_snr_loss(target, target, max_snr_db=30.0).max() == pytest.approx(-30.0, abs=1e-2)
+
+
+def test_loss_grows_with_noise():
+    target = _batch()
+    g = torch.Generator().manual_seed(1)
+    noise = torch.randn(target.shape, generator=g)
+    values = [separation_loss(target + level * noise, target, resolutions=SMALL_RES)[1] for level in (0.01, 0.1, 1.0)]
+    for key in ("l1", "stft", "si_snr", "total"):
+        assert values[0][key] < values[1][key] < values[2][key], key
+
+
+def test_inactive_stem_estimate_does_not_matter():
+    target = _batch()
+    estimate = target + 0.1 * torch.randn_like(target)
+    active = torch.ones(2, 3, dtype=torch.bool)
+    active[0, 1] = False
+    total_a, parts_a = separation_loss(estimate, target, active, resolutions=SMALL_RES)
+    changed = estimate.clone()
+    changed[0, 1] = 100.0 * torch.randn_like(changed[0, 1])
+    total_b, parts_b = separation_loss(changed, target, active, resolutions=SMALL_RES)
+    assert float(total_a) == float(total_b)
+    assert parts_a == parts_b
+    assert parts_a["active_stems"] == 5
+
+
+def test_silent_target_stem_is_masked():
+    target = _batch()
+    target[1, 2] = 0.0  # flagged active, but silent
+    estimate = target + 0.1 * torch.randn_like(target)
+    _, parts_a = separation_loss(estimate, target, resolutions=SMALL_RES)
+    estimate[1, 2] = torch.randn_like(estimate[1, 2])
+    _, parts_b = separation_loss(estimate, target, resolutions=SMALL_RES)
+    assert parts_a == parts_b
+    assert parts_a["active_stems"] == 5
+    assert all(torch.isfinite(torch.tensor(v)) for v in parts_a.values())
+
+
+def test_all_inactive_is_zero_and_backward_works():
+    target = _batch()
+    estimate = torch.randn_like(target).requires_grad_()
+    total, parts = separation_loss(estimate, target, torch.zeros(2, 3, dtype=torch.bool), resolutions=SMALL_RES)
+    assert float(total.detach()) == 0.0 and torch.isfinite(total)
+    assert parts["active_stems"] == 0 and parts["l1"] == 0.0
+    total.backward()
+    assert estimate.grad is not None and torch.all(estimate.grad == 0)
+
+
+def test_auto_scaled_l1_is_scale_invariant_per_stem():
+    target = _batch()
+    estimate = target + 0.1 * torch.randn_like(target)
+    before = auto_scaled_l1(estimate, target)
+    estimate[0, 1] *= 10.0
+    target[0, 1] *= 10.0
+    after = auto_scaled_l1(estimate, target)
+    torch.testing.assert_close(after, before, rtol=1e-5, atol=0)
+    # a silent estimate scores ≈ 1 (relative error)
+    assert auto_scaled_l1(torch.zeros_like(target), target) == pytest.approx(torch.ones(2, 3))
+
+
+def test_quiet_stem_counts_like_a_loud_one():
+    target = _batch()
+    estimate = target + 0.1 * torch.randn_like(target)
+    quiet_t, quiet_e = target.clone(), estimate.clone()
+    quiet_t[:, 0] *= 0.01
+    quiet_e[:, 0] *= 0.01
+    _, loud = separation_loss(estimate, target, resolutions=SMALL_RES)
+    _, quiet = separation_loss(quiet_e, quiet_t, resolutions=SMALL_RES)
+    for key in ("l1", "si_snr"):
+        assert quiet[key] == pytest.approx(loud[key], rel=1e-3)
+    assert quiet["stft"] == pytest.approx(loud["stft"], rel=5e-2)  # the power floor makes it only nearly so
+
+
+def test_gradients_flow_to_estimate():
+    target = _batch()
+    estimate = (target + 0.1 * torch.randn_like(target)).requires_grad_()
+    total, _ = separation_loss(estimate, target, resolutions=SMALL_RES)
+    total.backward()
+    assert torch.isfinite(estimate.grad).all()
+    assert estimate.grad.abs().sum() > 0
+    # each part on its own, and a perfect estimate, give finite gradients too
+    for w in ({"l1_weight": 1, "stft_weight": 0, "si_snr_weight": 0},
+              {"l1_weight": 0, "stft_weight": 1, "si_snr_weight": 0},
+              {"l1_weight": 0, "stft_weight": 0, "si_snr_weight": 1}):
+        est = (target + 0.1 * torch.randn_like(target)).requires_grad_()
+        separation_loss(est, target, resolutions=SMALL_RES, **w)[0].backward()
+        assert torch.isfinite(est.grad).all() and est.grad.abs().sum() > 0, w
+    perfect = target.clone().requires_grad_()
+    separation_loss(perfect, target, resolutions=SMALL_RES)[0].backward()
+    assert torch.isfinite(perfect.grad).all()
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+@pytest.mark.parametrize("samples", [1, 77, 2049, 4411])
+def test_shapes_odd_lengths_mono_stereo(channels, samples):
+    target = _batch(batch=2, stems=2, channels=channels, samples=samples)
+    estimate = (target + 0.05 * torch.randn_like(target)).requires_grad_()
+    total, parts = separation_loss(estimate, target)  # default resolutions: n_fft 2048 on short signals too
+    assert total.shape == () and torch.isfinite(total)
+    total.backward()
+    assert estimate.grad.shape == estimate.shape
+    assert multi_resolution_stft_loss(estimate, target).shape == (2, 2, channels)
+    assert multi_resolution_stft_loss(estimate, target, signal_dims=2).shape == (2, 2)
+    assert si_snr_loss(estimate, target).shape == (2, 2, channels)
+    assert si_snr_loss(estimate, target, signal_dims=2).shape == (2, 2)
+
+
+def test_stft_loss_plain_signals_and_scale():
+    g = torch.Generator().manual_seed(3)
+    target = torch.randn(4, 5000, generator=g)
+    estimate = target + 0.2 * torch.randn(4, 5000, generator=g)
+    values = multi_resolution_stft_loss(estimate, target)
+    assert values.shape == (4,) and (values > 0).all()
+    assert multi_resolution_stft_loss(target, target).abs().max() < 1e-5
+    # spectral convergence and log-magnitude differences are level-independent (above the power floor)
+    torch.testing.assert_close(multi_resolution_stft_loss(10 * estimate, 10 * target), values, rtol=1e-3, atol=1e-4)
+
+
+def test_half_precision_inputs_and_inference_mode_window():
+    target = _batch(samples=1000)
+    with torch.inference_mode():  # first use of a window inside inference mode (validation) ...
+        separation_loss(target, target, resolutions=((96, 24),))
+    estimate = (target + 0.1 * torch.randn_like(target)).requires_grad_()
+    total, _ = separation_loss(estimate, target, resolutions=((96, 24),))  # ... must not break training
+    total.backward()
+    bf = separation_loss(estimate.detach().bfloat16(), target.bfloat16(), resolutions=SMALL_RES)[0]
+    assert bf.dtype == torch.float32 and torch.isfinite(bf)
+
+
+def test_bad_shapes_raise():
+    target = _batch()
+    with pytest.raises(ValueError):
+        separation_loss(target[0], target[0])
+    with pytest.raises(ValueError):
+        separation_loss(target, target[..., :-1])
+    with pytest.raises(ValueError):
+        separation_loss(target, target, torch.ones(2, 2, dtype=torch.bool))
