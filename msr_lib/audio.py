@@ -128,18 +128,29 @@ def save_audio(path, audio: np.ndarray, sample_rate: int = SAMPLE_RATE, *, subty
     subtype = subtype or _subtype_for(path)
     if subtype is not None and subtype.startswith("PCM"):
         audio = np.clip(audio, -1.0, 1.0)
+    with atomic_file(path) as tmp:
+        sf.write(tmp, audio.T, sample_rate, subtype=subtype)
+    return path
+
+
+@contextlib.contextmanager
+def atomic_file(path):
+    """Yield a temporary path next to ``path`` to write; it replaces ``path`` only if the block succeeds.
+
+    A failure leaves the old file (if any) untouched and no temporary file behind.
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
     os.close(fd)
     try:
-        sf.write(tmp, audio.T, sample_rate, subtype=subtype)
+        yield tmp
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    return path
 
 
 @contextlib.contextmanager

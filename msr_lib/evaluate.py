@@ -25,17 +25,15 @@ JSON atomically.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from msr_lib.audio import atomic_file
 from msr_lib.errors import MSRError
 
 #: References whose peak (all channels) is at or below this are "silent" (−120 dBFS).
@@ -202,20 +200,9 @@ def write_json_atomic(path, data) -> Path:
     path = Path(path)
     if path.is_dir():
         raise MSRError(f"{path}: is a folder, expected a JSON file path")
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with atomic_file(path) as tmp:
+        Path(tmp).write_text(text)
     return path
 
 

@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from msr_lib import evaluate as evaluate_module
 from msr_lib.cli import main
 from msr_lib.errors import MSRError
 from msr_lib.evaluate import evaluate, resolve_metrics
@@ -133,7 +132,9 @@ def test_json_content_and_atomic_write(tmp_path, monkeypatch):
     def fail(*args):
         raise OSError("disk full")
 
-    monkeypatch.setattr(evaluate_module.os, "replace", fail)
+    import msr_lib.audio
+
+    monkeypatch.setattr(msr_lib.audio.os, "replace", fail)  # the rename inside msr_lib.audio.atomic_file
     before = out.read_text()
     with pytest.raises(OSError):
         result.to_json(out)
