@@ -1,5 +1,11 @@
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
+
+#: The MSST BS-RoFormer compatibility fixture (see its README).
+MSST_FIXTURES = Path(__file__).parent / "fixtures" / "msst_bs_roformer"
 
 
 @pytest.fixture
@@ -11,3 +17,25 @@ def tone(freq=440.0, seconds=1.0, sample_rate=44100, amplitude=0.5, channels=2):
     t = np.arange(int(seconds * sample_rate)) / sample_rate
     mono = (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.float32)
     return np.repeat(mono[None], channels, axis=0)
+
+
+@pytest.fixture(scope="module")
+def tiny_config():
+    """Keyword arguments of the tiny MSST BS-RoFormer."""
+    return json.loads((MSST_FIXTURES / "tiny_config.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def tiny_weights():
+    """Its full MSST state dict."""
+    from safetensors.torch import load_file
+
+    return load_file(MSST_FIXTURES / "tiny_weights.safetensors")
+
+
+@pytest.fixture(scope="module")
+def tiny_io():
+    """``input`` (1, 2, 88200) and MSST's ``output`` (1, 4, 2, 88200)."""
+    from safetensors.torch import load_file
+
+    return load_file(MSST_FIXTURES / "tiny_io.safetensors")

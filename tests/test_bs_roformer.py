@@ -13,23 +13,8 @@ ATOL = 1e-6  # the fixture README's suggested acceptance for `output` (float32);
 
 
 @pytest.fixture(scope="module")
-def tiny_config():
-    return json.loads((FIXTURES / "tiny_config.json").read_text())
-
-
-@pytest.fixture(scope="module")
-def tiny_weights():
-    return load_file(FIXTURES / "tiny_weights.safetensors")
-
-
-@pytest.fixture(scope="module")
 def tiny_model(tiny_config, tiny_weights):
     return load_msst(tiny_config, tiny_weights)
-
-
-@pytest.fixture(scope="module")
-def tiny_io():
-    return load_file(FIXTURES / "tiny_io.safetensors")
 
 
 def test_tiny_weights_load_strictly(tiny_config, tiny_weights):

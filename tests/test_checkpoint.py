@@ -15,21 +15,6 @@ FIXTURES = Path(__file__).parent / "fixtures" / "msst_bs_roformer"
 MSST_STEMS = ["drums", "bass", "other", "vocals"]
 
 
-@pytest.fixture(scope="module")
-def tiny_config():
-    return json.loads((FIXTURES / "tiny_config.json").read_text())
-
-
-@pytest.fixture(scope="module")
-def tiny_weights():
-    return load_file(FIXTURES / "tiny_weights.safetensors")
-
-
-@pytest.fixture(scope="module")
-def tiny_io():
-    return load_file(FIXTURES / "tiny_io.safetensors")
-
-
 @pytest.fixture
 def model(tiny_config):
     torch.manual_seed(0)
