@@ -159,6 +159,13 @@ def _assert_one_line(exc_info, *fragments):
         assert fragment in message, message
 
 
+def _load_fails(path, *fragments):
+    """load_separator(path) raises MSRError with one line containing every fragment."""
+    with pytest.raises(MSRError) as exc_info:
+        load_separator(path)
+    _assert_one_line(exc_info, *fragments)
+
+
 def test_bundled_name_is_not_available_yet():
     with pytest.raises(MSRError) as exc_info:
         load_separator("bundled:bs_roformer_4stem")
@@ -166,29 +173,19 @@ def test_bundled_name_is_not_available_yet():
 
 
 def test_missing_path(tmp_path):
-    with pytest.raises(MSRError) as exc_info:
-        load_separator(tmp_path / "nope")
-    _assert_one_line(exc_info, "no such checkpoint")
+    _load_fails(tmp_path / "nope", "no such checkpoint")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(MSRError) as exc_info:
-        load_separator(tmp_path / "empty")
-    _assert_one_line(exc_info, "config.json")
+    _load_fails(tmp_path / "empty", "config.json")
     (tmp_path / "song.wav").write_bytes(b"RIFF")
-    with pytest.raises(MSRError) as exc_info:
-        load_separator(tmp_path / "song.wav")
-    _assert_one_line(exc_info, "not a checkpoint")
+    _load_fails(tmp_path / "song.wav", "not a checkpoint")
 
 
 def test_ckpt_without_yaml(tiny_weights, tmp_path):
     torch.save({"state_dict": dict(tiny_weights)}, tmp_path / "model.ckpt")
-    with pytest.raises(MSRError) as exc_info:
-        load_separator(tmp_path / "model.ckpt")
-    _assert_one_line(exc_info, "no YAML config", "model.yaml")
+    _load_fails(tmp_path / "model.ckpt", "no YAML config", "model.yaml")
     (tmp_path / "a.yaml").write_text("model: {}\n")
     (tmp_path / "b.yaml").write_text("model: {}\n")
-    with pytest.raises(MSRError) as exc_info:
-        load_separator(tmp_path / "model.ckpt")
-    _assert_one_line(exc_info, "2 YAML configs")
+    _load_fails(tmp_path / "model.ckpt", "2 YAML configs")
 
 
 def test_corrupt_files(model, tiny_config, tiny_weights, tmp_path):
@@ -196,25 +193,17 @@ def test_corrupt_files(model, tiny_config, tiny_weights, tmp_path):
     save_separator(model, out, stems=MSST_STEMS)
     data = (out / "model.safetensors").read_bytes()
     (out / "model.safetensors").write_bytes(data[: len(data) // 2])
-    with pytest.raises(MSRError) as exc_info:
-        load_separator(out)
-    _assert_one_line(exc_info, "cannot read weights")
+    _load_fails(out, "cannot read weights")
 
     (out / "model.safetensors").write_bytes(data)
     (out / "config.json").write_text("{not json")
-    with pytest.raises(MSRError) as exc_info:
-        load_separator(out)
-    _assert_one_line(exc_info, "cannot read")
+    _load_fails(out, "cannot read")
 
     path = _msst_folder(tmp_path / "msst", tiny_config, tiny_weights)
     path.write_bytes(b"this is not a torch file")
-    with pytest.raises(MSRError) as exc_info:
-        load_separator(path)
-    _assert_one_line(exc_info, "cannot read checkpoint")
+    _load_fails(path, "cannot read checkpoint")
     (path.with_suffix(".yaml")).write_text("model: [unclosed\n")
-    with pytest.raises(MSRError) as exc_info:
-        load_separator(path)
-    _assert_one_line(exc_info, "cannot read")
+    _load_fails(path, "cannot read")
 
 
 def test_wrong_model_type(model, tiny_config, tiny_weights, tmp_path):
@@ -222,20 +211,14 @@ def test_wrong_model_type(model, tiny_config, tiny_weights, tmp_path):
     save_separator(model, out, stems=MSST_STEMS)
     config = json.loads((out / "config.json").read_text())
     (out / "config.json").write_text(json.dumps(dict(config, model_type="htdemucs")))
-    with pytest.raises(MSRError) as exc_info:
-        load_separator(out)
-    _assert_one_line(exc_info, "unknown model_type 'htdemucs'")
+    _load_fails(out, "unknown model_type 'htdemucs'")
     (out / "config.json").write_text(json.dumps(dict(config, format_version=99)))
-    with pytest.raises(MSRError) as exc_info:
-        load_separator(out)
-    _assert_one_line(exc_info, "format_version")
+    _load_fails(out, "format_version")
 
     path = _msst_folder(tmp_path / "msst", tiny_config, tiny_weights)
     cfg = yaml.safe_load(path.with_suffix(".yaml").read_text())
     path.with_suffix(".yaml").write_text(yaml.safe_dump(dict(cfg, model_type="mel_band_roformer")))
-    with pytest.raises(MSRError) as exc_info:
-        load_separator(path)
-    _assert_one_line(exc_info, "unknown model_type 'mel_band_roformer'")
+    _load_fails(path, "unknown model_type 'mel_band_roformer'")
 
 
 def test_mismatched_weights(model, tiny_config, tiny_weights, tmp_path):
@@ -244,30 +227,20 @@ def test_mismatched_weights(model, tiny_config, tiny_weights, tmp_path):
     config = json.loads((out / "config.json").read_text())
     config["model"]["dim"] = 32
     (out / "config.json").write_text(json.dumps(config))
-    with pytest.raises(MSRError) as exc_info:
-        load_separator(out)
-    _assert_one_line(exc_info, "weights do not fit the config")
+    _load_fails(out, "weights do not fit the config")
 
     config["model"]["dim"] = 16
     config["model"]["no_such_option"] = 1
     (out / "config.json").write_text(json.dumps(config))
-    with pytest.raises(MSRError) as exc_info:
-        load_separator(out)
-    _assert_one_line(exc_info, "weights do not fit the config", "no_such_option")
+    _load_fails(out, "weights do not fit the config", "no_such_option")
 
     config["model"].pop("no_such_option")
     config["stems"] = ["vocals", "bass"]
     (out / "config.json").write_text(json.dumps(config))
-    with pytest.raises(MSRError) as exc_info:
-        load_separator(out)
-    _assert_one_line(exc_info, "4 outputs")
+    _load_fails(out, "4 outputs")
 
     folder = tmp_path / "msst"
     path = _msst_folder(folder, dict(tiny_config, depth=1), tiny_weights)  # weights have 2 depth layers
-    with pytest.raises(MSRError) as exc_info:
-        load_separator(path)
-    _assert_one_line(exc_info, "weights do not fit the config", "unexpected keys")
+    _load_fails(path, "weights do not fit the config", "unexpected keys")
     path = _msst_folder(folder, tiny_config, {k: v for k, v in tiny_weights.items() if "final_norm" not in k})
-    with pytest.raises(MSRError) as exc_info:
-        load_separator(path)
-    _assert_one_line(exc_info, "missing keys")
+    _load_fails(path, "missing keys")
