@@ -71,7 +71,12 @@ class RotaryEmbedding(nn.Module):
 
 
 class Attention(nn.Module):
-    """Pre-norm multi-head self-attention with RoPE on q, k and a sigmoid gate per head (from the normed input)."""
+    """Pre-norm multi-head self-attention with RoPE on q, k and a sigmoid gate per head (from the normed input).
+
+    q, k and v are three ``nn.Linear`` modules (``to_q``, ``to_k``, ``to_v``) so that LoRA can target the query and
+    value projections alone (lesson 04). MSST stores them fused as one ``to_qkv.weight`` (rows q, then k, then v):
+    two state-dict hooks translate, so our state dicts keep MSST's keys and MSST checkpoints load strictly.
+    """
 
     def __init__(self, dim: int, heads: int, dim_head: int, dropout: float = 0.0):
         super().__init__()
@@ -79,17 +84,47 @@ class Attention(nn.Module):
         inner = heads * dim_head
         self.rotary_embed = RotaryEmbedding(dim_head)  # registered first: MSST key order
         self.norm = RMSNorm(dim)
-        self.to_qkv = nn.Linear(dim, 3 * inner, bias=False)
+        self.to_q = nn.Linear(dim, inner, bias=False)
+        self.to_k = nn.Linear(dim, inner, bias=False)
+        self.to_v = nn.Linear(dim, inner, bias=False)
         self.to_gates = nn.Linear(dim, heads)
         self.to_out = nn.Sequential(nn.Linear(inner, dim, bias=False), nn.Dropout(dropout))
+        self.register_state_dict_post_hook(_fuse_qkv)
+        self.register_load_state_dict_pre_hook(_split_qkv)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.norm(x)  # (b, l, d)
-        q, k, v = rearrange(self.to_qkv(x), "b l (qkv h e) -> qkv b h l e", qkv=3, h=self.heads)
+        q, k, v = (rearrange(proj(x), "b l (h e) -> b h l e", h=self.heads) for proj in (self.to_q, self.to_k, self.to_v))
         q, k = self.rotary_embed(q), self.rotary_embed(k)
         out = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)  # (b, h, l, e)
         out = out * rearrange(self.to_gates(x), "b l h -> b h l 1").sigmoid()
         return self.to_out(rearrange(out, "b h l e -> b l (h e)"))  # (b, l, d)
+
+
+_QKV = ("to_q.weight", "to_k.weight", "to_v.weight")
+
+
+def _fuse_qkv(module: nn.Module, state_dict: dict, prefix: str, local_metadata) -> None:
+    """State-dict hook: replace ``to_q/k/v.weight`` by MSST's fused ``to_qkv.weight`` (same place in key order).
+
+    Left alone when the projections are wrapped (e.g. by LoRA: ``to_q.base_layer.weight``)."""
+    if not all(prefix + name in state_dict for name in _QKV):
+        return
+    ours = [key for key in state_dict if key.startswith(prefix)]  # this module's keys are the newest ones
+    values = {key: state_dict.pop(key) for key in ours}
+    for key in ours:
+        if key == prefix + "to_q.weight":
+            state_dict[prefix + "to_qkv.weight"] = torch.cat([values[prefix + name] for name in _QKV])
+        elif key not in (prefix + "to_k.weight", prefix + "to_v.weight"):
+            state_dict[key] = values[key]
+
+
+def _split_qkv(module: nn.Module, state_dict: dict, prefix: str, *args) -> None:
+    """Load hook: split a fused ``to_qkv.weight`` (MSST and our own files) into ``to_q/k/v.weight``."""
+    fused = state_dict.pop(prefix + "to_qkv.weight", None)
+    if fused is not None:
+        for name, part in zip(_QKV, fused.chunk(3, dim=0)):
+            state_dict[prefix + name] = part
 
 
 class FeedForward(nn.Module):
