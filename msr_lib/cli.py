@@ -101,6 +101,37 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- msr separate
+def _add_separate(sub) -> None:
+    p = sub.add_parser("separate", help="split a song into stems with a separator (one audio file per stem)")
+    p.add_argument("input", help="the song: an audio file (any rate; mono or stereo)")
+    p.add_argument("--out", required=True, help="output folder for <stem>.wav/.flac (written atomically)")
+    p.add_argument("--model", default="bundled:8stem",
+                   help="separator checkpoint folder or MSST checkpoint file (default bundled:8stem)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto: CUDA when available)")
+    p.add_argument("--chunk-seconds", type=float, default=None,
+                   help="length of each inference chunk in seconds (default: the checkpoint's, else 8)")
+    p.add_argument("--overlap", type=float, default=0.25, help="fraction of a chunk shared with the next (default 0.25)")
+    p.add_argument("--batch-size", type=int, default=1, help="chunks per forward pass (default 1)")
+    p.add_argument("--format", choices=["wav", "flac"], default="wav",
+                   help="wav (32-bit float) or flac (24-bit PCM) (default wav)")
+    p.set_defaults(func=_cmd_separate)
+
+
+def _cmd_separate(args) -> int:
+    from msr_lib.models import load_separator
+    from msr_lib.separate import resolve_device, separate_file
+
+    if not Path(args.input).exists():  # before loading the model, which can take a while
+        raise MSRError(f"{args.input}: no such file")
+    device = resolve_device(args.device)
+    separator = load_separator(args.model, device=device)
+    paths = separate_file(args.input, args.out, separator, output_format=args.format, device=device,
+                          chunk_seconds=args.chunk_seconds, overlap=args.overlap, batch_size=args.batch_size)
+    print(f"wrote {len(paths)} stems ({', '.join(paths)}) to {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from msr_lib import __version__
 
@@ -110,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_synth(sub)
     _add_degrade(sub)
     _add_evaluate(sub)
+    _add_separate(sub)
     return parser
 
 
