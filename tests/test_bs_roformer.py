@@ -7,6 +7,7 @@ import torch
 from safetensors.torch import load_file
 
 from msr_lib.models import BSRoformer, load_msst
+from msr_lib.models.bs_roformer import MSST_44K_BANDS
 
 FIXTURES = Path(__file__).parent / "fixtures" / "msst_bs_roformer"
 ATOL = 1e-6  # the fixture README's suggested acceptance for `output` (float32); we measure ~3e-8
@@ -148,3 +149,56 @@ def test_bf16_autocast_keeps_stft_in_float32(tiny_model, tiny_io):
         out = tiny_model(tiny_io["input"])
     assert out.dtype == torch.float32
     assert (out - tiny_io["output"]).abs().max().item() < 2e-3  # measured 3e-4 (output peak 0.05)
+
+
+@pytest.mark.parametrize(
+    ("widths", "depth"),
+    [([4 * f for f in MSST_44K_BANDS], 2), ([2, 8, 2, 6, 8, 2, 4], 1), ([6, 2, 6, 4, 6], 3)],  # stereo, mono-like
+)
+def test_batched_band_mlps_match_per_band_loop(widths, depth):
+    from msr_lib.models.bs_roformer import BandSplit, MaskEstimator
+
+    def loop_split(m, x):  # the straightforward reference: one module call per band
+        return torch.stack([proj(band) for proj, band in zip(m.to_features, x.split(m.band_widths, -1))], -2)
+
+    def loop_mask(m, x):
+        return torch.cat([head(band) for head, band in zip(m.to_freqs, x.unbind(-2))], -1)
+
+    torch.manual_seed(0)
+    split, mask = BandSplit(16, widths), MaskEstimator(16, widths, depth, 2)
+    with torch.no_grad():  # random gains too, so that a band mix-up cannot hide
+        for p in [*split.parameters(), *mask.parameters()]:
+            p.copy_(torch.randn_like(p) * 0.5)
+    x = torch.randn(2, 5, sum(widths))
+    results = []
+    for split_fn, mask_fn in ((BandSplit.forward, MaskEstimator.forward), (loop_split, loop_mask)):
+        xi = x.clone().requires_grad_()
+        feats = split_fn(split, xi)
+        out = mask_fn(mask, feats.tanh())
+        (out.square().mean() + feats.sin().mean()).backward()
+        grads = [p.grad.clone() for p in [*split.parameters(), *mask.parameters()]]
+        split.zero_grad(), mask.zero_grad()
+        results.append([feats.detach(), out.detach(), xi.grad, *grads])
+    assert results[0][1].shape == (2, 5, sum(widths))
+    for got, want in zip(*results):
+        assert got.shape == want.shape
+        assert (got - want).abs().max().item() < 1e-5
+
+
+def test_band_mlps_fall_back_to_the_loop_when_a_layer_is_wrapped():
+    from msr_lib.models.bs_roformer import MaskEstimator
+
+    class Shifted(torch.nn.Linear):  # stands in for a LoRA-wrapped layer: the batched path cannot read it
+        def forward(self, x):
+            return super().forward(x) + 1.0
+
+    torch.manual_seed(0)
+    mask = MaskEstimator(8, [2, 4, 2], 2, 2)
+    x = torch.randn(1, 3, 3, 8)
+    before = mask(x)
+    old = mask.to_freqs[1][0][2]
+    mask.to_freqs[1][0][2] = shifted = Shifted(old.in_features, old.out_features)
+    shifted.load_state_dict(old.state_dict())
+    after = mask(x)
+    assert torch.allclose(after[..., :2], before[..., :2]) and torch.allclose(after[..., 6:], before[..., 6:])
+    assert not torch.allclose(after[..., 2:6], before[..., 2:6])  # band 1 went through the wrapped layer

@@ -159,17 +159,65 @@ class Transformer(nn.Module):
         return x
 
 
+def _width_groups(band_widths: Sequence[int]) -> list[tuple[int, list[int]]]:
+    """Band indices grouped by width, groups in order of first appearance: [(width, [k, …]), …]."""
+    groups: dict[int, list[int]] = {}
+    for k, w in enumerate(band_widths):
+        groups.setdefault(w, []).append(k)
+    return list(groups.items())
+
+
+def _take(x: Tensor, ks: list[int]) -> Tensor:
+    """Rows ``ks`` of x (k, …): a view when they are consecutive, else a copy."""
+    return x[ks[0] : ks[-1] + 1] if ks[-1] - ks[0] == len(ks) - 1 else x[ks]
+
+
+def _batched_linear(x: Tensor, layers: Sequence[nn.Module]) -> Tensor:
+    """g same-shaped ``nn.Linear``s as one batched matmul: x (g, m, in) → (g, m, out).
+
+    The weights are stacked at every call (differentiable, cheap next to the matmul); ``baddbmm`` so that autocast
+    treats it like ``nn.Linear`` (bias included)."""
+    weight = rearrange(torch.stack([layer.weight for layer in layers]), "g o i -> g i o")
+    bias = rearrange(torch.stack([layer.bias for layer in layers]), "g o -> g 1 o")
+    return torch.baddbmm(bias, x, weight)
+
+
+_PLAIN = (nn.ModuleList, nn.Sequential, RMSNorm, nn.Linear, nn.Tanh, nn.GLU)
+
+
+def _plain(module: nn.Module) -> bool:
+    """True when every submodule is one of ours, unwrapped (no LoRA layer): the batched path reads their weights."""
+    return all(type(m) in _PLAIN for m in module.modules())
+
+
 class BandSplit(nn.Module):
-    """Cut the folded spectrum into bands; per band RMSNorm + Linear(width_k → d). Keys ``to_features.{k}.{0,1}``."""
+    """Cut the folded spectrum into bands; per band RMSNorm + Linear(width_k → d). Keys ``to_features.{k}.{0,1}``.
+
+    The per-band maths is computed batched: one matmul per group of equal-width bands (7 groups for the 62 MSST
+    bands), with the group's weights stacked at forward time. Modules and keys are still one per band; if any Linear is
+    wrapped (e.g. LoRA), the forward falls back to the per-band loop.
+    """
 
     def __init__(self, dim: int, band_widths: Sequence[int]):
         super().__init__()
         self.band_widths = list(band_widths)
         self.to_features = nn.ModuleList(nn.Sequential(RMSNorm(w), nn.Linear(w, dim)) for w in self.band_widths)
+        self.groups = _width_groups(self.band_widths)
 
     def forward(self, x: Tensor) -> Tensor:  # (b, t, f·c·r)
-        bands = x.split(self.band_widths, dim=-1)
-        return torch.stack([proj(band) for proj, band in zip(self.to_features, bands)], dim=-2)  # (b, t, k, d)
+        bands = x.split(self.band_widths, dim=-1)  # k × (b, t, w)
+        if not _plain(self.to_features):
+            return torch.stack([proj(band) for proj, band in zip(self.to_features, bands)], dim=-2)  # (b, t, k, d)
+        b, t, _ = x.shape
+        out: list[Tensor] = list(bands)  # replaced band by band
+        for _, ks in self.groups:
+            norms, linears = zip(*(self.to_features[k] for k in ks))
+            xg = rearrange(torch.stack([bands[k] for k in ks]), "g b t w -> g (b t) w")
+            gamma = rearrange(torch.stack([norm.gamma for norm in norms]), "g w -> g 1 w")
+            xg = F.normalize(xg, dim=-1) * norms[0].scale * gamma  # RMSNorm per band
+            for k, y in zip(ks, _batched_linear(xg, linears).unbind(0)):  # (g, b·t, d)
+                out[k] = y
+        return rearrange(torch.stack(out), "k (b t) d -> b t k d", b=b, t=t)  # (b, t, k, d)
 
 
 def mlp(dim_in: int, dim_out: int, dim_hidden: int, depth: int) -> nn.Sequential:
@@ -184,7 +232,11 @@ def mlp(dim_in: int, dim_out: int, dim_hidden: int, depth: int) -> nn.Sequential
 
 
 class MaskEstimator(nn.Module):
-    """One stem: per band MLP(d → 2·width_k) then GLU → width_k; bands concatenated. Keys ``to_freqs.{k}.0.{0,2}``."""
+    """One stem: per band MLP(d → 2·width_k) then GLU → width_k; bands concatenated. Keys ``to_freqs.{k}.0.{0,2}``.
+
+    Computed batched: the hidden layers (same shapes for every band) as one matmul over all bands, the last layer as
+    one matmul per group of equal-width bands; falls back to the per-band loop if any Linear is wrapped (e.g. LoRA).
+    """
 
     def __init__(self, dim: int, band_widths: Sequence[int], depth: int, mlp_expansion_factor: int):
         super().__init__()
@@ -192,9 +244,22 @@ class MaskEstimator(nn.Module):
         self.to_freqs = nn.ModuleList(
             nn.Sequential(mlp(dim, 2 * w, hidden, depth), nn.GLU(dim=-1)) for w in band_widths
         )
+        self.groups = _width_groups(band_widths)
 
     def forward(self, x: Tensor) -> Tensor:  # (b, t, k, d)
-        return torch.cat([head(band) for head, band in zip(self.to_freqs, x.unbind(dim=-2))], dim=-1)  # (b, t, f·c·r)
+        if not _plain(self.to_freqs):
+            return torch.cat([head(band) for head, band in zip(self.to_freqs, x.unbind(dim=-2))], dim=-1)
+        b, t, _, _ = x.shape
+        layers = [[m for m in head[0] if isinstance(m, nn.Linear)] for head in self.to_freqs]  # k × depth Linears
+        h = rearrange(x, "b t k d -> k (b t) d")
+        for j in range(len(layers[0]) - 1):  # hidden layers: all bands at once
+            h = torch.tanh(_batched_linear(h, [band[j] for band in layers]))  # (k, b·t, hidden)
+        out: list[Tensor] = [x] * len(layers)  # placeholders, replaced band by band
+        for _, ks in self.groups:  # last layer: per width group
+            y = F.glu(_batched_linear(_take(h, ks), [layers[k][-1] for k in ks]), dim=-1)  # (g, b·t, w)
+            for k, band in zip(ks, y.unbind(0)):
+                out[k] = band
+        return torch.cat(out, dim=-1).unflatten(0, (b, t))  # (b, t, f·c·r)
 
 
 class BSRoformer(nn.Module):
