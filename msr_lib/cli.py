@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -132,6 +133,53 @@ def _cmd_separate(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- msr train separator
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train a model (separator: one stage of the CP-JKU curriculum)")
+    what = p.add_subparsers(dest="model_kind", required=True, metavar="MODEL")
+    s = what.add_parser("separator", help="train one curriculum stage of the BS-RoFormer separator")
+    s.add_argument("--stage", required=True, choices=["pretrain", "lora-clean", "lora-mastered", "expand"],
+                   help="pretrain (4 stems, clean sums) -> lora-clean -> lora-mastered -> expand (9 stems)")
+    s.add_argument("--out", required=True, help="run folder (log.jsonl, run.json, checkpoint/)")
+    s.add_argument("--preset", default=None, help="quick, laptop, gpu or paper (default: $MSR_PRESET or laptop)")
+    s.add_argument("--init", default=None,
+                   help="start from this run folder / checkpoint (the previous stage's run; for pretrain optional, "
+                        "e.g. an MSST 4-stem checkpoint)")
+    s.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the preset's for this stage)")
+    s.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    s.add_argument("--data", default=None, help="training song folders (default: the preset's synthetic songs)")
+    s.add_argument("--valid-data", default=None, help="validation song folders (default: the preset's)")
+    s.add_argument("--batch-size", type=int, default=None, help="items per step and process")
+    s.add_argument("--lr", type=float, default=None, help="peak learning rate")
+    s.add_argument("--seed", type=int, default=None, help="seed of data order, initialisation and dropout")
+    s.add_argument("--num-workers", type=int, default=None, help="data-loading worker processes")
+    s.add_argument("--compile", action="store_true", help="torch.compile the model (long GPU runs)")
+    s.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    s.set_defaults(func=_cmd_train_separator)
+
+
+def _cmd_train_separator(args) -> int:
+    from msr_lib.train.curriculum import train_separator
+
+    if (args.data is None) != (args.valid_data is None):
+        raise MSRError("pass both --data and --valid-data, or neither (the preset's songs)")
+    for folder in (args.data, args.valid_data):
+        if folder is not None and not Path(folder).is_dir():
+            raise MSRError(f"{folder}: no such folder")
+    try:
+        result = train_separator(
+            args.stage, args.out, preset=args.preset, init=args.init, steps=args.steps, resume=args.resume,
+            train_songs=args.data, valid_songs=args.valid_data, device=args.device, batch_size=args.batch_size,
+            lr=args.lr, seed=args.seed, num_workers=args.num_workers, compile=args.compile or None,
+        )
+    except KeyboardInterrupt:
+        print("msr: interrupted; continue with the same command plus --resume", file=sys.stderr)
+        return 130
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"{args.stage}: {result.step} steps; separator in {Path(args.out) / 'checkpoint'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from msr_lib import __version__
 
@@ -142,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_degrade(sub)
     _add_evaluate(sub)
     _add_separate(sub)
+    _add_train(sub)
     return parser
 
 

@@ -28,6 +28,29 @@ class Preset:
     data: dict = field(default_factory=dict)
     #: lesson 02: points per metric sweep, songs for the oracle floor/ceiling
     metrics: dict = field(default_factory=dict)
+    #: the separator's size (BSRoformer keyword arguments; stems are set by the curriculum stage)
+    model: dict = field(default_factory=dict)
+    #: separator training (msr_lib.train): TrainConfig defaults, chunk/validation sizes, and per-stage overrides
+    train: dict = field(default_factory=dict)
+
+
+def _stages(pretrain: int, lora: int, expand: int, lr: float) -> dict:
+    """Steps and learning rates per curriculum stage (LoRA and new heads take a higher rate: few weights move)."""
+    return {
+        "pretrain": {"steps": pretrain, "lr": lr},
+        "lora-clean": {"steps": lora, "lr": 2 * lr},
+        "lora-mastered": {"steps": lora, "lr": 2 * lr},
+        "expand": {"steps": expand, "lr": 2 * lr},
+    }
+
+
+def _model(dim: int, depth: int, heads: int, dim_head: int, transformer_depth: int, mask_depth: int,
+           mlp_expansion: int) -> dict:
+    return {
+        "dim": dim, "depth": depth, "heads": heads, "dim_head": dim_head, "stereo": True,
+        "time_transformer_depth": transformer_depth, "freq_transformer_depth": transformer_depth,
+        "mask_estimator_depth": mask_depth, "mlp_expansion_factor": mlp_expansion, "stft_hop_length": 441,
+    }
 
 
 PRESETS: dict[str, Preset] = {
@@ -37,6 +60,9 @@ PRESETS: dict[str, Preset] = {
         synth={"songs": 2, "seconds": 4.0, "lesson_seconds": 6.0},
         data={"chunk_seconds": 1.0, "batch_size": 2, "num_workers": 0, "songs": 4},
         metrics={"sweep_points": 5, "oracle_songs": 1},
+        model=_model(16, 1, 2, 8, 1, 1, 1),
+        train={"batch_size": 2, "chunk_seconds": 1.0, "warmup_steps": 1, "validate_every": 2, "checkpoint_every": 2,
+               "valid_songs": 1, "valid_items": 2, "valid_seconds": 1.0, "stages": _stages(4, 3, 3, 1e-3)},
     ),
     "laptop": Preset(
         name="laptop",
@@ -44,6 +70,9 @@ PRESETS: dict[str, Preset] = {
         synth={"songs": 16, "seconds": 20.0, "lesson_seconds": 20.0},
         data={"chunk_seconds": 3.0, "batch_size": 4, "num_workers": 2, "songs": 48},
         metrics={"sweep_points": 9, "oracle_songs": 3},
+        model=_model(64, 2, 4, 32, 1, 2, 2),
+        train={"batch_size": 4, "chunk_seconds": 2.0, "warmup_steps": 20, "validate_every": 50, "checkpoint_every": 50,
+               "valid_songs": 4, "valid_items": 8, "valid_seconds": 4.0, "stages": _stages(300, 100, 100, 1e-3)},
     ),
     "gpu": Preset(
         name="gpu",
@@ -51,6 +80,10 @@ PRESETS: dict[str, Preset] = {
         synth={"songs": 400, "seconds": 30.0, "lesson_seconds": 30.0},
         data={"chunk_seconds": 6.0, "batch_size": 8, "num_workers": 8, "songs": 400},
         metrics={"sweep_points": 9, "oracle_songs": 8},
+        model=_model(192, 6, 8, 32, 1, 2, 4),
+        train={"batch_size": 8, "chunk_seconds": 4.0, "warmup_steps": 500, "validate_every": 1000,
+               "checkpoint_every": 1000, "num_workers": 8, "valid_songs": 16, "valid_items": 64, "valid_seconds": 8.0,
+               "stages": _stages(20000, 5000, 5000, 5e-4)},
     ),
     "paper": Preset(
         name="paper",
@@ -58,6 +91,10 @@ PRESETS: dict[str, Preset] = {
         synth={"songs": 2000, "seconds": 60.0, "lesson_seconds": 30.0},
         data={"chunk_seconds": 11.0, "batch_size": 4, "num_workers": 16, "songs": 2000},
         metrics={"sweep_points": 9, "oracle_songs": 20},
+        model={**_model(384, 8, 8, 64, 1, 2, 4), "use_torch_checkpoint": True},
+        train={"batch_size": 4, "chunk_seconds": 8.0, "warmup_steps": 1000, "validate_every": 5000,
+               "checkpoint_every": 2000, "num_workers": 16, "valid_songs": 50, "valid_items": 200,
+               "valid_seconds": 11.0, "stages": _stages(200000, 50000, 50000, 3e-4)},
     ),
 }
 

@@ -18,6 +18,7 @@ raises :class:`~msr_lib.errors.MSRError` with one line.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -25,7 +26,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from msr_lib.audio import atomic_output_dir
+from msr_lib.audio import _umask, atomic_output_dir
 from msr_lib.errors import MSRError
 from msr_lib.models.bs_roformer import BSRoformer, _unwrap_state_dict, load_msst
 from msr_lib.stems import canonical_stem
@@ -34,6 +35,7 @@ FORMAT_VERSION = 1
 SAMPLE_RATE = 44100
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+RUN_CHECKPOINT = "checkpoint"  # a training run keeps its latest checkpoint folder here
 MODEL_TYPES = ("bs_roformer",)
 _RESERVED = ("model_type", "model", "stems", "sample_rate", "format_version")
 _TORCH_SUFFIXES = (".ckpt", ".pt", ".pth")
@@ -86,6 +88,17 @@ def save_separator(
     weights on disk; loading casts them back to the model's float32. An existing folder is replaced only after the
     new one is complete.
     """
+    folder = Path(folder)
+    with atomic_output_dir(folder) as tmp:
+        write_separator_files(model, tmp, stems=stems, extra=extra, dtype=dtype)
+    return folder
+
+
+def write_separator_files(
+    model: nn.Module, folder, *, stems, extra: dict | None = None, dtype: torch.dtype | None = None
+) -> None:
+    """Write ``config.json`` + ``model.safetensors`` into an existing (e.g. temporary) folder; see
+    :func:`save_separator`, which wraps this in an atomic folder."""
     if isinstance(model, Separator):
         model = model.model
     if not isinstance(model, BSRoformer):
@@ -111,10 +124,9 @@ def save_separator(
             value = value.to(dtype)
         tensors[key] = value.cpu().contiguous().clone()  # clone: no shared storage (safetensors refuses it)
     folder = Path(folder)
-    with atomic_output_dir(folder) as tmp:
-        (tmp / CONFIG_NAME).write_text(config_text)
-        save_file(tensors, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
-    return folder
+    (folder / CONFIG_NAME).write_text(config_text)
+    save_file(tensors, str(folder / WEIGHTS_NAME), metadata={"format": "pt"})
+    os.chmod(folder / WEIGHTS_NAME, 0o666 & ~_umask())  # safetensors writes 0600
 
 
 # ---------------------------------------------------------------- loading
@@ -130,6 +142,8 @@ def load_separator(path, *, device="cpu") -> Separator:
     path = Path(path)
     if not path.exists():
         raise MSRError(f"no such checkpoint: {path}")
+    if path.is_dir() and not (path / CONFIG_NAME).is_file() and (path / RUN_CHECKPOINT / CONFIG_NAME).is_file():
+        path = path / RUN_CHECKPOINT  # a training run folder (msr train): its latest checkpoint
     if path.is_dir() or path.name == CONFIG_NAME:
         folder = path if path.is_dir() else path.parent
         if not (folder / CONFIG_NAME).is_file():
@@ -179,9 +193,10 @@ def _load_folder(folder: Path) -> Separator:
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise MSRError(f"{config_path}: unsupported format_version {version!r} (this library reads up to "
                        f"{FORMAT_VERSION})")
-    weight_files = sorted(folder.glob("*.safetensors"))
+    weight_files = [folder / WEIGHTS_NAME] if (folder / WEIGHTS_NAME).is_file() else sorted(
+        folder.glob("model*.safetensors"))
     if not weight_files:
-        raise MSRError(f"{folder}: no *.safetensors weights next to {CONFIG_NAME}")
+        raise MSRError(f"{folder}: no model*.safetensors weights next to {CONFIG_NAME}")
     state_dict: dict[str, torch.Tensor] = {}
     for file in weight_files:  # one file normally; several shards are merged
         state_dict.update(_read_safetensors(file))

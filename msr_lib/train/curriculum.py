@@ -1,0 +1,299 @@
+"""The separator curriculum of CP-JKU (arXiv 2603.04032): 4-stem warm-up → LoRA on clean sums → LoRA on mastered
+mixes → expansion to the 9 canonical stems.
+
+========================  =========================  ============================  ==============================
+stage                     data                        trained                       starts from (``init``)
+========================  =========================  ============================  ==============================
+``pretrain``              clean sums, 4 stems         everything                    nothing (or a checkpoint)
+``lora-clean``            clean sums, 4 stems         LoRA on attention q and v     a 4-stem separator
+``lora-mastered``         mastered mixes, 4 stems     LoRA on attention q and v     the ``lora-clean`` run
+``expand``                mastered mixes, 9 stems     the 5 new mask estimators     the ``lora-mastered`` run
+========================  =========================  ============================  ==============================
+
+LoRA (Hu et al., arXiv 2106.09685) via ``peft``: rank 8, α 16, dropout 0.05 on ``to_q`` and ``to_v`` of every
+attention layer; everything else (band split, transformer, mask estimators) is frozen. **Choice:** each LoRA stage
+merges its adapter into the weights when it saves, so every run folder is a plain separator any tool can load;
+``lora-mastered`` then trains a fresh adapter on top of the merged ``lora-clean`` weights (its adapter is also saved
+alone as ``lora_adapter.safetensors``, to show how small it is).
+
+``expand`` builds 9 mask estimators in canonical order (:data:`~msr_lib.stems.STEMS`); the 4 trained heads move to
+their canonical slots unchanged and the 5 new ones start as copies of the ``other`` head (**choice**: they begin by
+predicting "everything that is not vocals/bass/drums" and learn to narrow it down). Only the new heads train, so the
+outputs for the original 4 stems do not change (tested) — ``other`` keeps its 4-stem meaning. The loss counts the
+new stems only.
+
+**Choice for mastered mixes:** mastering changes the level (−14 LUFS), so the clean targets are scaled per item by
+the least-squares gain that best maps the clean sum onto the mastered mix; the model learns to separate *at the
+mix's level* and the restorer later repairs the rest.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from msr_lib.errors import MSRError
+from msr_lib.models.bs_roformer import BSRoformer
+from msr_lib.models.checkpoint import load_separator, write_separator_files
+from msr_lib.presets import Preset, data_dir, get_preset
+from msr_lib.stems import FOUR_STEMS, STEMS
+from msr_lib.train.loop import CHECKPOINT, TrainConfig, TrainResult, train, trainable_parameters
+from msr_lib.train.losses import separation_loss
+
+__all__ = [
+    "STAGES", "Stage", "LORA", "apply_lora", "merge_lora", "expand_stems", "build_stage_model", "stage_train_config",
+    "prepare_songs", "train_separator", "RUN_INFO",
+]
+
+RUN_INFO = "run.json"
+#: CP-JKU's LoRA settings.
+LORA = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.05, "target_modules": ["to_q", "to_v"]}
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    stems: tuple[str, ...]
+    mastered: bool
+    needs_init: bool
+    description: str
+
+
+STAGES: dict[str, Stage] = {
+    "pretrain": Stage("pretrain", FOUR_STEMS, False, False, "4-stem warm-up on clean sums, every weight trained"),
+    "lora-clean": Stage("lora-clean", FOUR_STEMS, False, True, "LoRA (q, v) on clean sums"),
+    "lora-mastered": Stage("lora-mastered", FOUR_STEMS, True, True, "LoRA (q, v) on mastered mixes"),
+    "expand": Stage("expand", STEMS, True, True, "9 stems: only the 5 new mask estimators train"),
+}
+
+
+def _stage(name: str) -> Stage:
+    if name not in STAGES:
+        raise MSRError(f"unknown stage {name!r}; choose one of {', '.join(STAGES)}")
+    return STAGES[name]
+
+
+# ---------------------------------------------------------------- model surgery
+
+def apply_lora(model: BSRoformer, **settings) -> nn.Module:
+    """Wrap ``model`` with LoRA adapters (``peft``; defaults :data:`LORA`); every base weight is frozen."""
+    from peft import LoraConfig, get_peft_model  # imported here: peft loads transformers (~5 s)
+
+    options = {**LORA, **settings}
+    return get_peft_model(model, LoraConfig(**options))
+
+
+def merge_lora(model: nn.Module) -> BSRoformer:
+    """A plain :class:`BSRoformer` with the adapters folded into the weights (``model`` itself is left as it is)."""
+    if isinstance(model, BSRoformer):
+        return model
+    if hasattr(model, "merge_and_unload"):
+        merged = copy.deepcopy(model).merge_and_unload()
+        return merged.requires_grad_(True)
+    raise MSRError(f"cannot merge a {type(model).__name__}: expected a BSRoformer or a peft model")
+
+
+def expand_stems(model: BSRoformer, stems: tuple[str, ...], new_stems: tuple[str, ...] = STEMS,
+                 copy_from: str = "other") -> BSRoformer:
+    """A new model with one mask estimator per ``new_stems`` (canonical order): heads of ``stems`` are kept, the
+    others are copies of the ``copy_from`` head. Only the new heads require gradients."""
+    missing = [s for s in stems if s not in new_stems]
+    if missing:
+        raise MSRError(f"cannot expand: {missing} are not among the new stems {list(new_stems)}")
+    if copy_from not in stems:
+        raise MSRError(f"cannot expand: the source model has no {copy_from!r} head to copy")
+    config = dict(model.config, num_stems=len(new_stems))
+    expanded = BSRoformer(**config)
+    trunk = {k: v for k, v in model.state_dict().items() if not k.startswith("mask_estimators.")}
+    expanded.load_state_dict(trunk, strict=False)
+    expanded.requires_grad_(False)
+    for index, stem in enumerate(new_stems):
+        source = stems.index(stem) if stem in stems else stems.index(copy_from)
+        expanded.mask_estimators[index].load_state_dict(model.mask_estimators[source].state_dict())
+        expanded.mask_estimators[index].requires_grad_(stem not in stems)
+    return expanded
+
+
+def build_stage_model(stage: str, *, init=None, model_config: dict | None = None) -> tuple[nn.Module, tuple]:
+    """The model to train in ``stage`` and its stems. ``init``: a checkpoint path (run folder, our folder, MSST file);
+    ``model_config``: BSRoformer keyword arguments for a new ``pretrain`` model."""
+    spec = _stage(stage)
+    if spec.needs_init and init is None:
+        raise MSRError(f"stage {stage!r} starts from a trained separator: pass --init RUN (the previous stage's run)")
+    if init is None:
+        if not model_config:
+            raise MSRError("a new model needs a model config (the preset's `model` section)")
+        return BSRoformer(**{"stereo": True, **model_config, "num_stems": len(spec.stems)}), spec.stems
+    separator = load_separator(init)
+    model, stems = separator.model.train(), separator.stems
+    if stage == "pretrain":
+        return model.requires_grad_(True), stems
+    if stage in ("lora-clean", "lora-mastered"):
+        if set(stems) != set(FOUR_STEMS):
+            raise MSRError(f"stage {stage!r} expects a 4-stem separator {list(FOUR_STEMS)}, {init} has {list(stems)}")
+        return apply_lora(model), stems
+    if set(stems) == set(STEMS):
+        raise MSRError(f"{init} already has all 9 stems; expand starts from a 4-stem run")
+    return expand_stems(model, tuple(stems)), STEMS
+
+
+# ---------------------------------------------------------------- data
+
+def prepare_songs(preset: Preset, *, progress: bool = True) -> tuple[Path, Path]:
+    """Render (once) the preset's training and validation songs under :func:`~msr_lib.presets.data_dir`; different
+    seeds, so validation songs are never trained on."""
+    from msr_lib.data.synth import synthesize_songs
+
+    root = data_dir()
+    train_dir, valid_dir = root / f"train_{preset.name}", root / f"valid_{preset.name}"
+    seconds = preset.synth["seconds"]
+    synthesize_songs(train_dir, songs=preset.data["songs"], seconds=seconds, seed=1000, progress=progress,
+                     skip_existing=True)
+    synthesize_songs(valid_dir, songs=preset.train["valid_songs"], seconds=seconds, seed=2000, progress=progress,
+                     skip_existing=True)
+    return train_dir, valid_dir
+
+
+def _match_mix_level(targets: torch.Tensor, clean_mixture: torch.Tensor, mixture: torch.Tensor) -> torch.Tensor:
+    """targets (b, n, c, s) × per-item least-squares gain from the clean sum to the (mastered) mixture."""
+    num = (clean_mixture * mixture).sum(dim=(-2, -1))
+    den = clean_mixture.square().sum(dim=(-2, -1)).clamp_min(1e-8)
+    return targets * (num / den)[:, None, None, None]
+
+
+def separation_batch_loss(model: nn.Module, batch: dict, *, mastered: bool, train_mask: torch.Tensor | None = None):
+    """The CP-JKU loss of one batch (see :func:`~msr_lib.train.losses.separation_loss`)."""
+    targets, active = batch["targets"], batch["active"]
+    if mastered:
+        targets = _match_mix_level(targets, batch["clean_mixture"], batch["mixture"])
+    if train_mask is not None:
+        active = active & train_mask.to(active.device)[None, :]
+    estimate = model(batch["mixture"])
+    return separation_loss(estimate, targets, active)
+
+
+@torch.no_grad()
+def separation_scores(model: nn.Module, batches: list[dict], stems, *, mastered: bool) -> dict[str, float]:
+    """Mean Multi-Mel-SNR per stem (active items only) and over stems, on fixed validation batches."""
+    from msr_lib.metrics import multi_mel_snr_batch
+
+    device = next(model.parameters()).device
+    per_stem: dict[str, list[float]] = {s: [] for s in stems}
+    for batch in batches:
+        mixture = batch["mixture"].to(device)
+        targets = batch["targets"].to(device)
+        if mastered:
+            targets = _match_mix_level(targets, batch["clean_mixture"].to(device), mixture)
+        scores = multi_mel_snr_batch(model(mixture).float(), targets, 44100)  # (b, n)
+        for i, stem in enumerate(stems):
+            for item, value in zip(batch["active"][:, i].tolist(), scores[:, i].tolist()):
+                if item and value == value:
+                    per_stem[stem].append(value)
+    out = {f"mms/{s}": sum(v) / len(v) for s, v in per_stem.items() if v}
+    if out:
+        out["mms"] = sum(out.values()) / len(out)
+    return out
+
+
+# ---------------------------------------------------------------- one stage
+
+def stage_train_config(preset: Preset, stage: str, **overrides) -> TrainConfig:
+    """The preset's training settings for ``stage`` (``preset.train`` defaults, then its per-stage entries)."""
+    settings = {k: v for k, v in preset.train.items() if k in TrainConfig.__dataclass_fields__}
+    settings.update(preset.train["stages"][stage])
+    settings.update({k: v for k, v in overrides.items() if v is not None})
+    return TrainConfig.from_dict(settings)
+
+
+def train_separator(
+    stage: str,
+    out_dir,
+    *,
+    preset: str | Preset | None = None,
+    init=None,
+    steps: int | None = None,
+    resume: bool = False,
+    train_songs=None,
+    valid_songs=None,
+    device=None,
+    progress: bool = True,
+    on_log=None,
+    **overrides,
+) -> TrainResult:
+    """Train one curriculum stage into the run folder ``out_dir`` (see the module docstring and
+    :mod:`msr_lib.train.loop`). ``train_songs``/``valid_songs``: song folders (default: the preset's, rendered on
+    first use). ``on_log(row)`` sees each log row (live plots). ``overrides`` change :class:`~msr_lib.train.loop.TrainConfig` fields."""
+    from msr_lib.data.datasets import MultitrackDataset
+
+    preset = preset if isinstance(preset, Preset) else get_preset(preset)
+    spec = _stage(stage)
+    out_dir = Path(out_dir)
+    info_path = out_dir / RUN_INFO
+    if resume:
+        if not info_path.is_file():
+            raise MSRError(f"cannot resume: {info_path} does not exist (start without --resume)")
+        info = json.loads(info_path.read_text())
+        if info["stage"] != stage:
+            raise MSRError(f"cannot resume: {out_dir} is a {info['stage']!r} run, not {stage!r}")
+        init = info.get("init") if init is None else init
+    elif (out_dir / CHECKPOINT).exists():
+        raise MSRError(f"{out_dir} already holds a run; pass --resume to continue it or choose another --out")
+    config = stage_train_config(preset, stage, steps=steps, **overrides)
+    model, stems = build_stage_model(stage, init=init, model_config=preset.model)
+    if train_songs is None or valid_songs is None:
+        default_train, default_valid = prepare_songs(preset, progress=progress)
+        train_songs, valid_songs = train_songs or default_train, valid_songs or default_valid
+
+    trainable, total = trainable_parameters(model)
+    info = {"stage": stage, "preset": preset.name, "init": str(init) if init is not None else None,
+            "stems": list(stems), "trainable_parameters": trainable, "total_parameters": total,
+            "trainable_share": trainable / total, "train_songs": str(train_songs), "valid_songs": str(valid_songs)}
+    if progress:
+        print(f"{stage}: {spec.description}; trainable {trainable:,} of {total:,} parameters "
+              f"({100 * trainable / total:.2f} %)")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    info_path.write_text(json.dumps(info, indent=2) + "\n")
+
+    world = max(1, int(os.environ.get("WORLD_SIZE", "1")))
+    train_data = MultitrackDataset(
+        train_songs, stems=stems, chunk_seconds=preset.train["chunk_seconds"],
+        length=config.steps * config.batch_size * world, seed=config.seed, degrade=True if spec.mastered else None,
+    )
+    valid_data = MultitrackDataset(
+        valid_songs, stems=stems, chunk_seconds=preset.train["valid_seconds"], length=preset.train["valid_items"],
+        seed=12345, remix_prob=0.0, gain_db=(0.0, 0.0), degrade=True if spec.mastered else None,
+    )
+    valid_batches = [
+        {k: torch.stack([valid_data[i][k] for i in range(start, min(start + 4, len(valid_data)))]) for k in
+         ("mixture", "targets", "active", "clean_mixture")} for start in range(0, len(valid_data), 4)
+    ]
+    train_mask = None
+    if stage == "expand":
+        train_mask = torch.tensor([any(p.requires_grad for p in head.parameters()) for head in model.mask_estimators])
+
+    def loss_fn(m, batch):
+        return separation_batch_loss(m, batch, mastered=spec.mastered, train_mask=train_mask)
+
+    def validate_fn(m):
+        return separation_scores(m, valid_batches, stems, mastered=spec.mastered)
+
+    def save_model(m, folder):
+        plain = merge_lora(m)
+        write_separator_files(plain, folder, stems=stems, extra={"training": {k: info[k] for k in (
+            "stage", "preset", "init", "trainable_parameters", "total_parameters")}})
+        if plain is not m:
+            from peft import get_peft_model_state_dict
+            from safetensors.torch import save_file
+
+            adapter = {k: v.detach().cpu().contiguous() for k, v in get_peft_model_state_dict(m).items()}
+            save_file(adapter, str(Path(folder) / "lora_adapter.safetensors"))
+            os.chmod(Path(folder) / "lora_adapter.safetensors", 0o644)
+
+    return train(model, train_data, config=config, out_dir=out_dir, loss_fn=loss_fn, save_model=save_model,
+                 validate_fn=validate_fn, resume=resume, device=device, progress=progress, describe=stage,
+                 on_log=on_log)

@@ -1,0 +1,376 @@
+"""One plain PyTorch training loop for every model of the workbench (separator now, restorer later).
+
+Read :func:`train` top to bottom: it is the whole algorithm. Per step:
+
+1. take the batch for this step (a fixed function of seed and step, see :class:`StepBatches`),
+2. forward + loss under bf16 autocast on CUDA (float32 on CPU), ``backward``,
+3. clip the gradient norm, one AdamW step, one learning-rate schedule step (linear warm-up, cosine decay),
+4. update the exponential moving average (EMA) of the weights,
+5. log a JSON line; every ``validate_every`` steps score the EMA weights; every ``checkpoint_every`` steps write a
+   checkpoint atomically.
+
+A run folder holds::
+
+    RUN/log.jsonl                one JSON object per line: {"step", "loss", <loss parts>, "lr", "grad_norm",
+                                 "seconds"} and, on validation steps, {"step", "valid/<name>": ...}
+    RUN/checkpoint/config.json   the model to use (EMA weights), written by ``save_model``
+    RUN/checkpoint/model.safetensors
+    RUN/checkpoint/train_state.pt  raw weights, EMA, optimizer, schedule, RNG state and step — what ``resume`` needs
+
+``resume=True`` reloads ``train_state.pt`` and continues from its step; the batches, dropout masks and updates are
+then the same as in an uninterrupted run (tested). Log lines after the checkpoint's step are dropped on resume.
+
+Data parallel: started under ``torchrun --nproc_per_node N`` (``WORLD_SIZE`` > 1) the loop joins a process group
+(NCCL on CUDA, gloo on CPU), wraps the model in ``DistributedDataParallel`` and gives each rank its own slice of
+every step's items; rank 0 alone validates, logs and writes.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from msr_lib.audio import atomic_file, atomic_output_dir
+from msr_lib.errors import MSRError
+
+__all__ = [
+    "TrainConfig", "TrainResult", "StepBatches", "train", "read_log", "trainable_parameters", "lr_at_step",
+    "CHECKPOINT", "LOG", "TRAIN_STATE",
+]
+
+CHECKPOINT = "checkpoint"
+LOG = "log.jsonl"
+TRAIN_STATE = "train_state.pt"
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a run (saved in the train state, so ``resume`` can check it did not change)."""
+
+    steps: int = 1000
+    batch_size: int = 4
+    lr: float = 5e-4
+    weight_decay: float = 0.01  # AdamW, on matrices only (not on norms' gains or biases)
+    warmup_steps: int = 50
+    min_lr_ratio: float = 0.05  # the cosine decay ends at lr · min_lr_ratio
+    ema_decay: float | None = 0.999  # None: no EMA (the raw weights are saved and validated)
+    grad_clip: float | None = 5.0
+    amp: bool = True  # bf16 autocast on CUDA; ignored on CPU
+    validate_every: int = 100
+    checkpoint_every: int = 100
+    seed: int = 0
+    num_workers: int = 0
+    compile: bool = False  # torch.compile the training forward (CUDA: worth it for long runs)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise MSRError(f"unknown training settings: {', '.join(unknown)}")
+        return cls(**values)
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns: the EMA (or raw) model, the step reached and the run folder."""
+
+    model: nn.Module
+    step: int
+    out_dir: Path
+    interrupted: bool = False
+
+
+def trainable_parameters(model: nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameter counts."""
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return trainable, total
+
+
+def lr_at_step(config: TrainConfig, step: int) -> float:
+    """Learning rate for optimizer step ``step`` (0-based): linear warm-up to ``lr``, then cosine to
+    ``lr · min_lr_ratio`` at the last step."""
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    span = max(1, config.steps - config.warmup_steps - 1)
+    progress = min(1.0, (step - config.warmup_steps) / span)
+    floor = config.lr * config.min_lr_ratio
+    return floor + (config.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class StepBatches(torch.utils.data.Sampler):
+    """Batch sampler whose batch for step ``s`` on rank ``r`` is items ``(s·W + r)·B … + B − 1`` (mod the dataset
+    length): a fixed function of the step, so a resumed run sees exactly the batches it would have seen."""
+
+    def __init__(self, dataset_length: int, batch_size: int, start_step: int, steps: int, rank: int = 0,
+                 world_size: int = 1):
+        self.n, self.batch_size, self.start, self.steps = dataset_length, batch_size, start_step, steps
+        self.rank, self.world = rank, world_size
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for step in range(self.start, self.steps):
+            first = (step * self.world + self.rank) * self.batch_size
+            yield [(first + i) % self.n for i in range(self.batch_size)]
+
+    def __len__(self) -> int:
+        return max(0, self.steps - self.start)
+
+
+def read_log(run_dir) -> list[dict]:
+    """The run's JSONL log as a list of dicts (a torn last line, e.g. after a kill, is skipped)."""
+    path = Path(run_dir) / LOG
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+# ---------------------------------------------------------------- pieces of the loop
+
+def _distributed() -> tuple[int, int, int]:
+    """(rank, local_rank, world_size) from torchrun's environment; joins the process group when world > 1."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 0, 1
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), int(os.environ.get("LOCAL_RANK", "0")), world
+
+
+def _pick_device(device, local_rank: int) -> torch.device:
+    if device in (None, "auto"):
+        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise MSRError("nothing to train: every parameter is frozen")
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=config.lr)
+
+
+@torch.no_grad()
+def _update_ema(ema: nn.Module, model: nn.Module, decay: float, step: int) -> None:
+    """ema ← d·ema + (1−d)·model for trainable weights, with d warmed up as min(decay, (1+step)/(10+step)) so that
+    short runs are not dominated by the initial weights."""
+    d = min(decay, (1 + step) / (10 + step))
+    for e, p in zip(ema.parameters(), model.parameters()):
+        if p.requires_grad:
+            e.lerp_(p.detach(), 1.0 - d)
+
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _write_checkpoint(out_dir: Path, *, save_model, ema_model, model, optimizer, config, step) -> None:
+    """Write ``RUN/checkpoint/`` as one atomic folder: the model files, then the resume state."""
+    with atomic_output_dir(out_dir / CHECKPOINT) as tmp:
+        save_model(ema_model, tmp)
+        state = {
+            "step": step, "config": asdict(config), "model": model.state_dict(), "ema": ema_model.state_dict(),
+            "optimizer": optimizer.state_dict(), "rng": _rng_state(),
+        }
+        torch.save(state, tmp / TRAIN_STATE)
+
+
+def _load_train_state(out_dir: Path) -> dict:
+    path = out_dir / CHECKPOINT / TRAIN_STATE
+    if not path.is_file():
+        raise MSRError(f"cannot resume: {path} does not exist (start without --resume)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise MSRError(f"cannot resume from {path}: {' '.join(str(exc).split())[:200]}") from None
+
+
+def _truncate_log(out_dir: Path, step: int) -> None:
+    rows = [row for row in read_log(out_dir) if row.get("step", 0) <= step]
+    with atomic_file(out_dir / LOG) as tmp:
+        Path(tmp).write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+
+def _append_log(out_dir: Path, row: dict) -> None:
+    with open(out_dir / LOG, "a") as log:
+        log.write(json.dumps(row) + "\n")
+
+
+def _to_device(batch, device: torch.device):
+    if isinstance(batch, dict):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    return batch.to(device, non_blocking=True) if isinstance(batch, torch.Tensor) else batch
+
+
+# ---------------------------------------------------------------- the loop
+
+def train(
+    model: nn.Module,
+    train_data: torch.utils.data.Dataset,
+    *,
+    config: TrainConfig,
+    out_dir,
+    loss_fn: Callable[[nn.Module, dict], tuple[torch.Tensor, dict]],
+    save_model: Callable[[nn.Module, Path], None],
+    validate_fn: Callable[[nn.Module], dict] | None = None,
+    resume: bool = False,
+    device=None,
+    progress: bool = True,
+    describe: str = "train",
+    on_log: Callable[[dict], None] | None = None,
+) -> TrainResult:
+    """Train ``model`` for ``config.steps`` optimizer steps; see the module docstring.
+
+    ``loss_fn(model, batch) -> (loss, parts)`` computes the loss of one batch (``parts``: floats to log);
+    ``save_model(model, folder)`` writes the model files into a folder; ``validate_fn(model) -> {name: float}``
+    scores the EMA model (called on rank 0 in eval mode under ``torch.no_grad``). ``on_log(row)`` sees every log
+    row as it is written (e.g. a live loss plot in a notebook). Only parameters with
+    ``requires_grad`` are trained, so freezing is decided by the caller (e.g. LoRA stages).
+    A ``KeyboardInterrupt`` writes a checkpoint at the last finished step before it propagates.
+    """
+    from tqdm.auto import tqdm
+
+    out_dir = Path(out_dir)
+    rank, local_rank, world = _distributed()
+    device = _pick_device(device, local_rank)
+    if config.steps < 1 or config.batch_size < 1:
+        raise MSRError("steps and batch_size must be at least 1")
+    torch.manual_seed(config.seed)
+    random.seed(config.seed)
+
+    model.to(device)
+    ema_model = copy.deepcopy(model).requires_grad_(False) if config.ema_decay else model
+    optimizer = _make_optimizer(model, config)
+    step = 0
+    if resume:
+        state = _load_train_state(out_dir)
+        saved = TrainConfig.from_dict(state["config"])
+        if asdict(saved) | {"steps": 0} != asdict(config) | {"steps": 0}:
+            changed = [k for k, v in asdict(config).items() if k != "steps" and asdict(saved)[k] != v]
+            raise MSRError(f"cannot resume: settings changed since the checkpoint ({', '.join(changed)})")
+        model.load_state_dict(state["model"])
+        if ema_model is not model:
+            ema_model.load_state_dict(state["ema"])
+        optimizer.load_state_dict(state["optimizer"])
+        step = int(state["step"])
+        _set_rng_state(state["rng"])
+        if rank == 0:
+            _truncate_log(out_dir, step)
+    elif rank == 0:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / LOG).write_text("")  # a fresh run starts a fresh log
+
+    train_model = model
+    if world > 1:
+        train_model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[local_rank] if device.type == "cuda" else None
+        )
+    forward_model = torch.compile(train_model) if config.compile else train_model
+    loader = torch.utils.data.DataLoader(
+        train_data, batch_sampler=StepBatches(len(train_data), config.batch_size, step, config.steps, rank, world),
+        num_workers=config.num_workers, pin_memory=device.type == "cuda",
+        generator=torch.Generator().manual_seed(config.seed),  # keeps the global RNG (dropout) untouched
+    )
+    amp = config.amp and device.type == "cuda"
+    trainable, total = trainable_parameters(model)
+    bar = tqdm(total=config.steps, initial=step, desc=describe, unit="step", disable=not progress or rank > 0,
+               postfix={"trainable": f"{trainable:,}/{total:,}"})
+    started = time.perf_counter()
+    try:
+        for batch in loader:
+            # 1-2. forward and backward
+            model.train()
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at_step(config, step)
+            batch = _to_device(batch, device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                loss, parts = loss_fn(forward_model, batch)
+            if not torch.isfinite(loss):
+                raise MSRError(f"loss became {float(loss)} at step {step + 1}; lower the learning rate")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            # 3. clip, update
+            params = [p for p in model.parameters() if p.requires_grad]
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, config.grad_clip or float("inf"))
+            optimizer.step()
+            step += 1
+            # 4. EMA
+            if ema_model is not model:
+                _update_ema(ema_model, model, config.ema_decay, step)
+            # 5. log, validate, checkpoint
+            row = {"step": step, "loss": float(loss.detach()), **parts, "lr": optimizer.param_groups[0]["lr"],
+                   "grad_norm": float(grad_norm), "seconds": round(time.perf_counter() - started, 3)}
+            if world > 1:
+                row["loss"] = _mean_over_ranks(row["loss"], device)
+            if rank == 0:
+                _append_log(out_dir, row)
+                if on_log is not None:
+                    on_log(row)
+                bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{row['lr']:.1e}")
+            bar.update(1)
+            if validate_fn is not None and rank == 0 and (step % config.validate_every == 0 or step == config.steps):
+                ema_model.eval()
+                with torch.no_grad():
+                    scores = validate_fn(ema_model)
+                valid_row = {"step": step, **{f"valid/{k}": v for k, v in scores.items()}}
+                _append_log(out_dir, valid_row)
+                if on_log is not None:
+                    on_log(valid_row)
+            if rank == 0 and (step % config.checkpoint_every == 0 or step == config.steps):
+                _write_checkpoint(out_dir, save_model=save_model, ema_model=ema_model, model=model,
+                                  optimizer=optimizer, config=config, step=step)
+            _barrier(world)
+    except KeyboardInterrupt:
+        if rank == 0 and step > 0:
+            _write_checkpoint(out_dir, save_model=save_model, ema_model=ema_model, model=model,
+                              optimizer=optimizer, config=config, step=step)
+        raise
+    finally:
+        bar.close()
+    ema_model.eval()
+    return TrainResult(model=ema_model, step=step, out_dir=out_dir)
+
+
+def _mean_over_ranks(value: float, device: torch.device) -> float:
+    import torch.distributed as dist
+
+    tensor = torch.tensor([value], device=device, dtype=torch.float64)
+    dist.all_reduce(tensor)
+    return float(tensor) / dist.get_world_size()
+
+
+def _barrier(world: int) -> None:
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
