@@ -47,7 +47,7 @@ from msr_lib.train.losses import separation_loss
 
 __all__ = [
     "STAGES", "Stage", "LORA", "apply_lora", "merge_lora", "expand_stems", "build_stage_model", "stage_train_config",
-    "prepare_songs", "train_separator", "RUN_INFO",
+    "prepare_songs", "train_separator", "lesson_run", "RUN_INFO",
 ]
 
 RUN_INFO = "run.json"
@@ -297,3 +297,36 @@ def train_separator(
     return train(model, train_data, config=config, out_dir=out_dir, loss_fn=loss_fn, save_model=save_model,
                  validate_fn=validate_fn, resume=resume, device=device, progress=progress, describe=stage,
                  on_log=on_log)
+
+
+def lesson_run(stage: str, *, preset: str | Preset | None = None, init=None, fresh: bool = False,
+               name: str | None = None, **options) -> Path:
+    """The run folder of ``stage`` for the lessons: ``data_dir()/runs/<preset>/<name or stage>``.
+
+    A finished run is reused, an interrupted one resumed, a missing one trained (``fresh=True`` starts over).
+    ``init`` defaults to the previous stage's lesson run, trained first if it is missing — so every lesson can run
+    on its own. ``options`` go to :func:`train_separator` (e.g. ``steps``, ``on_log``, ``progress``).
+    """
+    import shutil
+
+    from msr_lib.train.loop import TRAIN_STATE
+
+    preset = preset if isinstance(preset, Preset) else get_preset(preset)
+    order = list(STAGES)
+    if init is None and STAGES[stage].needs_init:
+        init = lesson_run(order[order.index(stage) - 1], preset=preset, progress=options.get("progress", True))
+    run = data_dir() / "runs" / preset.name / (name or stage)
+    if fresh and run.exists():
+        shutil.rmtree(run)
+    state_path = run / CHECKPOINT / TRAIN_STATE
+    if state_path.is_file():
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        wanted = options.get("steps") or preset.train["stages"][stage]["steps"]
+        if state["step"] >= wanted:
+            return run
+        train_separator(stage, run, preset=preset, init=init, resume=True, **options)
+        return run
+    if run.exists():
+        shutil.rmtree(run)  # started but no checkpoint yet: nothing to keep
+    train_separator(stage, run, preset=preset, init=init, **options)
+    return run
