@@ -244,6 +244,7 @@ def train_separator(
     elif (out_dir / CHECKPOINT).exists():
         raise MSRError(f"{out_dir} already holds a run; pass --resume to continue it or choose another --out")
     config = stage_train_config(preset, stage, steps=steps, **overrides)
+    torch.manual_seed(config.seed)  # new weights (pretrain, LoRA's A, …) depend on the seed only
     model, stems = build_stage_model(stage, init=init, model_config=preset.model)
     if train_songs is None or valid_songs is None:
         default_train, default_valid = prepare_songs(preset, progress=progress)
@@ -253,11 +254,13 @@ def train_separator(
     info = {"stage": stage, "preset": preset.name, "init": str(init) if init is not None else None,
             "stems": list(stems), "trainable_parameters": trainable, "total_parameters": total,
             "trainable_share": trainable / total, "train_songs": str(train_songs), "valid_songs": str(valid_songs)}
-    if progress:
+    main_process = int(os.environ.get("RANK", "0")) == 0
+    if progress and main_process:
         print(f"{stage}: {spec.description}; trainable {trainable:,} of {total:,} parameters "
               f"({100 * trainable / total:.2f} %)")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    info_path.write_text(json.dumps(info, indent=2) + "\n")
+    if main_process:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        info_path.write_text(json.dumps(info, indent=2) + "\n")
 
     world = max(1, int(os.environ.get("WORLD_SIZE", "1")))
     train_data = MultitrackDataset(

@@ -1,0 +1,250 @@
+"""The training loop and the separator curriculum (quick preset, synthetic songs rendered once per session)."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from msr_lib.errors import MSRError
+from msr_lib.models import BSRoformer, load_separator
+from msr_lib.presets import get_preset
+from msr_lib.stems import FOUR_STEMS, STEMS
+from msr_lib.train import loop
+from msr_lib.train.curriculum import (
+    apply_lora, build_stage_model, expand_stems, merge_lora, stage_train_config, train_separator,
+)
+from msr_lib.train.loop import StepBatches, TrainConfig, lr_at_step, read_log
+
+QUICK = get_preset("quick")
+
+
+@pytest.fixture(scope="session")
+def songs(tmp_path_factory):
+    from msr_lib.data.synth import synthesize_songs
+
+    root = tmp_path_factory.mktemp("songs")
+    synthesize_songs(root / "train", songs=3, seconds=3.0, seed=1000, progress=False, workers=1)
+    synthesize_songs(root / "valid", songs=1, seconds=3.0, seed=2000, progress=False, workers=1)
+    return root / "train", root / "valid"
+
+
+@pytest.fixture(scope="session")
+def pretrain_run(songs, tmp_path_factory):
+    run = tmp_path_factory.mktemp("runs") / "pretrain"
+    train_separator("pretrain", run, preset=QUICK, train_songs=songs[0], valid_songs=songs[1], progress=False)
+    return run
+
+
+def _losses(run):
+    return {row["step"]: row["loss"] for row in read_log(run) if "loss" in row}
+
+
+# ---------------------------------------------------------------- loop pieces
+
+def test_learning_rate_warms_up_then_decays_to_the_floor():
+    config = TrainConfig(steps=100, lr=1e-3, warmup_steps=10, min_lr_ratio=0.1)
+    rates = [lr_at_step(config, s) for s in range(100)]
+    assert rates[0] == pytest.approx(1e-4) and rates[9] == pytest.approx(1e-3)
+    assert all(a < b for a, b in zip(rates[:10], rates[1:10]))
+    assert all(a >= b for a, b in zip(rates[10:], rates[11:]))
+    assert rates[-1] == pytest.approx(1e-4)
+
+
+def test_step_batches_are_a_function_of_step_and_rank():
+    whole = list(StepBatches(10, 3, 0, 4))
+    assert whole[0] == [0, 1, 2] and whole[3] == [9, 0, 1]  # wraps around the dataset
+    assert list(StepBatches(10, 3, 2, 4)) == whole[2:]  # resuming at step 2 sees the same batches
+    ranks = [list(StepBatches(100, 2, 0, 3, rank=r, world_size=2)) for r in (0, 1)]
+    single = list(StepBatches(100, 4, 0, 3))
+    for step in range(3):
+        assert sorted(ranks[0][step] + ranks[1][step]) == sorted(single[step])
+
+
+def test_unknown_train_setting_is_refused():
+    with pytest.raises(MSRError, match="unknown training settings: nonsense"):
+        TrainConfig.from_dict({"nonsense": 1})
+
+
+def test_stage_config_takes_preset_stage_and_overrides():
+    config = stage_train_config(QUICK, "lora-clean", steps=7)
+    assert config.steps == 7 and config.lr == QUICK.train["stages"]["lora-clean"]["lr"]
+    assert config.batch_size == QUICK.train["batch_size"]
+
+
+# ---------------------------------------------------------------- stages: which weights train
+
+def _tiny(num_stems=4):
+    return BSRoformer(**{**QUICK.model, "num_stems": num_stems})
+
+
+def test_pretrain_trains_everything(songs):
+    model, stems = build_stage_model("pretrain", model_config=QUICK.model)
+    assert stems == FOUR_STEMS and all(p.requires_grad for p in model.parameters())
+
+
+def test_lora_stage_trains_only_q_and_v_adapters(pretrain_run):
+    model, stems = build_stage_model("lora-clean", init=pretrain_run)
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert names and all("lora_" in n and (".to_q." in n or ".to_v." in n) for n in names)
+    assert any(".to_q." in n for n in names) and any(".to_v." in n for n in names)
+    cfg = QUICK.model
+    attention_layers = cfg["depth"] * (cfg["time_transformer_depth"] + cfg["freq_transformer_depth"])
+    inner = cfg["heads"] * cfg["dim_head"]
+    expected = attention_layers * 2 * 8 * (cfg["dim"] + inner)  # per projection: A (8 × dim) + B (inner × 8)
+    trainable, total = loop.trainable_parameters(model)
+    assert trainable == expected and trainable < 0.05 * total
+
+
+def test_lora_starts_as_the_identity_and_merges_back(pretrain_run):
+    base = load_separator(pretrain_run).model
+    x = torch.randn(1, 2, 22050)
+    with torch.no_grad():
+        before = base(x)
+        lora = apply_lora(load_separator(pretrain_run).model).eval()
+        torch.testing.assert_close(lora(x), before, rtol=0, atol=1e-6)  # B = 0 at the start
+        for name, p in lora.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.1)
+        changed = lora(x)
+        assert (changed - before).abs().max() > 1e-4
+        merged = merge_lora(lora).eval()
+        assert isinstance(merged, BSRoformer)
+        torch.testing.assert_close(merged(x), changed, rtol=1e-4, atol=1e-5)
+        assert set(merged.state_dict()) == set(base.state_dict())  # plain keys again (MSST-compatible)
+
+
+def test_expand_keeps_the_four_heads_and_trains_only_new_ones():
+    torch.manual_seed(0)
+    model = _tiny().eval()
+    expanded = expand_stems(model, FOUR_STEMS).eval()
+    assert expanded.num_stems == 9
+    trainable = {n.split(".")[1] for n, p in expanded.named_parameters() if p.requires_grad}
+    new = {str(STEMS.index(s)) for s in STEMS if s not in FOUR_STEMS}
+    assert trainable == new
+    x = torch.randn(1, 2, 30001)
+    with torch.no_grad():
+        old, out = model(x), expanded(x)
+    for i, stem in enumerate(FOUR_STEMS):
+        torch.testing.assert_close(out[:, STEMS.index(stem)], old[:, i], rtol=0, atol=0)
+
+
+def test_stages_that_need_init_say_so():
+    with pytest.raises(MSRError, match="--init"):
+        build_stage_model("lora-clean")
+    with pytest.raises(MSRError, match="unknown stage"):
+        build_stage_model("finetune", model_config=QUICK.model)
+
+
+# ---------------------------------------------------------------- runs
+
+def test_pretrain_run_folder(pretrain_run):
+    rows = read_log(pretrain_run)
+    steps = [r["step"] for r in rows if "loss" in r]
+    assert steps == list(range(1, QUICK.train["stages"]["pretrain"]["steps"] + 1))
+    assert all(torch.isfinite(torch.tensor(r["loss"])) and r["lr"] > 0 for r in rows if "loss" in r)
+    valid = [r for r in rows if "valid/mms" in r]
+    assert valid and all(f"valid/mms/{s}" in valid[-1] for s in ("bass", "drums"))
+    info = json.loads((pretrain_run / "run.json").read_text())
+    assert info["stage"] == "pretrain" and info["trainable_share"] == 1.0
+    separator = load_separator(pretrain_run)
+    assert separator.stems == FOUR_STEMS
+    files = sorted(p.name for p in (pretrain_run / "checkpoint").iterdir())
+    assert files == ["config.json", "model.safetensors", "train_state.pt"]
+
+
+def test_existing_run_is_not_overwritten(pretrain_run, songs):
+    before = (pretrain_run / "checkpoint" / "model.safetensors").read_bytes()
+    with pytest.raises(MSRError, match="--resume"):
+        train_separator("pretrain", pretrain_run, preset=QUICK, train_songs=songs[0], valid_songs=songs[1],
+                        progress=False)
+    assert (pretrain_run / "checkpoint" / "model.safetensors").read_bytes() == before
+
+
+def test_resume_after_interrupt_gives_the_same_losses(pretrain_run, songs, tmp_path, monkeypatch):
+    """A LoRA run (dropout uses the RNG) interrupted after step 2 and resumed equals an uninterrupted run."""
+    kwargs = dict(preset=QUICK, init=pretrain_run, steps=4, train_songs=songs[0], valid_songs=songs[1],
+                  progress=False)
+    train_separator("lora-clean", tmp_path / "whole", **kwargs)
+
+    append = loop._append_log
+
+    def interrupt_after_step_2(out_dir, row):
+        append(out_dir, row)
+        if row["step"] == 2 and "loss" in row:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "_append_log", interrupt_after_step_2)
+    with pytest.raises(KeyboardInterrupt):
+        train_separator("lora-clean", tmp_path / "parts", **kwargs)
+    monkeypatch.setattr(loop, "_append_log", append)
+    state = torch.load(tmp_path / "parts" / "checkpoint" / "train_state.pt", weights_only=True)
+    assert state["step"] == 2
+    train_separator("lora-clean", tmp_path / "parts", resume=True, **kwargs)
+
+    whole, parts = _losses(tmp_path / "whole"), _losses(tmp_path / "parts")
+    assert list(parts) == [1, 2, 3, 4]
+    assert parts == whole  # exactly equal, not just close
+    a = torch.load(tmp_path / "whole" / "checkpoint" / "train_state.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "parts" / "checkpoint" / "train_state.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    adapter = tmp_path / "whole" / "checkpoint" / "lora_adapter.safetensors"
+    assert 0 < adapter.stat().st_size < (tmp_path / "whole" / "checkpoint" / "model.safetensors").stat().st_size / 10
+
+
+def test_resume_refuses_changed_settings(pretrain_run, songs, tmp_path):
+    import shutil
+
+    run = tmp_path / "copy"
+    shutil.copytree(pretrain_run, run)
+    with pytest.raises(MSRError, match="settings changed.*lr"):
+        train_separator("pretrain", run, preset=QUICK, resume=True, lr=0.5, train_songs=songs[0],
+                        valid_songs=songs[1], progress=False)
+    with pytest.raises(MSRError, match="is a 'pretrain' run"):
+        train_separator("lora-clean", run, preset=QUICK, resume=True, train_songs=songs[0], valid_songs=songs[1],
+                        progress=False)
+
+
+def test_expand_run_leaves_the_four_stems_unchanged(pretrain_run, songs, tmp_path):
+    kwargs = dict(preset=QUICK, train_songs=songs[0], valid_songs=songs[1], progress=False)
+    train_separator("expand", tmp_path / "expand", init=pretrain_run, **kwargs)
+    four, nine = load_separator(pretrain_run), load_separator(tmp_path / "expand")
+    assert nine.stems == STEMS
+    x = torch.randn(1, 2, 44100)
+    with torch.no_grad():
+        old, new = four(x), nine(x)
+    for i, stem in enumerate(four.stems):
+        torch.testing.assert_close(new[:, STEMS.index(stem)], old[:, i], rtol=0, atol=1e-6)
+    guitars = STEMS.index("guitars")
+    assert (new[:, guitars] - old[:, FOUR_STEMS.index("other")]).abs().max() > 0  # new heads did move
+
+
+def test_cli_train_errors_are_one_line(tmp_path, capsys):
+    from msr_lib.cli import main
+
+    assert main(["train", "separator", "--stage", "lora-clean", "--preset", "quick", "--out", str(tmp_path / "r"),
+                 "--data", str(tmp_path), "--valid-data", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--init" in err[0]
+    assert main(["train", "separator", "--stage", "pretrain", "--out", str(tmp_path / "r"), "--data",
+                 str(tmp_path / "missing"), "--valid-data", str(tmp_path)]) == 2
+    assert "no such folder" in capsys.readouterr().err
+
+
+def test_two_process_ddp_run_on_gloo(songs, tmp_path):
+    """torchrun with 2 CPU processes: one log and one checkpoint, written by rank 0."""
+    run = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MSR_DATA_DIR": str(tmp_path / "data")}
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
+         "msr_lib.cli", "train", "separator", "--stage", "pretrain", "--preset", "quick", "--steps", "2",
+         "--batch-size", "1", "--out", str(run), "--data", str(songs[0]), "--valid-data", str(songs[1])],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("2 steps; separator in") == 1  # printed by rank 0 only
+    assert [r["step"] for r in read_log(run) if "loss" in r] == [1, 2]
+    state = torch.load(run / "checkpoint" / "train_state.pt", weights_only=True)
+    assert state["step"] == 2
+    assert load_separator(run).stems == FOUR_STEMS
