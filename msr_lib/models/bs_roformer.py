@@ -60,14 +60,15 @@ class RotaryEmbedding(nn.Module):
         self.register_buffer("freqs", freqs)  # persistent: MSST's key `rotary_embed.freqs`
 
     def forward(self, x: Tensor) -> Tensor:
-        """x (..., l, e) → same shape, position = index along l starting at 0."""
-        seq_len = x.shape[-2]
-        pos = torch.arange(seq_len, device=x.device, dtype=self.freqs.dtype)
-        angles = torch.outer(pos, self.freqs).repeat_interleave(2, dim=-1)  # (l, e): pairs share an angle
-        cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
-        x0, x1 = rearrange(x, "... (e r) -> r ... e", r=2)
-        rotated = rearrange(torch.stack((-x1, x0), dim=-1), "... e r -> ... (e r)")  # (−x1, x0) per pair
-        return x * cos + rotated * sin
+        """x (..., l, e) → same shape, position = index along l starting at 0.
+
+        Each pair (x_2i, x_2i+1) read as the complex number x_2i + i·x_2i+1 and multiplied by e^(i·angle): one
+        complex multiply instead of neg/interleave/two products/sum (same maths), computed in float32."""
+        pos = torch.arange(x.shape[-2], device=x.device, dtype=self.freqs.dtype)
+        angles = torch.outer(pos, self.freqs)  # (l, e/2)
+        rotation = torch.polar(torch.ones_like(angles), angles)  # cos + i·sin
+        pairs = torch.view_as_complex(rearrange(x.float(), "... (e r) -> ... e r", r=2))  # (..., l, e/2) complex
+        return rearrange(torch.view_as_real(pairs * rotation), "... e r -> ... (e r)").to(x.dtype)
 
 
 class Attention(nn.Module):
@@ -167,9 +168,24 @@ def _width_groups(band_widths: Sequence[int]) -> list[tuple[int, list[int]]]:
     return list(groups.items())
 
 
-def _take(x: Tensor, ks: list[int]) -> Tensor:
-    """Rows ``ks`` of x (k, …): a view when they are consecutive, else a copy."""
-    return x[ks[0] : ks[-1] + 1] if ks[-1] - ks[0] == len(ks) - 1 else x[ks]
+def _band_order(groups: list[tuple[int, list[int]]], sizes: Sequence[int]) -> list[int] | None:
+    """Indices that put pieces concatenated group by group (band k's piece: ``sizes[k]`` long) back in band order;
+    None when they already are (bands of equal width consecutive, as in the MSST split)."""
+    order = [k for _, ks in groups for k in ks]
+    if order == sorted(order):
+        return None
+    start, pos = 0, {}
+    for k in order:
+        pos[k], start = start, start + sizes[k]
+    return [pos[k] + i for k in range(len(sizes)) for i in range(sizes[k])]
+
+
+def _split_groups(x: Tensor, groups: list[tuple[int, list[int]]]) -> tuple[Tensor, ...]:
+    """x (k, …) → one tensor per group, its bands' rows (views when each group is a run of consecutive bands)."""
+    order = [k for _, ks in groups for k in ks]
+    if order != sorted(order):
+        x = x[order]
+    return x.split([len(ks) for _, ks in groups])  # backward: one cat (slicing would add a full-size zero grad each)
 
 
 def _batched_linear(x: Tensor, layers: Sequence[nn.Module]) -> Tensor:
@@ -203,21 +219,22 @@ class BandSplit(nn.Module):
         self.band_widths = list(band_widths)
         self.to_features = nn.ModuleList(nn.Sequential(RMSNorm(w), nn.Linear(w, dim)) for w in self.band_widths)
         self.groups = _width_groups(self.band_widths)
+        self.order = _band_order(self.groups, [1] * len(self.band_widths))
 
     def forward(self, x: Tensor) -> Tensor:  # (b, t, f·c·r)
         bands = x.split(self.band_widths, dim=-1)  # k × (b, t, w)
         if not _plain(self.to_features):
             return torch.stack([proj(band) for proj, band in zip(self.to_features, bands)], dim=-2)  # (b, t, k, d)
         b, t, _ = x.shape
-        out: list[Tensor] = list(bands)  # replaced band by band
+        out = []
         for _, ks in self.groups:
             norms, linears = zip(*(self.to_features[k] for k in ks))
             xg = rearrange(torch.stack([bands[k] for k in ks]), "g b t w -> g (b t) w")
             gamma = rearrange(torch.stack([norm.gamma for norm in norms]), "g w -> g 1 w")
             xg = F.normalize(xg, dim=-1) * norms[0].scale * gamma  # RMSNorm per band
-            for k, y in zip(ks, _batched_linear(xg, linears).unbind(0)):  # (g, b·t, d)
-                out[k] = y
-        return rearrange(torch.stack(out), "k (b t) d -> b t k d", b=b, t=t)  # (b, t, k, d)
+            out.append(_batched_linear(xg, linears))  # (g, b·t, d)
+        out = torch.cat(out) if self.order is None else torch.cat(out)[self.order]  # (k, b·t, d) in band order
+        return rearrange(out, "k (b t) d -> b t k d", b=b, t=t)  # (b, t, k, d)
 
 
 def mlp(dim_in: int, dim_out: int, dim_hidden: int, depth: int) -> nn.Sequential:
@@ -245,6 +262,7 @@ class MaskEstimator(nn.Module):
             nn.Sequential(mlp(dim, 2 * w, hidden, depth), nn.GLU(dim=-1)) for w in band_widths
         )
         self.groups = _width_groups(band_widths)
+        self.order = _band_order(self.groups, band_widths)
 
     def forward(self, x: Tensor) -> Tensor:  # (b, t, k, d)
         if not _plain(self.to_freqs):
@@ -254,12 +272,12 @@ class MaskEstimator(nn.Module):
         h = rearrange(x, "b t k d -> k (b t) d")
         for j in range(len(layers[0]) - 1):  # hidden layers: all bands at once
             h = torch.tanh(_batched_linear(h, [band[j] for band in layers]))  # (k, b·t, hidden)
-        out: list[Tensor] = [x] * len(layers)  # placeholders, replaced band by band
-        for _, ks in self.groups:  # last layer: per width group
-            y = F.glu(_batched_linear(_take(h, ks), [layers[k][-1] for k in ks]), dim=-1)  # (g, b·t, w)
-            for k, band in zip(ks, y.unbind(0)):
-                out[k] = band
-        return torch.cat(out, dim=-1).unflatten(0, (b, t))  # (b, t, f·c·r)
+        out = []
+        for (_, ks), hg in zip(self.groups, _split_groups(h, self.groups)):  # last layer: per width group
+            y = F.glu(_batched_linear(hg, [layers[k][-1] for k in ks]), dim=-1)  # (g, b·t, w)
+            out.append(rearrange(y, "g (b t) w -> (b t) (g w)", b=b))
+        out = torch.cat(out, dim=-1) if self.order is None else torch.cat(out, dim=-1)[:, self.order]
+        return out.unflatten(0, (b, t))  # (b, t, f·c·r) in band order
 
 
 class BSRoformer(nn.Module):
