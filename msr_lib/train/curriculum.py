@@ -223,11 +223,13 @@ def train_separator(
     device=None,
     progress: bool = True,
     on_log=None,
+    method: str = "lora",
     **overrides,
 ) -> TrainResult:
     """Train one curriculum stage into the run folder ``out_dir`` (see the module docstring and
     :mod:`msr_lib.train.loop`). ``train_songs``/``valid_songs``: song folders (default: the preset's, rendered on
-    first use). ``on_log(row)`` sees each log row (live plots). ``overrides`` change :class:`~msr_lib.train.loop.TrainConfig` fields."""
+    first use). ``on_log(row)`` sees each log row (live plots). ``method="full"`` trains every weight in a LoRA
+    stage instead of adapters (full fine-tuning, for comparison in lesson 04). ``overrides`` change :class:`~msr_lib.train.loop.TrainConfig` fields."""
     from msr_lib.data.datasets import MultitrackDataset
 
     preset = preset if isinstance(preset, Preset) else get_preset(preset)
@@ -241,17 +243,25 @@ def train_separator(
         if info["stage"] != stage:
             raise MSRError(f"cannot resume: {out_dir} is a {info['stage']!r} run, not {stage!r}")
         init = info.get("init") if init is None else init
+        method = info.get("method", method)
     elif (out_dir / CHECKPOINT).exists():
         raise MSRError(f"{out_dir} already holds a run; pass --resume to continue it or choose another --out")
     config = stage_train_config(preset, stage, steps=steps, **overrides)
     torch.manual_seed(config.seed)  # new weights (pretrain, LoRA's A, …) depend on the seed only
-    model, stems = build_stage_model(stage, init=init, model_config=preset.model)
+    if method not in ("lora", "full"):
+        raise MSRError(f"method must be 'lora' or 'full', got {method!r}")
+    if method == "full" and stage in ("lora-clean", "lora-mastered"):
+        if init is None:
+            raise MSRError(f"stage {stage!r} starts from a trained separator: pass --init RUN")
+        model, stems = build_stage_model("pretrain", init=init)  # a trained model with every weight trainable
+    else:
+        model, stems = build_stage_model(stage, init=init, model_config=preset.model)
     if train_songs is None or valid_songs is None:
         default_train, default_valid = prepare_songs(preset, progress=progress)
         train_songs, valid_songs = train_songs or default_train, valid_songs or default_valid
 
     trainable, total = trainable_parameters(model)
-    info = {"stage": stage, "preset": preset.name, "init": str(init) if init is not None else None,
+    info = {"stage": stage, "method": method, "preset": preset.name, "init": str(init) if init is not None else None,
             "stems": list(stems), "trainable_parameters": trainable, "total_parameters": total,
             "trainable_share": trainable / total, "train_songs": str(train_songs), "valid_songs": str(valid_songs)}
     main_process = int(os.environ.get("RANK", "0")) == 0
