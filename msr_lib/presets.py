@@ -72,7 +72,7 @@ PRESETS: dict[str, Preset] = {
         metrics={"sweep_points": 9, "oracle_songs": 3},
         model=_model(64, 2, 4, 32, 1, 2, 2),
         train={"batch_size": 4, "chunk_seconds": 2.0, "warmup_steps": 20, "validate_every": 50, "checkpoint_every": 50,
-               "valid_songs": 4, "valid_items": 8, "valid_seconds": 4.0, "stages": _stages(300, 100, 100, 1e-3)},
+               "valid_songs": 4, "valid_items": 8, "valid_seconds": 4.0, "stages": _stages(200, 60, 60, 1e-3)},
     ),
     "gpu": Preset(
         name="gpu",
