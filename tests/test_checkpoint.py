@@ -166,10 +166,14 @@ def _load_fails(path, *fragments):
     _assert_one_line(exc_info, *fragments)
 
 
-def test_bundled_name_is_not_available_yet():
+def test_unknown_bundled_name_lists_the_available_ones():
+    from msr_lib.models.checkpoint import bundled_separators
+
     with pytest.raises(MSRError) as exc_info:
         load_separator("bundled:bs_roformer_4stem")
-    assert str(exc_info.value) == "no bundled separators yet; train one or pass a checkpoint path"
+    message = str(exc_info.value)
+    assert message.startswith("no bundled separator 'bs_roformer_4stem' in this checkout (available: ")
+    assert (", ".join(bundled_separators()) or "none yet") in message and "\n" not in message
 
 
 def test_missing_path(tmp_path):

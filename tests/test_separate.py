@@ -265,5 +265,6 @@ def test_cli_separate_bad_inputs(tmp_path, saved_separator, capsys):
     sf.write(good, np.zeros((1000, 2), np.float32), 44100)
     _fails_cleanly(["separate", str(good), "--out", str(out), "--model", str(tmp_path / "nope")], out, capsys,
                    "no such checkpoint")
-    _fails_cleanly(["separate", str(good), "--out", str(out)], out, capsys, "no bundled separators")
+    _fails_cleanly(["separate", str(good), "--out", str(out), "--model", "bundled:nonexistent"], out, capsys,
+                   "no bundled separator")
     _fails_cleanly(["separate", str(good), "--out", str(out), *model, "--overlap", "1.5"], out, capsys, "overlap")

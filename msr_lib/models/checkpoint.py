@@ -35,6 +35,8 @@ FORMAT_VERSION = 1
 SAMPLE_RATE = 44100
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+BUNDLED_DIR = Path(__file__).resolve().parent / "bundled"  # <name>/config.json + model.safetensors (fp16)
+DEFAULT_SEPARATOR = "bundled:8stem"
 RUN_CHECKPOINT = "checkpoint"  # a training run keeps its latest checkpoint folder here
 MODEL_TYPES = ("bs_roformer",)
 _RESERVED = ("model_type", "model", "stems", "sample_rate", "format_version")
@@ -131,14 +133,26 @@ def write_separator_files(
 
 # ---------------------------------------------------------------- loading
 
-def load_separator(path, *, device="cpu") -> Separator:
-    """Load a separator from our checkpoint folder (or its ``config.json``) or an MSST checkpoint file + YAML.
+def bundled_separators() -> list[str]:
+    """Names of the separators shipped in this checkout (``load_separator("bundled:<name>")``)."""
+    if not BUNDLED_DIR.is_dir():
+        return []
+    return sorted(p.name for p in BUNDLED_DIR.iterdir() if (p / CONFIG_NAME).is_file())
 
-    Returns a :class:`Separator` in eval mode on ``device``. ``"bundled:<name>"`` is reserved for separators shipped
-    with the workbench (none yet).
+
+def load_separator(path=DEFAULT_SEPARATOR, *, device="cpu") -> Separator:
+    """Load a separator: ``"bundled:<name>"`` (shipped with the workbench; default ``bundled:8stem``), a training
+    run folder, our checkpoint folder (or its ``config.json``) or an MSST checkpoint file + YAML.
+
+    Returns a :class:`Separator` in eval mode on ``device``.
     """
     if isinstance(path, str) and path.startswith("bundled:"):
-        raise MSRError("no bundled separators yet; train one or pass a checkpoint path")
+        name = path.split(":", 1)[1]
+        available = bundled_separators()
+        if name not in available:
+            raise MSRError(f"no bundled separator {name!r} in this checkout (available: "
+                           f"{', '.join(available) or 'none yet'}); train one or pass a checkpoint path")
+        path = BUNDLED_DIR / name
     path = Path(path)
     if not path.exists():
         raise MSRError(f"no such checkpoint: {path}")
