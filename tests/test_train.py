@@ -248,3 +248,22 @@ def test_two_process_ddp_run_on_gloo(songs, tmp_path):
     state = torch.load(run / "checkpoint" / "train_state.pt", weights_only=True)
     assert state["step"] == 2
     assert load_separator(run).stems == FOUR_STEMS
+
+
+def test_lesson_run_lora_clean_starts_from_the_bundled_4stem(tmp_path, monkeypatch):
+    """Lesson 04's LoRA stage fine-tunes the shipped 4-stem separator; no lesson pretrain run is trained for it."""
+    from msr_lib.models.checkpoint import bundled_separators
+    from msr_lib.train import curriculum
+
+    assert "4stem" in bundled_separators()  # shipped in the repo: nothing to skip
+    monkeypatch.setenv("MSR_DATA_DIR", str(tmp_path / "data"))
+    calls = []
+
+    def fake_train_separator(stage, run, *, init=None, **options):
+        calls.append((stage, init))
+
+    monkeypatch.setattr(curriculum, "train_separator", fake_train_separator)
+    run = curriculum.lesson_run("lora-clean", preset="quick", progress=False)
+    assert run == tmp_path / "data" / "runs" / "quick" / "lora-clean"
+    assert calls == [("lora-clean", "bundled:4stem")]
+    assert build_stage_model("lora-clean", init=calls[0][1])[1] == FOUR_STEMS

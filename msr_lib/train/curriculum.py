@@ -317,15 +317,20 @@ def lesson_run(stage: str, *, preset: str | Preset | None = None, init=None, fre
     """The run folder of ``stage`` for the lessons: ``data_dir()/runs/<preset>/<name or stage>``.
 
     A finished run is reused, an interrupted one resumed, a missing one trained (``fresh=True`` starts over).
-    ``init`` defaults to the previous stage's lesson run, trained first if it is missing — so every lesson can run
-    on its own. ``options`` go to :func:`train_separator` (e.g. ``steps``, ``on_log``, ``progress``).
+    ``init`` defaults to the warm start of ``stage``: for ``lora-clean`` the bundled 4-stem separator
+    (``"bundled:4stem"``, trained far longer than a lesson can) when this checkout ships it; otherwise, and for the
+    other stages, the previous stage's lesson run, trained first if it is missing — so every lesson can run on its
+    own. ``options`` go to :func:`train_separator` (e.g. ``steps``, ``on_log``, ``progress``).
     """
     import shutil
 
+    from msr_lib.models.checkpoint import bundled_separators
     from msr_lib.train.loop import TRAIN_STATE
 
     preset = preset if isinstance(preset, Preset) else get_preset(preset)
     order = list(STAGES)
+    if init is None and stage == "lora-clean" and "4stem" in bundled_separators():
+        init = "bundled:4stem"
     if init is None and STAGES[stage].needs_init:
         init = lesson_run(order[order.index(stage) - 1], preset=preset, progress=options.get("progress", True))
     run = data_dir() / "runs" / preset.name / (name or stage)
