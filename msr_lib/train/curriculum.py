@@ -320,7 +320,8 @@ def lesson_run(stage: str, *, preset: str | Preset | None = None, init=None, fre
     ``init`` defaults to the warm start of ``stage``: for ``lora-clean`` the bundled 4-stem separator
     (``"bundled:4stem"``, trained far longer than a lesson can) when this checkout ships it; otherwise, and for the
     other stages, the previous stage's lesson run, trained first if it is missing — so every lesson can run on its
-    own. ``options`` go to :func:`train_separator` (e.g. ``steps``, ``on_log``, ``progress``).
+    own. A run that started from another ``init`` than the one asked for is trained again. ``options`` go to
+    :func:`train_separator` (e.g. ``steps``, ``on_log``, ``progress``).
     """
     import shutil
 
@@ -334,8 +335,9 @@ def lesson_run(stage: str, *, preset: str | Preset | None = None, init=None, fre
     if init is None and STAGES[stage].needs_init:
         init = lesson_run(order[order.index(stage) - 1], preset=preset, progress=options.get("progress", True))
     run = data_dir() / "runs" / preset.name / (name or stage)
-    if fresh and run.exists():
-        shutil.rmtree(run)
+    recorded = json.loads((run / RUN_INFO).read_text()).get("init") if (run / RUN_INFO).is_file() else None
+    if run.exists() and (fresh or recorded != (str(init) if init is not None else None)):
+        shutil.rmtree(run)  # asked for, or the run started from another warm start: train it again
     state_path = run / CHECKPOINT / TRAIN_STATE
     if state_path.is_file():
         state = torch.load(state_path, map_location="cpu", weights_only=True)
