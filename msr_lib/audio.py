@@ -288,8 +288,28 @@ def load_song_stems(folder, sample_rate: int = SAMPLE_RATE) -> dict[str, np.ndar
     """
     stems = {name: load_audio(path, sample_rate) for name, path in stem_files(folder).items()}
     length = max(a.shape[1] for a in stems.values())
-    return {name: (a if a.shape[1] == length else np.pad(a, ((0, 0), (0, length - a.shape[1]))))
-            for name, a in stems.items()}
+    return {name: fit_length(a, length) for name, a in stems.items()}
+
+
+def fit_length(audio: np.ndarray, length: int) -> np.ndarray:
+    """``audio`` (channels, samples) cut or zero-padded at the end to ``length`` samples."""
+    if audio.shape[1] >= length:
+        return audio[:, :length]
+    return np.pad(audio, ((0, 0), (0, length - audio.shape[1])))
+
+
+def group_stems(stems: dict[str, np.ndarray], names) -> dict[str, np.ndarray]:
+    """Stems (same shapes) regrouped into ``names`` (e.g. a separator's 4 stems), in that order: a stem not among
+    ``names`` is summed into ``other`` when ``names`` has it (else dropped); a name without audio gets silence."""
+    if not stems:
+        raise AudioError("group_stems: no stems given")
+    shape = next(iter(stems.values())).shape
+    grouped = {name: np.zeros(shape, np.float32) for name in names}
+    for name, audio in stems.items():
+        target = name if name in grouped else "other"
+        if target in grouped:
+            grouped[target] = grouped[target] + audio
+    return grouped
 
 
 def third_octave_levels_db(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> tuple[np.ndarray, np.ndarray]:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from msr_lib.audio import atomic_output_dir, load_audio_with_rate, resample, save_audio, to_stereo
+from msr_lib.audio import atomic_output_dir, fit_length, load_audio_with_rate, resample, save_audio, to_stereo
 from msr_lib.errors import MSRError
 
 DEFAULT_CHUNK_SECONDS = 8.0
@@ -240,8 +240,7 @@ def separate_file(
     paths = {}
     with atomic_output_dir(out_dir) as tmp:
         for name, stem in stems.items():
-            stem = resample(stem, separator.sample_rate, rate)
-            stem = stem[:, :length] if stem.shape[1] >= length else np.pad(stem, ((0, 0), (0, length - stem.shape[1])))
+            stem = fit_length(resample(stem, separator.sample_rate, rate), length)
             file_name = f"{name}.{output_format}"
             save_audio(tmp / file_name, stem, rate, subtype=subtype)
             paths[name] = out_dir / file_name

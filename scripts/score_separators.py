@@ -22,19 +22,8 @@ import numpy as np
 TEST_SEED = 3000
 
 
-def group_stems(stems: dict[str, np.ndarray], model_stems) -> dict[str, np.ndarray]:
-    """Reference stems in the model's order; stems the model lacks are summed into ``other``."""
-    length = next(iter(stems.values())).shape
-    grouped = {name: np.zeros(length, np.float32) for name in model_stems}
-    for name, audio in stems.items():
-        target = name if name in grouped else "other"
-        if target in grouped:
-            grouped[target] = grouped[target] + audio
-    return grouped
-
-
 def score(model: str, mix: str, songs: int, seconds: float, progress: bool = True) -> dict:
-    from msr_lib.audio import load_song_stems
+    from msr_lib.audio import group_stems, load_song_stems
     from msr_lib.baselines import ideal_ratio_mask, song_seed
     from msr_lib.data.synth import synthesize_songs
     from msr_lib.degrade import degrade_mix

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from msr_lib.audio import load_song_stems
+from msr_lib.audio import group_stems, load_song_stems
 from msr_lib.degrade import degrade_mix
 from msr_lib.metrics import multi_mel_snr
 from msr_lib.models import load_separator
@@ -22,13 +22,6 @@ def song(tmp_path_factory):
     return load_song_stems(folder)
 
 
-def _grouped(stems, model_stems):
-    out = {s: np.zeros_like(next(iter(stems.values()))) for s in model_stems}
-    for name, audio in stems.items():
-        out[name if name in out else "other"] += audio
-    return out
-
-
 def test_both_bundles_are_shipped_and_small():
     assert set(EXPECTED) <= set(bundled_separators())
     total = sum(p.stat().st_size for p in BUNDLED_DIR.rglob("*") if p.is_file())
@@ -43,7 +36,7 @@ def test_default_separator_is_the_8stem_bundle():
 def test_bundle_separates_an_unseen_song_better_than_the_mixture(name, song):
     separator = load_separator(f"bundled:{name}")
     assert separator.stems == EXPECTED[name] and separator.sample_rate == 44100
-    references = _grouped(song, separator.stems)
+    references = group_stems(song, separator.stems)
     mixture = np.sum(list(references.values()), axis=0)
     if name == "8stem":  # the 8-stem model is meant for mastered mixes
         mixture = degrade_mix({k: v for k, v in references.items() if np.abs(v).max() > 0}, seed=7).mixture

@@ -5,7 +5,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
 from msr_lib.models import BSRoformer, load_separator, save_separator
@@ -23,12 +22,15 @@ def _script(name):
 
 
 def test_group_stems_folds_missing_classes_into_other():
-    score = _script("score_separators")
+    from msr_lib.audio import group_stems
+
     stems = {s: np.full((2, 4), i + 1.0, np.float32) for i, s in enumerate(STEMS)}
-    grouped = score.group_stems(stems, FOUR_STEMS)
+    grouped = group_stems(stems, FOUR_STEMS)
     assert list(grouped) == list(FOUR_STEMS)
     assert grouped["vocals"][0, 0] == 1 and grouped["bass"][0, 0] == 2
     assert grouped["other"][0, 0] == sum(range(4, 10))  # guitars … orchestral + other
+    no_other = group_stems({"vocals": stems["vocals"], "guitars": stems["guitars"]}, ("vocals", "bass"))
+    assert no_other["vocals"][0, 0] == 1 and not no_other["bass"].any()  # guitars dropped, bass silent
 
 
 def test_score_separators_rows_and_table(tmp_path, monkeypatch, capsys):

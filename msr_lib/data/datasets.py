@@ -35,7 +35,9 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import soundfile as sf
 
-from msr_lib.audio import AUDIO_EXTENSIONS, MIXTURE_NAMES, SAMPLE_RATE, load_audio, resample, to_stereo, unreadable
+from msr_lib.audio import (
+    AUDIO_EXTENSIONS, MIXTURE_NAMES, SAMPLE_RATE, fit_length, load_audio, resample, to_stereo, unreadable,
+)
 from msr_lib.errors import AudioError, MSRError
 from msr_lib.stems import (
     RAWSTEMS_GROUPS, STEMS, canonical_stem, rawstems_group_to_stem, sort_stems,
@@ -393,12 +395,6 @@ def scan_dataset(root, layout: str = "auto", **options) -> list[SongEntry]:
     return LAYOUTS[name](root, **options)
 
 
-def _pad_to(audio: np.ndarray, length: int) -> np.ndarray:
-    if audio.shape[1] >= length:
-        return audio[:, :length]
-    return np.pad(audio, ((0, 0), (0, length - audio.shape[1])))
-
-
 def load_entry(entry: SongEntry, sample_rate: int = SAMPLE_RATE, *, stems: Iterable[str] | None = None
                ) -> dict[str, np.ndarray]:
     """Load a song as ``{stem: float32 (2, samples)}`` in canonical order: files of a stem summed, every stem
@@ -408,11 +404,11 @@ def load_entry(entry: SongEntry, sample_rate: int = SAMPLE_RATE, *, stems: Itera
     for stem in sort_stems(wanted):
         parts = [load_audio(p, sample_rate) for p in entry.stems[stem]]
         length = max(a.shape[1] for a in parts)
-        loaded[stem] = np.sum([_pad_to(a, length) for a in parts], axis=0, dtype=np.float32)
+        loaded[stem] = np.sum([fit_length(a, length) for a in parts], axis=0, dtype=np.float32)
     if not loaded:
         return {}
     length = max(a.shape[1] for a in loaded.values())
-    return {s: _pad_to(a, length) for s, a in loaded.items()}
+    return {s: fit_length(a, length) for s, a in loaded.items()}
 
 
 # ---------------------------------------------------------------- training dataset
@@ -522,7 +518,7 @@ class MultitrackDataset(_TorchDataset):
     def _load_preloaded(self, entry: SongEntry, routed: dict[int, list[Path]]):
         parts = {t: [load_audio(p, self.sample_rate) for p in files] for t, files in routed.items()}
         song_length = max(a.shape[1] for files in parts.values() for a in files)
-        sources = {t: np.sum([_pad_to(a, song_length) for a in files], axis=0, dtype=np.float32)
+        sources = {t: np.sum([fit_length(a, song_length) for a in files], axis=0, dtype=np.float32)
                    for t, files in parts.items()}
         return sources, song_length
 
@@ -570,7 +566,7 @@ class MultitrackDataset(_TorchDataset):
         audio = resample(audio, window.sample_rate, self.sample_rate)
         if not np.all(np.isfinite(audio)):
             raise AudioError(f"{window.path}: contains NaN or infinite samples")
-        return _pad_to(np.asarray(audio, dtype=np.float32), count)
+        return fit_length(np.asarray(audio, dtype=np.float32), count)
 
     def _chunk(self, song: int, target: int, start_fraction: float) -> np.ndarray | None:
         source = self._sources[song].get(target)
@@ -579,7 +575,7 @@ class MultitrackDataset(_TorchDataset):
         count = self.chunk_samples
         start = int(start_fraction * max(0, self._lengths[song] - count))
         if self.preload:
-            return _pad_to(source[:, start:start + count], count)
+            return fit_length(source[:, start:start + count], count)
         return np.sum([self._read_window(w, start, count) for w in source], axis=0, dtype=np.float32)
 
     def _degrade(self, stems: dict[str, np.ndarray], rng: np.random.Generator) -> np.ndarray:
@@ -595,7 +591,7 @@ class MultitrackDataset(_TorchDataset):
         mixture = to_stereo(np.asarray(mixture, dtype=np.float32))
         if not np.all(np.isfinite(mixture)):
             raise AudioError("degraded mixture contains NaN or infinite samples")
-        return _pad_to(mixture, self.chunk_samples)
+        return fit_length(mixture, self.chunk_samples)
 
     def __getitem__(self, index: int) -> dict:
         import torch
