@@ -18,7 +18,6 @@ from pathlib import Path
 
 import torch
 
-from msr_lib.models.bs_roformer import BSRoformer
 from msr_lib.presets import _model, _stages, get_preset
 
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "msr_lib" / "models" / "bundled"

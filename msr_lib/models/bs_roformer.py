@@ -22,7 +22,6 @@ Dimension letters (einops):
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 
 import torch

@@ -155,9 +155,13 @@ def _distributed() -> tuple[int, int, int]:
 
 
 def _pick_device(device, local_rank: int) -> torch.device:
-    if device in (None, "auto"):
-        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    """``auto``: this process's GPU (``cuda:LOCAL_RANK``) when there is one; otherwise as
+    :func:`msr_lib.separate.resolve_device` (one-line errors for unknown or missing devices)."""
+    from msr_lib.separate import resolve_device
+
+    if device in (None, "auto") and torch.cuda.is_available():
+        return torch.device(f"cuda:{local_rank}")
+    return resolve_device(device)
 
 
 def _make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
@@ -274,9 +278,9 @@ def train(
     step = 0
     if resume:
         state = _load_train_state(out_dir)
-        saved = TrainConfig.from_dict(state["config"])
-        if asdict(saved) | {"steps": 0} != asdict(config) | {"steps": 0}:
-            changed = [k for k, v in asdict(config).items() if k != "steps" and asdict(saved)[k] != v]
+        saved = asdict(TrainConfig.from_dict(state["config"]))
+        changed = [k for k, v in asdict(config).items() if k != "steps" and saved[k] != v]  # steps may grow
+        if changed:
             raise MSRError(f"cannot resume: settings changed since the checkpoint ({', '.join(changed)})")
         model.load_state_dict(state["model"])
         if ema_model is not model:
@@ -302,6 +306,7 @@ def train(
         generator=torch.Generator().manual_seed(config.seed),  # keeps the global RNG (dropout) untouched
     )
     amp = config.amp and device.type == "cuda"
+    trained = [p for group in optimizer.param_groups for p in group["params"]]
     trainable, total = trainable_parameters(model)
     bar = tqdm(total=config.steps, initial=step, desc=describe, unit="step", disable=not progress or rank > 0,
                postfix={"trainable": f"{trainable:,}/{total:,}"})
@@ -320,8 +325,7 @@ def train(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             # 3. clip, update
-            params = [p for p in model.parameters() if p.requires_grad]
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, config.grad_clip or float("inf"))
+            grad_norm = torch.nn.utils.clip_grad_norm_(trained, config.grad_clip or float("inf"))
             optimizer.step()
             step += 1
             # 4. EMA
