@@ -27,6 +27,12 @@ from msr_lib.errors import AudioError
 
 SAMPLE_RATE = 44_100
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
+#: Digital silence: a signal (or channel) whose sample peak is at or below this (−120 dBFS, under 24-bit dither)
+#: carries nothing — no metric is defined against it and no effect chain processes it.
+SILENT_PEAK = 1e-6
+#: A training target whose peak in its chunk is below this (−80 dBFS) counts as not playing and its loss is masked:
+#: a 2 s chunk often holds only a fade or a reverb tail, too quiet to hear and not worth chasing.
+ACTIVE_STEM_PEAK = 1e-4
 
 
 def unreadable(path, exc: BaseException) -> AudioError:
