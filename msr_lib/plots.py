@@ -1,4 +1,7 @@
-"""Plots students look at instead of reading numbers: waveforms, spectrograms, stem grids, level bars."""
+"""Plots students look at instead of reading numbers: waveforms, spectrograms, stem grids, level bars.
+
+Lessons: notebooks/00_welcome.ipynb, notebooks/01_data_and_mastering.ipynb (plots appear in every lesson).
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -58,21 +61,25 @@ def plot_waveform(ax, audio, sample_rate: int = SAMPLE_RATE, *, title: str = "",
 
 def plot_stems(stems: dict, sample_rate: int = SAMPLE_RATE, *, mix=None, kind: str = "spectrogram",
                ncols: int = 3, figsize_per=(4.2, 2.6)):
-    """A grid with one panel per stem (and the mix first, if given). ``kind``: ``spectrogram`` or ``waveform``."""
+    """A grid with one panel per stem (and the mix first, if given). ``kind``: ``spectrogram`` or ``waveform``.
+
+    Spectrograms share one dBFS colour scale, shown by one colour bar.
+    """
     import matplotlib.pyplot as plt
 
     panels = ([("mix", mix)] if mix is not None else []) + list(stems.items())
     nrows = int(np.ceil(len(panels) / ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(figsize_per[0] * ncols, figsize_per[1] * nrows),
-                             squeeze=False, sharex=True)
+                             squeeze=False, sharex=True, layout="constrained")
     for ax, (name, audio) in zip(axes.flat, panels):
         if kind == "waveform":
             plot_waveform(ax, audio, sample_rate, title=name)
         else:
-            plot_spectrogram(ax, audio, sample_rate, title=name)
+            mesh = plot_spectrogram(ax, audio, sample_rate, title=name)
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
-    fig.tight_layout()
+    if kind != "waveform" and panels:
+        fig.colorbar(mesh, ax=axes, label="dBFS", shrink=0.8)
     return fig
 
 

@@ -1,8 +1,12 @@
 """Listening and exploration widgets for the lessons.
 
-Rules every player here follows (DESIGN.md): never autoplay, never loop, never peak-normalise. When several signals
-are compared they share **one** gain: 1.0, unless one of them would clip the player, in which case all are scaled
-by the same factor and the label says so — so louder stays louder and an A/B comparison stays honest.
+Lessons: notebooks/00_welcome.ipynb, notebooks/01_data_and_mastering.ipynb (players appear in every lesson).
+
+Rules every player here follows (docs/DESIGN.md): never autoplay, never loop, never peak-normalise. When several
+signals are compared they share **one** gain: 1.0, unless one of them would clip the player, in which case all are
+scaled by the same factor and the label says so — so louder stays louder and an A/B comparison stays honest.
+Players embed lossless 16-bit FLAC; ``seconds`` plays only the first seconds of a signal (the label says so), which
+keeps an executed lesson small.
 """
 from __future__ import annotations
 
@@ -17,8 +21,8 @@ def shared_gain(signals) -> float:
     return 1.0 if peak <= 1.0 else 1.0 / peak
 
 
-def wav_bytes(audio, sample_rate: int = SAMPLE_RATE, *, gain: float = 1.0) -> bytes:
-    """16-bit PCM WAV bytes of ``audio * gain`` (clipped to ±1, never normalised)."""
+def flac_bytes(audio, sample_rate: int = SAMPLE_RATE, *, gain: float = 1.0) -> bytes:
+    """Lossless 16-bit FLAC bytes of ``audio * gain`` (clipped to ±1, never normalised)."""
     import io
 
     import soundfile as sf
@@ -26,20 +30,26 @@ def wav_bytes(audio, sample_rate: int = SAMPLE_RATE, *, gain: float = 1.0) -> by
     data = np.clip(np.asarray(audio, dtype=np.float32) * gain, -1.0, 1.0)
     data = data if data.ndim == 1 else data.T
     buffer = io.BytesIO()
-    sf.write(buffer, data, sample_rate, format="WAV", subtype="PCM_16")
+    sf.write(buffer, data, sample_rate, format="FLAC", subtype="PCM_16")
     return buffer.getvalue()
 
 
 def audio_control(audio, sample_rate: int = SAMPLE_RATE, *, gain: float = 1.0):
     """An ``ipywidgets.Audio`` control: no autoplay, no loop, no normalisation (``gain`` applied first).
 
-    The WAV travels as a binary widget buffer, not as base64 text in a display message, so long songs do not
+    The FLAC travels as a binary widget buffer, not as base64 text in a display message, so long songs do not
     trip JupyterLab's output rate limit.
     """
     import ipywidgets as widgets
 
-    return widgets.Audio(value=wav_bytes(audio, sample_rate, gain=gain), format="wav", autoplay=False, loop=False,
+    return widgets.Audio(value=flac_bytes(audio, sample_rate, gain=gain), format="flac", autoplay=False, loop=False,
                          controls=True, layout=widgets.Layout(width="420px"))
+
+
+def excerpt(audio, sample_rate: int = SAMPLE_RATE, seconds: float | None = None) -> np.ndarray:
+    """The first ``seconds`` of ``audio`` (all of it for ``None``)."""
+    audio = np.asarray(audio)
+    return audio if seconds is None else audio[..., : int(round(seconds * sample_rate))]
 
 
 def level_text(audio, sample_rate: int = SAMPLE_RATE) -> str:
@@ -48,33 +58,42 @@ def level_text(audio, sample_rate: int = SAMPLE_RATE) -> str:
             f"crest {crest_factor_db(audio):4.1f} dB")
 
 
-def player(audio, sample_rate: int = SAMPLE_RATE, *, label: str = "", gain: float = 1.0, levels: bool = True):
-    """A labelled player widget (label, level line, audio control)."""
+def player(audio, sample_rate: int = SAMPLE_RATE, *, label: str = "", gain: float = 1.0, levels: bool = True,
+           seconds: float | None = None):
+    """A labelled player widget (label, level line, audio control) of the whole signal or its first ``seconds``."""
     import ipywidgets as widgets
 
+    audio = excerpt(audio, sample_rate, seconds)
     text = f"<b>{label}</b>" if label else ""
+    if seconds is not None:
+        text += f" <i>(first {seconds:g} s)</i>"
     if levels:
         text += f" <span style='font-family:monospace;color:#555'>{level_text(audio, sample_rate)}</span>"
     return widgets.VBox([widgets.HTML(text), audio_control(audio, sample_rate, gain=gain)],
                         layout=widgets.Layout(margin="0 0 6px 0"))
 
 
-def compare_players(signals: dict, sample_rate: int = SAMPLE_RATE, *, levels: bool = True, title: str = ""):
-    """Players for several signals at one shared gain (see module docstring), stacked with their labels."""
+def compare_players(signals: dict, sample_rate: int = SAMPLE_RATE, *, levels: bool = True, title: str = "",
+                    seconds: float | None = None):
+    """Players for several signals (or their first ``seconds``) at one shared gain, stacked with their labels."""
     import ipywidgets as widgets
 
+    signals = {name: excerpt(a, sample_rate, seconds) for name, a in signals.items()}
     gain = shared_gain(signals.values())
     rows = [player(a, sample_rate, label=name, gain=gain, levels=levels) for name, a in signals.items()]
     head = title
+    if seconds is not None:
+        head += f" <i>first {seconds:g} s of each</i>"
     if gain != 1.0:
         head += f" <i>(all players scaled by the same {20 * np.log10(gain):.1f} dB so none clips)</i>"
     return widgets.VBox(([widgets.HTML(head)] if head else []) + rows)
 
 
-def stem_players(stems: dict, sample_rate: int = SAMPLE_RATE, *, mix=None, levels: bool = True):
-    """The mix and every stem, one shared gain so their loudness relations are heard as they are."""
+def stem_players(stems: dict, sample_rate: int = SAMPLE_RATE, *, mix=None, levels: bool = True,
+                 seconds: float | None = None):
+    """The mix and every stem (or their first ``seconds``), one shared gain so their loudness relations are heard."""
     signals = ({"mix": mix} if mix is not None else {}) | dict(stems)
-    return compare_players(signals, sample_rate, levels=levels)
+    return compare_players(signals, sample_rate, levels=levels, seconds=seconds)
 
 
 def effect_explorer(audio, process, controls: dict, sample_rate: int = SAMPLE_RATE, *, title: str = "",
@@ -104,7 +123,7 @@ def effect_explorer(audio, process, controls: dict, sample_rate: int = SAMPLE_RA
         with out:
             fig, axes = plt.subplots(1, 2, figsize=(11, 3), sharey=True)
             plot_spectrogram(axes[0], audio, sample_rate, title="before")
-            plot_spectrogram(axes[1], after, sample_rate, title="after")
+            plot_spectrogram(axes[1], after, sample_rate, title="after", colorbar=True)
             fig.tight_layout()
             plt.show()
             if measure is not None:

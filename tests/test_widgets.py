@@ -1,4 +1,4 @@
-"""Players never autoplay, loop or peak-normalise; compared signals share one gain."""
+"""Players never autoplay, loop or peak-normalise; they embed FLAC; compared signals share one gain; excerpts say so."""
 import io
 
 import numpy as np
@@ -11,6 +11,16 @@ from tests.conftest import tone
 def decoded(control):
     data, rate = sf.read(io.BytesIO(control.value), dtype="float32", always_2d=True)
     return data.T, rate
+
+
+def test_players_embed_lossless_16_bit_flac():
+    x = tone(440, seconds=0.5, amplitude=0.5)
+    control = widgets.audio_control(x)
+    info = sf.info(io.BytesIO(control.value))
+    assert control.format == "flac" and info.format == "FLAC" and info.subtype == "PCM_16"
+    data, _ = decoded(control)
+    assert np.max(np.abs(data - x.reshape(data.shape))) <= 1 / 2**15  # 16-bit quantisation, nothing else
+    assert len(control.value) < 0.7 * data.size * 2  # smaller than the 16-bit PCM it holds
 
 
 def test_player_keeps_level_and_never_autoplays():
@@ -54,3 +64,31 @@ def test_effect_explorer_reprocesses_on_slider_change():
     slider.value = 0.25
     assert np.allclose(box.result(), 0.25 * x)
     assert slider.continuous_update is False
+
+
+def test_excerpts_play_the_first_seconds_and_say_so():
+    rate = 44100
+    x = np.concatenate([tone(440, seconds=1.0, amplitude=0.2), tone(440, seconds=1.0, amplitude=0.9)], axis=-1)
+    whole = widgets.player(x, rate, label="song")
+    assert decoded(whole.children[1])[0].shape[-1] == x.shape[-1] and "first" not in whole.children[0].value
+    assert "<b>song</b> <i>(first 1.5 s)</i>" in widgets.player(x, rate, label="song", seconds=1.5).children[0].value
+    box = widgets.compare_players({"a": x, "b": 0.5 * x}, rate, seconds=1.0)
+    assert "first 1 s of each" in box.children[0].value
+    first, _ = decoded(box.children[1].children[1])
+    assert first.shape[-1] == rate
+    assert abs(np.max(np.abs(first)) - 0.2) < 1e-3  # only the quiet first second, at its own level
+    stems = widgets.stem_players({"bass": x, "drums": x}, rate, mix=2 * x, seconds=0.5)
+    assert [decoded(row.children[1])[0].shape[-1] for row in stems.children[1:]] == [rate // 2] * 3
+
+
+def test_stem_spectrograms_have_one_colour_bar():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from msr_lib.plots import plot_stems
+
+    x = tone(440, seconds=0.5, amplitude=0.5)
+    fig = plot_stems({"bass": x, "drums": 0.5 * x}, mix=1.5 * x, ncols=2)
+    colour_bars = [ax for ax in fig.axes if ax.get_ylabel() == "dBFS"]
+    assert len(colour_bars) == 1
+    assert len(fig.axes) == 4 + 1  # 3 panels, one switched-off slot, the colour bar
