@@ -1,11 +1,14 @@
 """Training curves for the lessons: a finished run's log as a figure, and a live plot that a training loop feeds.
 
+Lessons: notebooks/03_bs_roformer.ipynb, notebooks/04_curriculum_lora.ipynb
+
 A run's log (:func:`msr_lib.train.loop.read_log`) is a list of rows: training rows ``{"step", "loss", "l1", "stft",
-"si_snr", "lr", "grad_norm", ...}`` and validation rows ``{"step", "valid/mms", "valid/mms/<stem>", ...}``.
+"neg_si_snr", "lr", "grad_norm", ...}`` and validation rows ``{"step", "valid/mms", "valid/mms/<stem>", ...}`` (the
+first one at step 0: the model before training).
 :func:`plot_training_log` draws three panels from it:
 
 1. the total loss and the two relative-error parts (``l1``, ``stft``),
-2. the SI-SNR part (negative SI-SNR in dB: lower is better),
+2. the SI-SNR part, logged as ``neg_si_snr`` (−SI-SNR in dB: lower is better),
 3. validation Multi-Mel-SNR per stem (thin lines) and their mean (thick black line), higher is better.
 
 :class:`LiveLossPlot` is an ``on_log`` callback (``lesson_run(..., on_log=live)``) that redraws that figure in place
@@ -55,9 +58,9 @@ def plot_training_log(rows, *, title: str = "", fig=None):
             ax_loss.plot(steps, values, style, marker="." if len(steps) < 30 else None,
                          label="total" if key == "loss" else key, color="k" if key == "loss" else None)
     ax_loss.set_title("training loss and its parts")
-    steps, values = _series(train_rows, "si_snr")
+    steps, values = _series(train_rows, "neg_si_snr")
     if steps:
-        ax_snr.plot(steps, values, color="tab:purple", marker="." if len(steps) < 30 else None, label="si_snr")
+        ax_snr.plot(steps, values, color="tab:purple", marker="." if len(steps) < 30 else None, label="neg_si_snr")
     ax_snr.set_title("SI-SNR part (−SI-SNR, dB; lower is better)")
 
     keys = [k for r in valid_rows for k in r if k.startswith(VALID_PREFIX + "/")]

@@ -12,10 +12,12 @@ from msr_lib.training_plots import LiveLossPlot, plot_training_log, training_row
 
 
 def fake_log(steps=6, validate_every=3, stems=("vocals", "bass", "drums", "other")):
+    """A log as the training loop writes it: validation at step 0 (before training), then every few steps."""
     rows = []
-    for step in range(1, steps + 1):
-        rows.append({"step": step, "loss": 6.0 - 0.5 * step, "l1": 1.0 - 0.1 * step, "stft": 2.0 - 0.1 * step,
-                     "si_snr": 30.0 - step, "lr": 1e-3, "grad_norm": 3.0, "seconds": 0.1 * step})
+    for step in range(0, steps + 1):
+        if step:
+            rows.append({"step": step, "loss": 6.0 - 0.5 * step, "l1": 1.0 - 0.1 * step, "stft": 2.0 - 0.1 * step,
+                         "neg_si_snr": 30.0 - step, "lr": 1e-3, "grad_norm": 3.0, "seconds": 0.1 * step})
         if step % validate_every == 0:
             per_stem = {f"valid/mms/{s}": 0.5 * step + i for i, s in enumerate(stems)}
             rows.append({"step": step, **per_stem, "valid/mms": float(np.mean(list(per_stem.values())))})
@@ -28,7 +30,7 @@ def lines_by_label(ax):
 
 def test_split_rows():
     rows = fake_log()
-    assert len(training_rows(rows)) == 6 and len(validation_rows(rows)) == 2
+    assert len(training_rows(rows)) == 6 and len(validation_rows(rows)) == 3
 
 
 def test_plot_training_log_draws_the_numbers():
@@ -42,12 +44,12 @@ def test_plot_training_log_draws_the_numbers():
     np.testing.assert_allclose(loss["total"].get_ydata(), [6.0 - 0.5 * s for s in range(1, 7)])
     np.testing.assert_allclose(loss["stft"].get_ydata(), [2.0 - 0.1 * s for s in range(1, 7)])
     snr = lines_by_label(ax_snr)
-    np.testing.assert_allclose(snr["si_snr"].get_ydata(), [30.0 - s for s in range(1, 7)])
+    np.testing.assert_allclose(snr["neg_si_snr"].get_ydata(), [30.0 - s for s in range(1, 7)])
     valid = lines_by_label(ax_valid)
     assert list(valid) == ["vocals", "bass", "drums", "other", "mean"]  # the log's stem order, then the mean
-    np.testing.assert_allclose(valid["bass"].get_xdata(), [3, 6])
-    np.testing.assert_allclose(valid["bass"].get_ydata(), [2.5, 4.0])
-    np.testing.assert_allclose(valid["mean"].get_ydata(), [3.0, 4.5])
+    np.testing.assert_allclose(valid["bass"].get_xdata(), [0, 3, 6])  # step 0: the model before training
+    np.testing.assert_allclose(valid["bass"].get_ydata(), [1.0, 2.5, 4.0])
+    np.testing.assert_allclose(valid["mean"].get_ydata(), [1.5, 3.0, 4.5])
     assert fig._suptitle.get_text() == "pretrain"
     plt.close(fig)
 
@@ -74,9 +76,9 @@ def test_live_plot_collects_and_redraws_every_n_rows():
     live = LiveLossPlot(title="live", every=2)
     for row in fake_log(steps=6, validate_every=3):
         live(row)
-    # training rows 2, 4, 6 → 3 redraws; validation rows at steps 3 and 6 → 2 more
-    assert live.redraws == 5
-    assert len(live.rows) == 8
+    # training rows 2, 4, 6 → 3 redraws; validation rows at steps 0, 3 and 6 → 3 more
+    assert live.redraws == 6
+    assert len(live.rows) == 9
     assert live.handle is None  # no notebook here: nothing displayed
     assert not plt.get_fignums()  # every redraw closed its figure
 
