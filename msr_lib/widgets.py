@@ -52,6 +52,11 @@ def excerpt(audio, sample_rate: int = SAMPLE_RATE, seconds: float | None = None)
     return audio if seconds is None else audio[..., : int(round(seconds * sample_rate))]
 
 
+def is_cut(audio, sample_rate: int = SAMPLE_RATE, seconds: float | None = None) -> bool:
+    """Does ``excerpt(audio, sample_rate, seconds)`` leave part of ``audio`` out?"""
+    return seconds is not None and np.shape(audio)[-1] > int(round(seconds * sample_rate))
+
+
 def level_text(audio, sample_rate: int = SAMPLE_RATE) -> str:
     """A one-line level summary: integrated loudness, sample peak, crest factor."""
     return (f"{loudness_lufs(audio, sample_rate):6.1f} LUFS · peak {peak_dbfs(audio):6.1f} dBFS · "
@@ -60,13 +65,16 @@ def level_text(audio, sample_rate: int = SAMPLE_RATE) -> str:
 
 def player(audio, sample_rate: int = SAMPLE_RATE, *, label: str = "", gain: float = 1.0, levels: bool = True,
            seconds: float | None = None):
-    """A labelled player widget (label, level line, audio control) of the whole signal or its first ``seconds``."""
+    """A labelled player widget (label, level line, audio control) of the whole signal or its first ``seconds``.
+
+    The label says "first N s" when the excerpt leaves part of the signal out.
+    """
     import ipywidgets as widgets
 
-    audio = excerpt(audio, sample_rate, seconds)
     text = f"<b>{label}</b>" if label else ""
-    if seconds is not None:
+    if is_cut(audio, sample_rate, seconds):
         text += f" <i>(first {seconds:g} s)</i>"
+    audio = excerpt(audio, sample_rate, seconds)
     if levels:
         text += f" <span style='font-family:monospace;color:#555'>{level_text(audio, sample_rate)}</span>"
     return widgets.VBox([widgets.HTML(text), audio_control(audio, sample_rate, gain=gain)],
@@ -78,11 +86,12 @@ def compare_players(signals: dict, sample_rate: int = SAMPLE_RATE, *, levels: bo
     """Players for several signals (or their first ``seconds``) at one shared gain, stacked with their labels."""
     import ipywidgets as widgets
 
+    cut = any(is_cut(a, sample_rate, seconds) for a in signals.values())
     signals = {name: excerpt(a, sample_rate, seconds) for name, a in signals.items()}
     gain = shared_gain(signals.values())
     rows = [player(a, sample_rate, label=name, gain=gain, levels=levels) for name, a in signals.items()]
     head = title
-    if seconds is not None:
+    if cut:
         head += f" <i>first {seconds:g} s of each</i>"
     if gain != 1.0:
         head += f" <i>(all players scaled by the same {20 * np.log10(gain):.1f} dB so none clips)</i>"

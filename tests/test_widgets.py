@@ -74,6 +74,8 @@ def test_excerpts_play_the_first_seconds_and_say_so():
     assert "<b>song</b> <i>(first 1.5 s)</i>" in widgets.player(x, rate, label="song", seconds=1.5).children[0].value
     box = widgets.compare_players({"a": x, "b": 0.5 * x}, rate, seconds=1.0)
     assert "first 1 s of each" in box.children[0].value
+    longer = widgets.player(x, rate, label="song", seconds=5.0)  # asks for more than there is: the whole song
+    assert "first" not in longer.children[0].value and decoded(longer.children[1])[0].shape[-1] == x.shape[-1]
     first, _ = decoded(box.children[1].children[1])
     assert first.shape[-1] == rate
     assert abs(np.max(np.abs(first)) - 0.2) < 1e-3  # only the quiet first second, at its own level
