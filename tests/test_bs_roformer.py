@@ -1,4 +1,5 @@
-"""BS-RoFormer: MSST weight compatibility and forward reproduction (fixture: tests/fixtures/msst_bs_roformer/)."""
+"""BS-RoFormer: MSST weight compatibility and forward reproduction (fixture: tests/fixtures/msst_bs_roformer/), and the
+bundled separators' outputs pinned."""
 import json
 from pathlib import Path
 
@@ -6,8 +7,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from msr_lib.models import BSRoformer, load_msst
-from msr_lib.models.bs_roformer import MSST_44K_BANDS
+from msr_lib.models import BSRoformer, load_msst, load_separator
+from msr_lib.models.bs_roformer import BandSplit, MaskEstimator
 
 FIXTURES = Path(__file__).parent / "fixtures" / "msst_bs_roformer"
 ATOL = 1e-6  # the fixture README's suggested acceptance for `output` (float32); we measure ~3e-8
@@ -151,54 +152,51 @@ def test_bf16_autocast_keeps_stft_in_float32(tiny_model, tiny_io):
     assert (out - tiny_io["output"]).abs().max().item() < 2e-3  # measured 3e-4 (output peak 0.05)
 
 
-@pytest.mark.parametrize(
-    ("widths", "depth"),
-    [([4 * f for f in MSST_44K_BANDS], 2), ([2, 8, 2, 6, 8, 2, 4], 1), ([6, 2, 6, 4, 6], 3)],  # stereo, mono-like
-)
-def test_batched_band_mlps_match_per_band_loop(widths, depth):
-    from msr_lib.models.bs_roformer import BandSplit, MaskEstimator
-
-    def loop_split(m, x):  # the straightforward reference: one module call per band
-        return torch.stack([proj(band) for proj, band in zip(m.to_features, x.split(m.band_widths, -1))], -2)
-
-    def loop_mask(m, x):
-        return torch.cat([head(band) for head, band in zip(m.to_freqs, x.unbind(-2))], -1)
-
+def test_each_band_has_its_own_modules():
+    widths = [2, 4, 2]
     torch.manual_seed(0)
-    split, mask = BandSplit(16, widths), MaskEstimator(16, widths, depth, 2)
-    with torch.no_grad():  # random gains too, so that a band mix-up cannot hide
-        for p in [*split.parameters(), *mask.parameters()]:
-            p.copy_(torch.randn_like(p) * 0.5)
-    x = torch.randn(2, 5, sum(widths))
-    results = []
-    for split_fn, mask_fn in ((BandSplit.forward, MaskEstimator.forward), (loop_split, loop_mask)):
-        xi = x.clone().requires_grad_()
-        feats = split_fn(split, xi)
-        out = mask_fn(mask, feats.tanh())
-        (out.square().mean() + feats.sin().mean()).backward()
-        grads = [p.grad.clone() for p in [*split.parameters(), *mask.parameters()]]
-        split.zero_grad(), mask.zero_grad()
-        results.append([feats.detach(), out.detach(), xi.grad, *grads])
-    assert results[0][1].shape == (2, 5, sum(widths))
-    for got, want in zip(*results):
-        assert got.shape == want.shape
-        assert (got - want).abs().max().item() < 1e-5
+    split, mask = BandSplit(8, widths), MaskEstimator(8, widths, depth=2, mlp_expansion_factor=2)
+    x = torch.randn(1, 3, sum(widths))
+    nudged = x.clone()
+    nudged[..., 2:6] += 1.0  # band 1's slice of the spectrum
+    with torch.no_grad():
+        changed = (split(nudged) - split(x)).abs().amax(dim=(0, 1, 3))  # (k,)
+    assert changed[1] > 1e-3 and changed[0] == 0 and changed[2] == 0
+
+    feats = torch.randn(1, 3, 3, 8)
+    before = mask(feats)
+    with torch.no_grad():
+        mask.to_freqs[1][0][2].bias += 1.0  # band 1's last Linear
+    after = mask(feats)
+    assert torch.equal(after[..., :2], before[..., :2]) and torch.equal(after[..., 6:], before[..., 6:])
+    assert not torch.allclose(after[..., 2:6], before[..., 2:6])  # band 1's 4 output features
 
 
-def test_band_mlps_fall_back_to_the_loop_when_a_layer_is_wrapped():
-    from msr_lib.models.bs_roformer import MaskEstimator
+# The shipped separators' outputs on a fixed input (0.5 s of seeded noise): per stem the RMS, and channel 0 at samples
+# 11000-11002. Recorded with the batched band MLPs the bundles were trained with; the per-band loop gives the same
+# values (bit for bit on a 2-core x86-64 CPU). A change to the forward maths or to weight loading shows here.
+BUNDLED_OUTPUTS = {
+    "4stem": (
+        [0.005935399, 0.001232507, 0.009362964, 0.08083472],
+        [[-0.001723298, 0.002095016, 0.0007791224], [0.001138087, 0.001264054, 0.001443472],
+         [8.611903e-05, 0.0008613519, 0.00184645], [0.09911612, -0.06163421, -0.03402307]],
+    ),
+    "8stem": (
+        [0.006049459, 0.001217565, 0.009037586, 0.0174872, 0.01530448, 0.01901547, 0.2366679, 0.01788565, 0.0809361],
+        [[-0.001534513, 0.00243723, 0.001279209], [0.001188262, 0.001305443, 0.001481803],
+         [0.0001028904, 0.0008658768, 0.001634631], [-0.002251453, 0.01461859, -0.004775232],
+         [-0.01024815, 0.02668725, -0.01306662], [-0.01482763, 0.01877813, -0.01728913],
+         [-0.3511791, 0.3759737, -0.4569825], [0.004654018, 0.01577112, -0.006431879],
+         [0.09881234, -0.06231821, -0.03392601]],
+    ),
+}
 
-    class Shifted(torch.nn.Linear):  # stands in for a LoRA-wrapped layer: the batched path cannot read it
-        def forward(self, x):
-            return super().forward(x) + 1.0
 
-    torch.manual_seed(0)
-    mask = MaskEstimator(8, [2, 4, 2], 2, 2)
-    x = torch.randn(1, 3, 3, 8)
-    before = mask(x)
-    old = mask.to_freqs[1][0][2]
-    mask.to_freqs[1][0][2] = shifted = Shifted(old.in_features, old.out_features)
-    shifted.load_state_dict(old.state_dict())
-    after = mask(x)
-    assert torch.allclose(after[..., :2], before[..., :2]) and torch.allclose(after[..., 6:], before[..., 6:])
-    assert not torch.allclose(after[..., 2:6], before[..., 2:6])  # band 1 went through the wrapped layer
+@pytest.mark.parametrize("name", sorted(BUNDLED_OUTPUTS))
+def test_bundled_separators_give_their_recorded_outputs(name):
+    rms, samples = (torch.tensor(v) for v in BUNDLED_OUTPUTS[name])
+    x = 0.1 * torch.randn(1, 2, 22050, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        out = load_separator(f"bundled:{name}")(x)[0]  # (n, c, s)
+    assert (out.square().mean(dim=(1, 2)).sqrt() - rms).abs().max().item() < 1e-5
+    assert (out[:, 0, 11000:11003] - samples).abs().max().item() < 1e-5

@@ -1,13 +1,22 @@
-"""BS-RoFormer (band-split RoPE transformer), weight-compatible with MSST's ``bs_roformer``.
+"""BS-RoFormer (band-split RoPE transformer, arXiv 2309.02612), weight-compatible with MSST's ``bs_roformer``.
 
-Written from the description in ``tests/fixtures/msst_bs_roformer/README.md`` (no MSST or lucidrains code):
-STFT → stereo fold → band split (RMSNorm + Linear per band) → depth × (time transformer, band transformer), each
-attention with interleaved RoPE and a sigmoid gate per head → final RMSNorm → per-stem, per-band mask MLPs (Linear,
-Tanh, Linear, GLU) → complex masks → iSTFT at the input length.
+Lesson: notebooks/03_bs_roformer.ipynb (built piece by piece there), notebooks/04_curriculum_lora.ipynb (LoRA on it).
+
+The forward pass in eleven numbered steps; ``docs/DESIGN.md`` ("The BS-RoFormer, step by step") describes each, and
+the numbers in the code below are those steps:
+1 STFT per channel · 2 stereo fold into the bins · 3 band split (:class:`BandSplit`) · 4 RMSNorm (:class:`RMSNorm`,
+used everywhere) · 5 depth × (time transformer, band transformer) · 6 attention with RoPE and per-head gates
+(:class:`Attention`) · 7 feed-forward (:class:`FeedForward`) · 8 final norm · 9 per-stem, per-band mask MLPs
+(:class:`MaskEstimator`) · 10 complex masking · 11 unfold, zero DC, iSTFT at the input length.
+Written from a description of MSST's model and checked against its outputs (``tests/fixtures/msst_bs_roformer/``);
+no MSST or lucidrains code.
 
 - :class:`BSRoformer` takes the MSST YAML ``model:`` keys as keyword arguments, and its module names reproduce MSST's
   state-dict keys, so an MSST checkpoint loads with ``strict=True``.
 - :func:`load_msst` builds the model from an MSST ``model:`` section and loads an MSST state dict.
+
+The band split and the mask estimators hold one small module per band and call them in a Python loop. A batched form
+(one matmul per group of equal-width bands) was measured on a 2-core CPU at 0.94–1.02× the loop's time and removed.
 
 RoPE frequencies: MSST saves a constant ``rotary_embed.freqs`` vector (10000^(−2i/dim_head)) under every attention
 layer. We register it as a persistent, non-trainable *buffer* under the same key, so strict loading of an MSST state
@@ -19,6 +28,7 @@ Dimension letters (einops):
     f STFT bins      t STFT frames                         r real/imag (2)
     k bands          d model width (dim)                   n stems
     h heads          e head width (dim_head)               l sequence (time or band axis)
+    w a band's width in features (bins × c × r)
 """
 from __future__ import annotations
 
@@ -39,7 +49,7 @@ FF_MULT = 4  # MSST's feed-forward expansion; fixed, not a YAML key
 
 
 class RMSNorm(nn.Module):
-    """L2-normalise the last axis (norm clamped at 1e-12), times sqrt(width), times a learned gain ``gamma``."""
+    """Step 4: L2-normalise the last axis (norm clamped at 1e-12), times sqrt(width), times a learned gain ``gamma``."""
 
     def __init__(self, dim: int):
         super().__init__()
@@ -71,14 +81,14 @@ class RotaryEmbedding(nn.Module):
 
 
 class Attention(nn.Module):
-    """Pre-norm multi-head self-attention with RoPE on q, k and a sigmoid gate per head (from the normed input).
+    """Step 6: pre-norm multi-head self-attention, RoPE on q and k, a sigmoid gate per head (from the normed input).
 
     q, k and v are three ``nn.Linear`` modules (``to_q``, ``to_k``, ``to_v``) so that LoRA can target the query and
     value projections alone (lesson 04). MSST stores them fused as one ``to_qkv.weight`` (rows q, then k, then v):
     two state-dict hooks translate, so our state dicts keep MSST's keys and MSST checkpoints load strictly.
     """
 
-    def __init__(self, dim: int, heads: int, dim_head: int, dropout: float = 0.0):
+    def __init__(self, dim: int, *, heads: int, dim_head: int, dropout: float = 0.0):
         super().__init__()
         self.heads, self.dropout = heads, dropout
         inner = heads * dim_head
@@ -128,9 +138,9 @@ def _split_qkv(module: nn.Module, state_dict: dict, prefix: str, *args) -> None:
 
 
 class FeedForward(nn.Module):
-    """RMSNorm → Linear(d → 4d) → GELU (erf) → Linear(4d → d); keys ``net.{0,1,4}``."""
+    """Step 7: RMSNorm → Linear(d → 4d) → GELU (erf) → Linear(4d → d); keys ``net.{0,1,4}``."""
 
-    def __init__(self, dim: int, dropout: float = 0.0):
+    def __init__(self, dim: int, *, dropout: float = 0.0):
         super().__init__()
         hidden = dim * FF_MULT
         self.net = nn.Sequential(
@@ -145,10 +155,15 @@ class FeedForward(nn.Module):
 class Transformer(nn.Module):
     """``depth`` × (x ← x + Attn(x), x ← x + FF(x)); no output norm. Keys ``layers.{j}.{0: attn, 1: ff}``."""
 
-    def __init__(self, dim: int, depth: int, heads: int, dim_head: int, attn_dropout: float, ff_dropout: float):
+    def __init__(
+        self, *, dim: int, depth: int, heads: int, dim_head: int, attn_dropout: float = 0.0, ff_dropout: float = 0.0
+    ):
         super().__init__()
         self.layers = nn.ModuleList(
-            nn.ModuleList([Attention(dim, heads, dim_head, attn_dropout), FeedForward(dim, ff_dropout)])
+            nn.ModuleList([
+                Attention(dim, heads=heads, dim_head=dim_head, dropout=attn_dropout),
+                FeedForward(dim, dropout=ff_dropout),
+            ])
             for _ in range(depth)
         )
 
@@ -159,84 +174,25 @@ class Transformer(nn.Module):
         return x
 
 
-def _width_groups(band_widths: Sequence[int]) -> list[tuple[int, list[int]]]:
-    """Band indices grouped by width, groups in order of first appearance: [(width, [k, …]), …]."""
-    groups: dict[int, list[int]] = {}
-    for k, w in enumerate(band_widths):
-        groups.setdefault(w, []).append(k)
-    return list(groups.items())
-
-
-def _band_order(groups: list[tuple[int, list[int]]], sizes: Sequence[int]) -> list[int] | None:
-    """Indices that put pieces concatenated group by group (band k's piece: ``sizes[k]`` long) back in band order;
-    None when they already are (bands of equal width consecutive, as in the MSST split)."""
-    order = [k for _, ks in groups for k in ks]
-    if order == sorted(order):
-        return None
-    start, pos = 0, {}
-    for k in order:
-        pos[k], start = start, start + sizes[k]
-    return [pos[k] + i for k in range(len(sizes)) for i in range(sizes[k])]
-
-
-def _split_groups(x: Tensor, groups: list[tuple[int, list[int]]]) -> tuple[Tensor, ...]:
-    """x (k, …) → one tensor per group, its bands' rows (views when each group is a run of consecutive bands)."""
-    order = [k for _, ks in groups for k in ks]
-    if order != sorted(order):
-        x = x[order]
-    return x.split([len(ks) for _, ks in groups])  # backward: one cat (slicing would add a full-size zero grad each)
-
-
-def _batched_linear(x: Tensor, layers: Sequence[nn.Module]) -> Tensor:
-    """g same-shaped ``nn.Linear``s as one batched matmul: x (g, m, in) → (g, m, out).
-
-    The weights are stacked at every call (differentiable, cheap next to the matmul); ``baddbmm`` so that autocast
-    treats it like ``nn.Linear`` (bias included)."""
-    weight = rearrange(torch.stack([layer.weight for layer in layers]), "g o i -> g i o")
-    bias = rearrange(torch.stack([layer.bias for layer in layers]), "g o -> g 1 o")
-    return torch.baddbmm(bias, x, weight)
-
-
-_PLAIN = (nn.ModuleList, nn.Sequential, RMSNorm, nn.Linear, nn.Tanh, nn.GLU)
-
-
-def _plain(module: nn.Module) -> bool:
-    """True when every submodule is one of ours, unwrapped (no LoRA layer): the batched path reads their weights."""
-    return all(type(m) in _PLAIN for m in module.modules())
-
-
 class BandSplit(nn.Module):
-    """Cut the folded spectrum into bands; per band RMSNorm + Linear(width_k → d). Keys ``to_features.{k}.{0,1}``.
+    """Step 3: cut each frame's folded spectrum into bands; per band RMSNorm + Linear(width_k → d).
 
-    The per-band maths is computed batched: one matmul per group of equal-width bands (7 groups for the 62 MSST
-    bands), with the group's weights stacked at forward time. Modules and keys are still one per band; if any Linear is
-    wrapped (e.g. LoRA), the forward falls back to the per-band loop.
+    Keys ``to_features.{k}.{0: norm, 1: linear}``. One small module per band, called in a loop: LoRA or any other
+    wrapper can replace a band's Linear and the forward stays the same.
     """
 
     def __init__(self, dim: int, band_widths: Sequence[int]):
         super().__init__()
         self.band_widths = list(band_widths)
         self.to_features = nn.ModuleList(nn.Sequential(RMSNorm(w), nn.Linear(w, dim)) for w in self.band_widths)
-        self.groups = _width_groups(self.band_widths)
-        self.order = _band_order(self.groups, [1] * len(self.band_widths))
 
-    def forward(self, x: Tensor) -> Tensor:  # (b, t, f·c·r)
-        bands = x.split(self.band_widths, dim=-1)  # k × (b, t, w)
-        if not _plain(self.to_features):
-            return torch.stack([proj(band) for proj, band in zip(self.to_features, bands)], dim=-2)  # (b, t, k, d)
-        b, t, _ = x.shape
-        out = []
-        for _, ks in self.groups:
-            norms, linears = zip(*(self.to_features[k] for k in ks))
-            xg = rearrange(torch.stack([bands[k] for k in ks]), "g b t w -> g (b t) w")
-            gamma = rearrange(torch.stack([norm.gamma for norm in norms]), "g w -> g 1 w")
-            xg = F.normalize(xg, dim=-1) * norms[0].scale * gamma  # RMSNorm per band
-            out.append(_batched_linear(xg, linears))  # (g, b·t, d)
-        out = torch.cat(out) if self.order is None else torch.cat(out)[self.order]  # (k, b·t, d) in band order
-        return rearrange(out, "k (b t) d -> b t k d", b=b, t=t)  # (b, t, k, d)
+    def forward(self, x: Tensor) -> Tensor:
+        """x (b, t, f·c·r) → (b, t, k, d)."""
+        bands = x.split(self.band_widths, dim=-1)  # k × (b, t, w_k)
+        return torch.stack([to_feature(band) for to_feature, band in zip(self.to_features, bands)], dim=-2)
 
 
-def mlp(dim_in: int, dim_out: int, dim_hidden: int, depth: int) -> nn.Sequential:
+def mlp(*, dim_in: int, dim_out: int, dim_hidden: int, depth: int) -> nn.Sequential:
     """``depth`` Linears with Tanh between them (Linear, Tanh, …, Linear)."""
     dims = [dim_in] + [dim_hidden] * (depth - 1) + [dim_out]
     layers: list[nn.Module] = []
@@ -248,35 +204,23 @@ def mlp(dim_in: int, dim_out: int, dim_hidden: int, depth: int) -> nn.Sequential
 
 
 class MaskEstimator(nn.Module):
-    """One stem: per band MLP(d → 2·width_k) then GLU → width_k; bands concatenated. Keys ``to_freqs.{k}.0.{0,2}``.
+    """Step 9, one stem: per band MLP(d → 2·width_k) then GLU → width_k; the bands concatenated back into a frame.
 
-    Computed batched: the hidden layers (same shapes for every band) as one matmul over all bands, the last layer as
-    one matmul per group of equal-width bands; falls back to the per-band loop if any Linear is wrapped (e.g. LoRA).
+    Keys ``to_freqs.{k}.0.{0, 2, …}`` (the MLP's Linears; the GLU has no weights).
     """
 
-    def __init__(self, dim: int, band_widths: Sequence[int], depth: int, mlp_expansion_factor: int):
+    def __init__(self, dim: int, band_widths: Sequence[int], *, depth: int, mlp_expansion_factor: int):
         super().__init__()
         hidden = dim * mlp_expansion_factor
         self.to_freqs = nn.ModuleList(
-            nn.Sequential(mlp(dim, 2 * w, hidden, depth), nn.GLU(dim=-1)) for w in band_widths
+            nn.Sequential(mlp(dim_in=dim, dim_out=2 * w, dim_hidden=hidden, depth=depth), nn.GLU(dim=-1))
+            for w in band_widths
         )
-        self.groups = _width_groups(band_widths)
-        self.order = _band_order(self.groups, band_widths)
 
-    def forward(self, x: Tensor) -> Tensor:  # (b, t, k, d)
-        if not _plain(self.to_freqs):
-            return torch.cat([head(band) for head, band in zip(self.to_freqs, x.unbind(dim=-2))], dim=-1)
-        b, t, _, _ = x.shape
-        layers = [[m for m in head[0] if isinstance(m, nn.Linear)] for head in self.to_freqs]  # k × depth Linears
-        h = rearrange(x, "b t k d -> k (b t) d")
-        for j in range(len(layers[0]) - 1):  # hidden layers: all bands at once
-            h = torch.tanh(_batched_linear(h, [band[j] for band in layers]))  # (k, b·t, hidden)
-        out = []
-        for (_, ks), hg in zip(self.groups, _split_groups(h, self.groups)):  # last layer: per width group
-            y = F.glu(_batched_linear(hg, [layers[k][-1] for k in ks]), dim=-1)  # (g, b·t, w)
-            out.append(rearrange(y, "g (b t) w -> (b t) (g w)", b=b))
-        out = torch.cat(out, dim=-1) if self.order is None else torch.cat(out, dim=-1)[:, self.order]
-        return out.unflatten(0, (b, t))  # (b, t, f·c·r) in band order
+    def forward(self, x: Tensor) -> Tensor:
+        """x (b, t, k, d) → (b, t, f·c·r), bands in order."""
+        bands = x.unbind(dim=-2)  # k × (b, t, d)
+        return torch.cat([to_freq(band) for to_freq, band in zip(self.to_freqs, bands)], dim=-1)
 
 
 class BSRoformer(nn.Module):
@@ -363,7 +307,8 @@ class BSRoformer(nn.Module):
         band_widths = [2 * self.audio_channels * f for f in freqs_per_bands]  # bins × channels × (re, im)
         self.band_split = BandSplit(dim, band_widths)
         self.mask_estimators = nn.ModuleList(
-            MaskEstimator(dim, band_widths, mask_estimator_depth, mlp_expansion_factor) for _ in range(num_stems)
+            MaskEstimator(dim, band_widths, depth=mask_estimator_depth, mlp_expansion_factor=mlp_expansion_factor)
+            for _ in range(num_stems)
         )
 
     def _run(self, block: nn.Module, x: Tensor) -> Tensor:
@@ -381,7 +326,7 @@ class BSRoformer(nn.Module):
         b, c, s = audio.shape
         device_type = audio.device.type
 
-        # 1-2. STFT per channel, stereo folded into the bins (row = bin·c + channel), always in float32.
+        # 1. STFT per channel, always in float32. 2. Stereo folded into the bins (row = bin·c + channel).
         with torch.autocast(device_type, enabled=False):
             spec = torch.stft(
                 rearrange(audio.float(), "b c s -> (b c) s"), **self.stft_kwargs, window=self.stft_window,
@@ -394,7 +339,7 @@ class BSRoformer(nn.Module):
         x = self.band_split(x)  # (b, t, k, d)
         frames, bands = x.shape[1], x.shape[2]
 
-        # 5. Axial transformer: time (per band), then bands (per frame).
+        # 5. Axial transformer: time (per band), then bands (per frame); steps 6-7 inside each.
         outputs: list[Tensor] = []
         for time_tf, freq_tf in self.layers:
             if self.skip_connection:
@@ -408,11 +353,11 @@ class BSRoformer(nn.Module):
             if self.skip_connection:
                 outputs.append(x)
 
-        # 8-9. Final norm, then one mask per stem.
+        # 8. Final norm. 9. One mask per stem.
         x = self.final_norm(x)  # (b, t, k, d)
         masks = torch.stack([est(x) for est in self.mask_estimators], dim=1)  # (b, n, t, f·c·r)
 
-        # 10-11. Complex masking, unfold, (zero DC), iSTFT at the input length.
+        # 10. Complex masking. 11. Unfold, zero DC (optional), iSTFT at the input length.
         with torch.autocast(device_type, enabled=False):
             masks = torch.view_as_complex(rearrange(masks.float(), "b n t (fc r) -> b n fc t r", r=2).contiguous())
             out = spec.unsqueeze(1) * masks  # (b, n, f·c, t) complex
