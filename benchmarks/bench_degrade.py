@@ -115,7 +115,7 @@ def main() -> None:
     timer.wrap(chain_module, "measure_loudness_lufs", "loudness (measure, in chain)")
     timer.wrap(degrade.mix, "measure_levels", "levels for the record (LUFS + dBTP)")
     timer.wrap(degrade.mix, "apply_stem_chain", "per-stem chains (total)")
-    timer.wrap(degrade.mix, "master_and_measure", "master bus (total)")
+    timer.wrap(degrade.mix, "apply_master_chain", "master bus (total)")
     start = time.process_time()
     for i, stems in enumerate(songs):
         degrade.degrade_mix(stems, seed=i)

@@ -17,7 +17,9 @@ import contextlib
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import soundfile as sf
@@ -251,50 +253,114 @@ def band_energy_db(audio: np.ndarray, sample_rate: int, low_hz: float, high_hz: 
 
 # ---------------------------------------------------------------- song folders
 
-#: File names in a song folder that are mixtures, not stems.
-MIXTURE_NAMES = ("mix", "mixture", "master", "mastered")
+#: File names (extension and case aside) of a song's **clean mix**: the exact sum of its clean stems (``msr synth``).
+CLEAN_MIX_NAMES: tuple[str, ...] = ("clean_mix",)
+#: File names of a song's **mastered mix**, the finished song: ours (``msr degrade``) and the names other datasets
+#: give their released song (MUSDB18-HQ's ``mixture``, a ``mix``, ``master`` or ``mastered`` file). Such a file is
+#: what someone produced from the stems, so it is never taken for their plain sum.
+MASTERED_MIX_NAMES: tuple[str, ...] = ("mastered_mix", "mixture", "mix", "master", "mastered")
+#: What :func:`song_files` does with a file whose name is neither a stem nor a mix.
+UNKNOWN_NAME_POLICIES = ("error", "other", "keep")
 
 
-def stem_files(folder) -> dict[str, Path]:
-    """Map canonical stem → audio file in a ``<song>/<stem>.<ext>`` folder.
+@dataclass(frozen=True, kw_only=True)
+class SongFiles:
+    """The audio files of one song folder, by role (see :func:`song_files`)."""
 
-    Mixture files (``mix``, ``mixture``…) are skipped; stem names go through
-    :func:`msr_lib.stems.canonical_stem`, so an unknown name or two files for one stem raise :class:`AudioError`.
+    folder: Path
+    #: canonical stem → its files (one, or several to be summed), stems in canonical order
+    stems: dict[str, tuple[Path, ...]]
+    clean_mix: Path | None = None
+    mastered_mix: Path | None = None
+    #: files whose name is no stem (with ``unknown="other"`` they are in ``stems["other"]`` too)
+    unknown: tuple[Path, ...] = ()
+
+
+def mix_kind(name: str) -> str | None:
+    """``"clean_mix"`` or ``"mastered_mix"`` when a file name (without extension, any case) names a mix, else ``None``."""
+    key = name.strip().lower()
+    if key in CLEAN_MIX_NAMES:
+        return "clean_mix"
+    if key in MASTERED_MIX_NAMES:
+        return "mastered_mix"
+    return None
+
+
+def song_files(folder, *, unknown: str = "error") -> SongFiles:
+    """The audio files directly in a ``<song>/<stem>.<ext>`` folder, by role: the one reader of song folders.
+
+    Policy (names compared without extension and case; hidden files and non-audio files such as ``song.json``
+    ignored):
+
+    - ``clean_mix`` (:data:`CLEAN_MIX_NAMES`) is the clean mix; ``mastered_mix``, ``mixture``, ``mix``, ``master``
+      and ``mastered`` (:data:`MASTERED_MIX_NAMES`) are the mastered mix — another dataset's mixture is its
+      finished song. Two files for one mix (``mix.wav`` and ``mixture.flac``) are ambiguous: :class:`AudioError`.
+    - Every other name is a stem name, mapped by :func:`msr_lib.stems.known_stem` (aliases such as ``piano`` →
+      keyboards, RawStems groups such as ``Voc_LV`` → vocals). Several files of one stem (``guitar.wav`` and
+      ``guitars.flac``) are all listed; :func:`load_song_stems` sums them.
+    - A name that is no stem: ``unknown="error"`` raises one :class:`AudioError` line, ``"other"`` files it under
+      ``other``, ``"keep"`` leaves it out of the stems; both list it in :attr:`SongFiles.unknown`.
+
+    A folder without stems is not an error here (callers probing folders check ``.stems``); a missing path is.
     """
-    from msr_lib.stems import canonical_stem, sort_stems
-    from msr_lib.errors import MSRError
+    from msr_lib.stems import known_stem, sort_stems
 
+    if unknown not in UNKNOWN_NAME_POLICIES:
+        raise AudioError(f"unknown={unknown!r}: choose one of {', '.join(UNKNOWN_NAME_POLICIES)}")
     folder = Path(folder)
     if not folder.exists():
         raise AudioError(f"{folder}: no such folder")
     if not folder.is_dir():
         raise AudioError(f"{folder}: is not a folder")
-    found: dict[str, Path] = {}
+    stems: dict[str, list[Path]] = {}
+    mixes: dict[str, Path] = {}
+    unknown_files: list[Path] = []
     for path in sorted(folder.iterdir()):
-        if path.suffix.lower() not in AUDIO_EXTENSIONS or path.name.startswith("."):
+        if path.name.startswith(".") or path.suffix.lower() not in AUDIO_EXTENSIONS or not path.is_file():
             continue
-        if path.stem.lower() in MIXTURE_NAMES:
+        kind = mix_kind(path.stem)
+        if kind is not None:
+            if kind in mixes:
+                raise AudioError(f"{folder}: two files for the {kind.replace('_', ' ')}: "
+                                 f"{mixes[kind].name} and {path.name} (keep one)")
+            mixes[kind] = path
             continue
-        try:
-            stem = canonical_stem(path.stem)
-        except MSRError as exc:
-            raise AudioError(f"{path}: {exc}") from None
-        if stem in found:
-            raise AudioError(f"{folder}: two files for stem {stem!r}: {found[stem].name} and {path.name}")
-        found[stem] = path
-    if not found:
-        raise AudioError(f"{folder}: no stem audio files (expected e.g. vocals.flac, bass.flac, …)")
-    return {s: found[s] for s in sort_stems(found)}
+        stem = known_stem(path.stem)
+        if stem is None:
+            if unknown == "error":
+                raise AudioError(f"{path}: unknown stem name {path.stem!r}; expected a stem name "
+                                 f"(vocals, bass, drums, …), {CLEAN_MIX_NAMES[0]} or {MASTERED_MIX_NAMES[0]}")
+            unknown_files.append(path)
+            if unknown == "keep":
+                continue
+            stem = "other"
+        stems.setdefault(stem, []).append(path)
+    return SongFiles(folder=folder, stems={s: tuple(stems[s]) for s in sort_stems(stems)},
+                     clean_mix=mixes.get("clean_mix"), mastered_mix=mixes.get("mastered_mix"),
+                     unknown=tuple(unknown_files))
 
 
-def load_song_stems(folder, sample_rate: int = SAMPLE_RATE) -> dict[str, np.ndarray]:
-    """Load every stem of a song folder as stereo float32 at ``sample_rate``, in canonical order.
+def load_stem_files(stems: dict[str, Sequence[Path]], sample_rate: int = SAMPLE_RATE) -> dict[str, np.ndarray]:
+    """Load ``{stem: files}`` as ``{stem: float32 (2, samples)}``: the files of a stem summed, every stem zero-padded
+    at the end to the longest (documented conversion). Keeps the order of ``stems``."""
+    loaded = {}
+    for stem, files in stems.items():
+        parts = [load_audio(path, sample_rate) for path in files]
+        length = max(a.shape[1] for a in parts)
+        loaded[stem] = np.sum([fit_length(a, length) for a in parts], axis=0, dtype=np.float32)
+    if not loaded:
+        return {}
+    length = max(a.shape[1] for a in loaded.values())
+    return {stem: fit_length(a, length) for stem, a in loaded.items()}
 
-    Stems of different lengths are zero-padded at the end to the longest one (documented conversion).
-    """
-    stems = {name: load_audio(path, sample_rate) for name, path in stem_files(folder).items()}
-    length = max(a.shape[1] for a in stems.values())
-    return {name: fit_length(a, length) for name, a in stems.items()}
+
+def load_song_stems(folder, sample_rate: int = SAMPLE_RATE, *, unknown: str = "error") -> dict[str, np.ndarray]:
+    """Load every stem of a song folder (read by :func:`song_files`) as stereo float32 at ``sample_rate``, in
+    canonical order: several files of one stem are summed, stems zero-padded at the end to the longest."""
+    files = song_files(folder, unknown=unknown)
+    if not files.stems:
+        raise AudioError(f"{files.folder}: no stem audio files (expected e.g. vocals.flac, bass.flac, …)")
+    return load_stem_files(files.stems, sample_rate)
 
 
 def fit_length(audio: np.ndarray, length: int) -> np.ndarray:

@@ -1,4 +1,7 @@
-"""The stem taxonomy: one canonical order, used everywhere (DESIGN.md)."""
+"""The stem taxonomy: one canonical order, used everywhere (docs/DESIGN.md).
+
+Lesson: notebooks/00_welcome.ipynb
+"""
 from __future__ import annotations
 
 from msr_lib.errors import MSRError
@@ -17,6 +20,8 @@ RAWSTEMS_GROUPS: dict[str, str] = {
     "Voc": "vocals", "Gtr": "guitars", "Kbs": "keyboards", "Synth": "synthesizers", "Bass": "bass",
     "Rhy_DK": "drums", "Rhy_PERC": "percussion", "Orch": "orchestral",
 }
+#: First tokens of RawStems group names (``Voc_LV`` → ``Voc``), including the groups that map to ``other``.
+RAWSTEMS_PREFIXES: frozenset[str] = frozenset({p.split("_")[0] for p in RAWSTEMS_GROUPS} | {"Rhy", "Misc"})
 
 #: Common spellings in other datasets and file names → canonical stems.
 ALIASES: dict[str, str] = {
@@ -46,11 +51,6 @@ def canonical_stem(name: str, *, strict: bool = True) -> str:
     return "other"
 
 
-def stem_index(name: str) -> int:
-    """Position of a stem in the canonical order."""
-    return STEMS.index(canonical_stem(name))
-
-
 def rawstems_group_to_stem(group: str) -> str:
     """Map a RawStems group name such as ``Rhy_DK`` or ``Voc_LV`` to a canonical stem.
 
@@ -60,6 +60,18 @@ def rawstems_group_to_stem(group: str) -> str:
         if group == prefix or group.startswith(prefix + "_"):
             return RAWSTEMS_GROUPS[prefix]
     return "other"
+
+
+def known_stem(name: str) -> str | None:
+    """The canonical stem for a stem name, an alias (``piano``) or a RawStems group name (``Voc_LV``); ``None`` for
+    any other name."""
+    try:
+        return canonical_stem(name)
+    except MSRError:
+        pass
+    if name.split("_")[0] in RAWSTEMS_PREFIXES:
+        return rawstems_group_to_stem(name)
+    return None
 
 
 def sort_stems(names) -> list[str]:

@@ -21,6 +21,12 @@ def test_aliases(name, expected):
     assert stems.canonical_stem(name) == expected
 
 
+@pytest.mark.parametrize("name,expected", [("piano", "keyboards"), ("Voc_LV", "vocals"), ("Misc_FX", "other"),
+                                           ("kazoo", None), ("clean_mix", None)])
+def test_known_stem(name, expected):
+    assert stems.known_stem(name) == expected
+
+
 def test_unknown_stem_is_error_or_other():
     with pytest.raises(MSRError, match="unknown stem"):
         stems.canonical_stem("kazoo")
@@ -120,22 +126,75 @@ def test_outputs_get_normal_permissions(tmp_path):
 def test_song_folder_reading(tmp_path):
     audio.save_audio(tmp_path / "Bass.wav", tone(55, seconds=0.5))
     audio.save_audio(tmp_path / "vocals.flac", tone(440, seconds=0.3))
-    audio.save_audio(tmp_path / "mix.flac", tone(440, seconds=0.3))
+    audio.save_audio(tmp_path / "clean_mix.flac", tone(440, seconds=0.3))
     (tmp_path / "song.json").write_text("{}")
     loaded = audio.load_song_stems(tmp_path)
-    assert list(loaded) == ["vocals", "bass"]  # canonical order, mix skipped
+    assert list(loaded) == ["vocals", "bass"]  # canonical order, the mix is no stem
     assert loaded["vocals"].shape == loaded["bass"].shape == (2, 22050)  # zero-padded to the longest
     assert np.all(loaded["vocals"][:, 13230:] == 0)
+
+
+@pytest.mark.parametrize("name,kind", [("clean_mix", "clean_mix"), ("mastered_mix", "mastered_mix"),
+                                       ("mixture", "mastered_mix"), ("Mix", "mastered_mix"),
+                                       ("master", "mastered_mix"), ("mastered", "mastered_mix")])
+def test_song_files_mix_names(tmp_path, name, kind):
+    audio.save_audio(tmp_path / "drums.wav", tone(seconds=0.1))
+    audio.save_audio(tmp_path / f"{name}.flac", tone(seconds=0.1))
+    files = audio.song_files(tmp_path)
+    assert getattr(files, kind) == tmp_path / f"{name}.flac"
+    other = {"clean_mix": "mastered_mix", "mastered_mix": "clean_mix"}[kind]
+    assert getattr(files, other) is None
+    assert files.stems == {"drums": (tmp_path / "drums.wav",)} and files.unknown == ()
+
+
+def test_song_files_both_mixes_and_ambiguous_mix(tmp_path):
+    for name in ("vocals", "clean_mix", "mastered_mix"):
+        audio.save_audio(tmp_path / f"{name}.flac", tone(seconds=0.1))
+    files = audio.song_files(tmp_path)
+    assert (files.clean_mix.name, files.mastered_mix.name) == ("clean_mix.flac", "mastered_mix.flac")
+    audio.save_audio(tmp_path / "mixture.wav", tone(seconds=0.1))
+    with pytest.raises(AudioError, match="two files for the mastered mix: mastered_mix.flac and mixture.wav"):
+        audio.song_files(tmp_path)
+
+
+def test_song_files_unknown_names(tmp_path):
+    audio.save_audio(tmp_path / "vocals.flac", tone(seconds=0.1))
     audio.save_audio(tmp_path / "kazoo.wav", tone(seconds=0.1))
-    with pytest.raises(AudioError, match="unknown stem"):
-        audio.stem_files(tmp_path)
+    with pytest.raises(AudioError, match="kazoo.wav: unknown stem name 'kazoo'"):
+        audio.song_files(tmp_path)
+    with pytest.raises(AudioError, match="unknown stem name"):
+        audio.load_song_stems(tmp_path)
+    kept = audio.song_files(tmp_path, unknown="keep")
+    assert list(kept.stems) == ["vocals"] and kept.unknown == (tmp_path / "kazoo.wav",)
+    folded = audio.song_files(tmp_path, unknown="other")
+    assert folded.stems == {"vocals": (tmp_path / "vocals.flac",), "other": (tmp_path / "kazoo.wav",)}
+    assert folded.unknown == (tmp_path / "kazoo.wav",)
+    with pytest.raises(AudioError, match="unknown='ignore'"):
+        audio.song_files(tmp_path, unknown="ignore")
+
+
+def test_song_files_aliases_and_duplicates_are_summed(tmp_path):
+    audio.save_audio(tmp_path / "guitar.wav", tone(220, seconds=0.2, amplitude=0.25))
+    audio.save_audio(tmp_path / "Guitars.flac", tone(330, seconds=0.1, amplitude=0.25))
+    audio.save_audio(tmp_path / "Voc_LV.wav", tone(440, seconds=0.2))
+    audio.save_audio(tmp_path / ".hidden.wav", tone(seconds=0.1))
+    files = audio.song_files(tmp_path)
+    assert list(files.stems) == ["vocals", "guitars"]
+    assert [p.name for p in files.stems["guitars"]] == ["Guitars.flac", "guitar.wav"]
+    loaded = audio.load_song_stems(tmp_path)
+    short = audio.fit_length(tone(330, seconds=0.1, amplitude=0.25), 8820)
+    np.testing.assert_allclose(loaded["guitars"], tone(220, seconds=0.2, amplitude=0.25) + short, atol=1e-4)
 
 
 def test_song_folder_errors(tmp_path):
     with pytest.raises(AudioError, match="no such folder"):
-        audio.stem_files(tmp_path / "nope")
+        audio.song_files(tmp_path / "nope")
+    (tmp_path / "f.txt").write_text("x")
+    with pytest.raises(AudioError, match="is not a folder"):
+        audio.song_files(tmp_path / "f.txt")
+    assert audio.song_files(tmp_path).stems == {}  # probing an empty folder is no error
     with pytest.raises(AudioError, match="no stem audio"):
-        audio.stem_files(tmp_path)
+        audio.load_song_stems(tmp_path)
 
 
 def test_levels():

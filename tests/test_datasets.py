@@ -13,6 +13,7 @@ from msr_lib.data.datasets import (
     MOISESDB_STEMS, MultitrackDataset, SongEntry, detect_layout, load_entry, make_dataloader, scan_dataset,
     scan_moisesdb, scan_msrbench, scan_musdb18hq, scan_rawstems, scan_song_folders,
 )
+from msr_lib.audio import ACTIVE_STEM_PEAK
 from msr_lib.errors import MSRError
 from msr_lib.stems import FOUR_STEMS, STEMS
 
@@ -35,15 +36,18 @@ def write(path: Path, audio: np.ndarray, sr: int = SR) -> Path:
 # ---------------------------------------------------------------- fake trees
 
 def make_song_folders(root: Path) -> Path:
-    """Two ``msr synth``-style songs; song_b uses aliases (``vocal``, ``piano``) and has a silent guitar."""
+    """Two ``msr synth``-style songs; song_b uses aliases (``vocal``, ``piano``), has a silent guitar, a stem of
+    unknown name (``kazoo``) and a mastered mix named as other datasets name it (``mixture``)."""
     for name, freqs in (("song_a", {"vocals": 440, "bass": 55, "drums": 200, "guitars": 330}),
                         ("song_b", {"vocal": 523, "bass": 65, "piano": 262, "synth": 700})):
         folder = root / name
         for stem, freq in freqs.items():
             write(folder / f"{stem}.flac", tone(freq, 1.5))
-        write(folder / "mix.flac", tone(100, 1.5))
+        write(folder / "clean_mix.flac", tone(100, 1.5))
         (folder / "song.json").write_text(json.dumps({"key": "C", "tempo": 120}))
     write(root / "song_b" / "guitars.flac", np.zeros((int(1.5 * SR), 2), np.float32))
+    write(root / "song_b" / "mixture.flac", tone(100, 1.5))  # another dataset's finished song
+    write(root / "song_b" / "kazoo.flac", tone(900, 1.5))
     return root
 
 
@@ -110,9 +114,11 @@ def test_song_folders_map_aliases_mixture_and_metadata(tmp_path):
     assert [e.name for e in entries] == ["song_a", "song_b"]
     a, b = entries
     assert list(a.stems) == ["vocals", "bass", "drums", "guitars"]
-    assert list(b.stems) == ["vocals", "bass", "guitars", "keyboards", "synthesizers"]
+    assert list(b.stems) == ["vocals", "bass", "guitars", "keyboards", "synthesizers", "other"]
     assert b.stems["keyboards"] == [tmp_path / "song_b" / "piano.flac"]
-    assert a.mixture == tmp_path / "song_a" / "mix.flac"
+    assert b.stems["other"] == [tmp_path / "song_b" / "kazoo.flac"] and b.extra["unmapped"] == ["kazoo.flac"]
+    assert (a.clean_mix, a.mastered_mix) == (tmp_path / "song_a" / "clean_mix.flac", None)
+    assert (b.clean_mix, b.mastered_mix) == (tmp_path / "song_b" / "clean_mix.flac", tmp_path / "song_b" / "mixture.flac")
     assert a.extra["meta"] == {"key": "C", "tempo": 120}
 
 
@@ -121,7 +127,7 @@ def test_musdb18hq_splits_and_mixture(tmp_path):
     train = scan_musdb18hq(root)
     assert [e.name for e in train] == ["A - One", "B - Two"]
     assert list(train[0].stems) == list(FOUR_STEMS)
-    assert train[0].mixture == root / "train" / "A - One" / "mixture.wav"
+    assert train[0].mastered_mix == root / "train" / "A - One" / "mixture.wav" and train[0].clean_mix is None
     assert all(len(files) == 1 for files in train[0].stems.values())
     assert [e.name for e in scan_musdb18hq(root, split="test")] == ["C - Three"]
     assert len(scan_musdb18hq(root, split="all")) == 3
@@ -160,10 +166,10 @@ def test_msrbench_targets_and_tolerant_mixture_location(tmp_path):
     bass0, _, vocals0, vocals1 = entries
     assert bass0.stems == {"bass": [root / "Bass" / "target" / "0.flac"]}
     assert list(bass0.extra["mixtures"]) == ["DT0", "DT1"]
-    assert bass0.mixture == root / "Bass" / "mixture" / "0_DT0.flac"
+    assert bass0.mastered_mix == root / "Bass" / "mixture" / "0_DT0.flac"
     assert vocals0.stems == {"vocals": [root / "Vocals" / "target" / "0.flac"]}  # the _DT file is not a target
-    assert vocals0.mixture == root / "Vocals" / "target" / "0_DT0.flac"
-    assert vocals1.mixture is None and vocals1.extra["mixtures"] == {}
+    assert vocals0.mastered_mix == root / "Vocals" / "target" / "0_DT0.flac"
+    assert vocals1.mastered_mix is None and vocals1.extra["mixtures"] == {}
     assert [e.name for e in scan_msrbench(root / "Bass")] == ["Bass/0", "Bass/1"]  # a stem folder as root
 
 
@@ -211,13 +217,14 @@ def test_errors_are_one_clear_line(tmp_path):
     with pytest.raises(MSRError, match="unknown dataset layout"):
         scan_dataset(tmp_path, "medleydb")
     with pytest.raises(MSRError, match="no song has any"):
-        MultitrackDataset([SongEntry("x", {"guitars": [tmp_path / "g.wav"]})], stems=("vocals", "bass"))
+        MultitrackDataset([SongEntry(name="x", stems={"guitars": [tmp_path / "g.wav"]})], stems=("vocals", "bass"))
 
 
 # ---------------------------------------------------------------- training dataset
 
 def entry_from(root: Path, name: str, signals: dict[str, np.ndarray]) -> SongEntry:
-    return SongEntry(name, {stem: [write(root / name / f"{stem}.wav", audio)] for stem, audio in signals.items()})
+    return SongEntry(name=name, stems={stem: [write(root / name / f"{stem}.wav", audio)]
+                                       for stem, audio in signals.items()})
 
 
 @pytest.fixture
@@ -241,14 +248,14 @@ def test_item_shapes_types_and_mixture_is_sum_of_targets(songs):
     ds = dataset(songs)
     item = ds[0]
     T = int(0.25 * SR)
-    assert item["mixture"].shape == (2, T) and item["clean_mixture"].shape == (2, T)
+    assert item["mixture"].shape == (2, T) and item["clean_mix"].shape == (2, T)
     assert item["targets"].shape == (len(STEMS), 2, T)
     assert item["active"].shape == (len(STEMS),) and item["active"].dtype == torch.bool
     assert item["targets"].dtype == torch.float32 and item["mixture"].dtype == torch.float32
     for i in range(len(ds)):
         item = ds[i]
         torch.testing.assert_close(item["mixture"], item["targets"].sum(0))
-        torch.testing.assert_close(item["clean_mixture"], item["mixture"])
+        torch.testing.assert_close(item["clean_mix"], item["mixture"])
         assert item["targets"].abs().sum() > 0
 
 
@@ -259,7 +266,14 @@ def test_active_mask_false_for_absent_and_silent_stems(songs):
     assert active["vocals"] and active["bass"] and active["synthesizers"]
     assert not active["guitars"] and not active["drums"] and not active["orchestral"]
     assert torch.all(item["targets"][ds.stems.index("drums")] == 0)
-    assert torch.all(item["targets"][~item["active"]].abs().max() < 1e-3)
+    assert torch.all(item["targets"][~item["active"]].abs().max() < ACTIVE_STEM_PEAK)
+
+
+@pytest.mark.parametrize("peak_ratio,active", [(0.5, False), (2.0, True)])
+def test_active_mask_follows_active_stem_peak(tmp_path, peak_ratio, active):
+    quiet = entry_from(tmp_path, "q", {"vocals": tone(440, 1.0), "bass": tone(55, 1.0, amp=peak_ratio * ACTIVE_STEM_PEAK)})
+    item = dataset([quiet], gain_db=(0.0, 0.0), remix_prob=0.0)[0]
+    assert item["active"].tolist()[:2] == [True, active]
 
 
 def test_unrequested_stems_fold_into_other_or_are_dropped(songs):
@@ -328,7 +342,7 @@ def test_lazy_reading_matches_preloaded(songs, tmp_path):
     for i in range(4):
         torch.testing.assert_close(lazy[i]["targets"], eager[i]["targets"], atol=1e-6, rtol=0)
     # a file at another rate is resampled per window
-    hi_rate = SongEntry("hr", {"vocals": [write(tmp_path / "hr" / "vocals.wav", tone(440, 1.0, sr=16000), 16000)]})
+    hi_rate = SongEntry(name="hr", stems={"vocals": [write(tmp_path / "hr" / "vocals.wav", tone(440, 1.0, sr=16000), 16000)]})
     item = dataset([hi_rate], stems=("vocals",), preload=False, gain_db=(0.0, 0.0))[0]
     assert item["targets"].shape == (1, 2, int(0.25 * SR))
     assert abs(float(item["targets"].abs().max()) - 0.1) < 0.01
@@ -349,8 +363,8 @@ def test_degrade_callable_is_applied(songs):
 
     ds = dataset(songs, degrade=halve)
     item = ds[1]
-    torch.testing.assert_close(item["mixture"], 0.5 * item["clean_mixture"])
-    torch.testing.assert_close(item["clean_mixture"], item["targets"].sum(0))
+    torch.testing.assert_close(item["mixture"], 0.5 * item["clean_mix"])
+    torch.testing.assert_close(item["clean_mix"], item["targets"].sum(0))
     (given, rate, seeded), = calls
     sounding = {s for s, t in zip(ds.stems, item["targets"]) if t.abs().max() > 0}
     assert sounding <= set(given) and rate == SR and seeded
@@ -361,7 +375,7 @@ def test_degrade_callable_is_applied(songs):
 def test_degrade_true_uses_the_mastering_module(songs):
     ds = dataset(songs, degrade=True, sample_rate=44100, chunk_seconds=0.5, length=2)
     item = ds[0]
-    assert item["mixture"].shape == item["clean_mixture"].shape
+    assert item["mixture"].shape == item["clean_mix"].shape
     assert torch.isfinite(item["mixture"]).all()
-    assert not torch.allclose(item["mixture"], item["clean_mixture"])
+    assert not torch.allclose(item["mixture"], item["clean_mix"])
     torch.testing.assert_close(ds[0]["mixture"], item["mixture"])

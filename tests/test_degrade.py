@@ -232,9 +232,9 @@ def test_chains_are_seeded_json_records_that_replay_exactly():
     result = degrade.degrade_mix(stems, SR, seed=7)
     again = degrade.degrade_mix(stems, SR, seed=7)
     other = degrade.degrade_mix(stems, SR, seed=8)
-    assert np.array_equal(result.mixture, again.mixture)
-    assert not np.array_equal(result.mixture, other.mixture)
-    assert result.mixture.shape == (2, 2 * SR) and result.mixture.dtype == np.float32
+    assert np.array_equal(result.mastered_mix, again.mastered_mix)
+    assert not np.array_equal(result.mastered_mix, other.mastered_mix)
+    assert result.mastered_mix.shape == (2, 2 * SR) and result.mastered_mix.dtype == np.float32
 
     record = json.loads(json.dumps(result.record, allow_nan=False))
     assert record == result.record and record["seed"] == 7
@@ -243,16 +243,20 @@ def test_chains_are_seeded_json_records_that_replay_exactly():
     for s in stems:
         assert np.array_equal(replayed[s], result.processed_stems[s])
     mix = np.sum(list(replayed.values()), axis=0, dtype=np.float32)
-    assert np.array_equal(degrade.apply_master_chain(mix, SR, record["master"]), result.mixture)
+    mastered = degrade.apply_master_chain(mix, SR, record["master"])
+    assert np.array_equal(mastered.audio, result.mastered_mix)
+    assert mastered.applied == record["master"]["applied"]
+    assert mastered.measured["premaster_mix_lufs"] == record["levels"]["premaster_mix"]["lufs"]
 
 
 def test_degraded_mixture_meets_loudness_and_true_peak():
     for seed, codec in [(0, False), (1, True), (2, True)]:
         result = degrade.degrade_mix(song_stems(3.0), SR, seed=seed, codec=codec)
-        assert abs(loudness_lufs(result.mixture, SR) - (-14.0)) < 0.5
-        assert true_peak_dbtp(result.mixture, SR) <= -1.0 + 1e-3
-        levels = result.record["levels"]["mixture"]
+        assert abs(loudness_lufs(result.mastered_mix, SR) - (-14.0)) < 0.5
+        assert true_peak_dbtp(result.mastered_mix, SR) <= -1.0 + 1e-3
+        levels = result.record["levels"]["mastered_mix"]
         assert levels["true_peak_dbtp"] <= -1.0 + 1e-3
+        assert levels["lufs"] == pytest.approx(loudness_lufs(result.mastered_mix, SR), abs=0.01)
         assert (result.record["master"]["mp3"] is not None) == codec
 
 
@@ -273,10 +277,10 @@ def test_every_stem_effect_can_be_drawn_and_applied():
 def test_short_and_silent_chunks_stay_finite():
     stems = {"vocals": np.zeros((2, 4410), np.float32), "bass": noise(0.1, 1e-3)}
     result = degrade.degrade_mix(stems, SR, seed=0)
-    assert result.mixture.shape == (2, 4410) and np.all(np.isfinite(result.mixture))
+    assert result.mastered_mix.shape == (2, 4410) and np.all(np.isfinite(result.mastered_mix))
     assert np.array_equal(result.processed_stems["vocals"], stems["vocals"])
     silent = degrade.degrade_mix({"drums": np.zeros((2, SR), np.float32)}, SR, seed=0)
-    assert np.all(silent.mixture == 0)
+    assert np.all(silent.mastered_mix == 0)
     assert json.dumps(silent.record, allow_nan=False)
 
 
@@ -300,18 +304,19 @@ def write_song(folder, stems, subtype="PCM_24"):
     return folder
 
 
-def test_cli_degrade_writes_mixture_and_record(tmp_path, capsys):
+def test_cli_degrade_writes_mastered_mix_and_record(tmp_path, capsys):
     song = write_song(tmp_path / "song", song_stems(1.0))
     out = tmp_path / "out"
     assert main(["degrade", str(song), "--out", str(out), "--seed", "3"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["degradation.json", "mixture.flac"]
-    mixture = load_audio(out / "mixture.flac")
-    assert mixture.shape == (2, SR) and sf.info(out / "mixture.flac").subtype == "PCM_24"
+    assert sorted(p.name for p in out.iterdir()) == ["degradation.json", "mastered_mix.flac"]
+    mastered_mix = load_audio(out / "mastered_mix.flac")
+    assert mastered_mix.shape == (2, SR) and sf.info(out / "mastered_mix.flac").subtype == "PCM_24"
     record = json.loads((out / "degradation.json").read_text())
     assert record["seed"] == 3 and record["source"] == str(song.resolve())
+    assert record["mastered_mix_file"] == "mastered_mix.flac"
     assert set(record["stems"]) == {"vocals", "bass", "drums", "guitars"}
     assert "levels" in record["stems"]["bass"] and record["master"]["mp3"] is not None
-    assert abs(loudness_lufs(mixture, SR) - (-14.0)) < 0.5
+    assert abs(loudness_lufs(mastered_mix, SR) - (-14.0)) < 0.5
     assert str(out) in capsys.readouterr().out
     assert main(["degrade", str(song), "--out", str(tmp_path / "dry"), "--no-codec"]) == 0
     assert json.loads((tmp_path / "dry" / "degradation.json").read_text())["master"]["mp3"] is None

@@ -5,10 +5,12 @@ Scanners turn a folder into a list of :class:`SongEntry` (files per canonical st
 ==============  =====================================================================================================
 layout          what is read (all audio extensions of :data:`msr_lib.audio.AUDIO_EXTENSIONS`)
 ==============  =====================================================================================================
-``songs``       ``<root>/<song>/<stem>.<ext>`` — ``msr synth`` output (``<stem>.flac``, ``mix.flac``, ``song.json``) and
-                any folder of named stems; names go through :func:`msr_lib.stems.canonical_stem` (aliases such as
-                ``piano`` → keyboards); unknown names fold into ``other`` (listed in ``extra["unmapped"]``).
-``musdb18hq``   ``<root>/{train,test}/<song>/{mixture,vocals,bass,drums,other}.wav``.
+``songs``       ``<root>/<song>/<stem>.<ext>`` — ``msr synth`` output (``<stem>.flac``, ``clean_mix.flac``,
+                ``song.json``) and any folder of named stems, read by :func:`msr_lib.audio.song_files` (its mix-name
+                policy; aliases such as ``piano`` → keyboards); unknown names fold into ``other`` (listed in
+                ``extra["unmapped"]``).
+``musdb18hq``   ``<root>/{train,test}/<song>/{mixture,vocals,bass,drums,other}.wav`` (``mixture`` is the released,
+                mastered song).
 ``moisesdb``    ``<root>[/<provider>]/<uuid>/data.json`` with one folder per MoisesDB stem, each holding track files
                 that are summed; mapped by :data:`MOISESDB_STEMS`, refined per track by :data:`MOISESDB_TRACK_TYPES`
                 (``trackType`` in ``data.json``).
@@ -21,7 +23,12 @@ layout          what is read (all audio extensions of :data:`msr_lib.audio.AUDIO
 ==============  =====================================================================================================
 
 :func:`scan_dataset` detects the layout; :func:`load_entry` loads a song as ``{stem: (2, samples)}``.
+Every layout names its mixes as :func:`msr_lib.audio.song_files` does: :attr:`SongEntry.clean_mix` is the exact sum
+of the stems, :attr:`SongEntry.mastered_mix` a finished song (another dataset's ``mixture``, MSRBench's degraded
+mixtures).
 :class:`MultitrackDataset` draws random training chunks (remixing, gains, optional degradation); see its docstring.
+
+Lesson: notebooks/01_data_and_mastering.ipynb
 """
 from __future__ import annotations
 
@@ -35,12 +42,15 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import soundfile as sf
 
+from torch.utils.data import Dataset
+
 from msr_lib.audio import (
-    AUDIO_EXTENSIONS, MIXTURE_NAMES, SAMPLE_RATE, fit_length, load_audio, resample, to_stereo, unreadable,
+    ACTIVE_STEM_PEAK, AUDIO_EXTENSIONS, SAMPLE_RATE, fit_length, load_audio, load_stem_files, mix_kind, resample,
+    song_files, to_stereo, unreadable,
 )
 from msr_lib.errors import AudioError, MSRError
 from msr_lib.stems import (
-    RAWSTEMS_GROUPS, STEMS, canonical_stem, rawstems_group_to_stem, sort_stems,
+    RAWSTEMS_PREFIXES, STEMS, canonical_stem, known_stem, rawstems_group_to_stem, sort_stems,
 )
 
 __all__ = [
@@ -51,16 +61,19 @@ __all__ = [
 ]
 
 
-@dataclass
+@dataclass(kw_only=True)
 class SongEntry:
-    """One song (or clip) of a dataset: the files to sum for each canonical stem, and its mixture if known."""
+    """One song (or clip) of a dataset: the files to sum for each canonical stem, and its mixes if the layout has
+    them."""
 
     name: str
     #: canonical stem → files summed to make that stem (canonical order)
     stems: dict[str, list[Path]]
-    #: the song's mixture file (clean mix, or a degraded mixture for MSRBench), if the layout has one
-    mixture: Path | None = None
-    #: layout-specific facts: metadata, mastered mix, alternative mixtures, original group names…
+    #: the exact sum of the clean stems (``msr synth``'s ``clean_mix.flac``)
+    clean_mix: Path | None = None
+    #: a finished song made from the stems: another dataset's mixture, ``msr degrade`` output, an MSRBench mixture
+    mastered_mix: Path | None = None
+    #: layout-specific facts: metadata, alternative mixtures, original group names…
     extra: dict = field(default_factory=dict)
 
 
@@ -77,9 +90,6 @@ MOISESDB_STEMS: dict[str, str] = {
 #: MoisesDB track types (``trackType`` in ``data.json``) that override their folder's mapping:
 #: synth pads and leads live under ``other_keys`` but are synthesizers.
 MOISESDB_TRACK_TYPES: dict[str, str] = {"synth_pad": "synthesizers", "synth_lead": "synthesizers"}
-
-#: First tokens of RawStems group names (``Voc_LV`` → ``Voc``).
-RAWSTEMS_PREFIXES: frozenset[str] = frozenset({p.split("_")[0] for p in RAWSTEMS_GROUPS} | {"Rhy", "Misc"})
 
 _MSRBENCH_TARGET_DIRS = ("target", "targets", "clean")
 _MSRBENCH_MIXTURE_DIRS = ("mixture", "mixtures", "mix", "degraded")
@@ -115,15 +125,15 @@ def _ordered(stems: dict[str, list[Path]]) -> dict[str, list[Path]]:
     return {s: sorted(stems[s]) for s in sort_stems(stems)}
 
 
-def _known_stem(label: str) -> str | None:
-    """A canonical stem for a label such as ``Vocals``, ``piano`` or ``Voc``; ``None`` if unknown."""
-    try:
-        return canonical_stem(label)
-    except MSRError:
-        pass
-    if label.split("_")[0] in RAWSTEMS_PREFIXES:
-        return rawstems_group_to_stem(label)
-    return None
+def _mixes(files: list[Path]) -> dict[str, Path]:
+    """``{"clean_mix" | "mastered_mix": file}`` among a song's top-level files, named as
+    :func:`msr_lib.audio.song_files` names them (the first file of a kind wins)."""
+    mixes: dict[str, Path] = {}
+    for path in files:
+        kind = mix_kind(path.stem)
+        if kind is not None:
+            mixes.setdefault(kind, path)
+    return mixes
 
 
 def _read_json(path: Path) -> dict:
@@ -137,41 +147,25 @@ def _read_json(path: Path) -> dict:
 # ---------------------------------------------------------------- scanners
 
 def _song_folder_entry(folder: Path) -> SongEntry | None:
-    stems: dict[str, list[Path]] = {}
-    unmapped: list[str] = []
-    mixture = mastered = None
-    for path in _audio_files(folder):
-        key = path.stem.lower()
-        if key in ("mixture", "mix"):
-            mixture = mixture or path
-            continue
-        if key in MIXTURE_NAMES:  # master / mastered
-            mastered = mastered or path
-            continue
-        stem = _known_stem(path.stem)
-        if stem is None:
-            stem = "other"
-            unmapped.append(path.name)
-        stems.setdefault(stem, []).append(path)
-    if not stems:
+    files = song_files(folder, unknown="other")
+    if not files.stems:
         return None
     extra: dict = {}
-    if mastered is not None:
-        extra["mastered"] = mastered
-    if unmapped:
-        extra["unmapped"] = unmapped
+    if files.unknown:
+        extra["unmapped"] = [p.name for p in files.unknown]
     meta = folder / "song.json"
     if meta.is_file():
         extra["meta"] = _read_json(meta)
-    return SongEntry(folder.name, _ordered(stems), mixture, extra)
+    return SongEntry(name=folder.name, stems={s: list(paths) for s, paths in files.stems.items()},
+                     clean_mix=files.clean_mix, mastered_mix=files.mastered_mix, extra=extra)
 
 
 def scan_song_folders(root) -> list[SongEntry]:
-    """Songs in ``<root>/<song>/<stem>.<ext>`` folders (``msr synth`` output and the generic layout).
+    """Songs in ``<root>/<song>/<stem>.<ext>`` folders (``msr synth`` output and the generic layout), each read by
+    :func:`msr_lib.audio.song_files` with unknown names folded into ``other`` (listed in ``extra["unmapped"]``).
 
-    ``mix``/``mixture`` files become :attr:`SongEntry.mixture`, ``master``/``mastered`` go to ``extra["mastered"]``,
     ``song.json`` is parsed into ``extra["meta"]``. Several files for one stem (``guitar.wav`` + ``guitars.flac``)
-    are summed. A root that itself holds stem files is read as one song.
+    are summed on load. A root that itself holds stem files is read as one song.
     """
     root = _check_root(root)
     entries = [e for e in map(_song_folder_entry, _subfolders(root)) if e is not None]
@@ -236,8 +230,9 @@ def _moisesdb_entry(folder: Path) -> SongEntry | None:
         return None
     extra = {k: meta[k] for k in ("song", "artist", "genre", "id") if k in meta}
     extra["tracks"] = tracks
-    mixture = next((p for p in _audio_files(folder) if p.stem.lower() in ("mixture", "mix")), None)
-    return SongEntry(folder.name, _ordered(stems), mixture, extra)
+    mixes = _mixes(_audio_files(folder))
+    return SongEntry(name=folder.name, stems=_ordered(stems), clean_mix=mixes.get("clean_mix"),
+                     mastered_mix=mixes.get("mastered_mix"), extra=extra)
 
 
 def _find_files(root: Path, name: str, max_depth: int) -> list[Path]:
@@ -266,7 +261,7 @@ def _msrbench_stem_entries(stem_folder: Path, label: str) -> list[SongEntry]:
     target_dir = next((stem_folder / d for d in _MSRBENCH_TARGET_DIRS if (stem_folder / d).is_dir()), None)
     if target_dir is None:
         return []
-    stem = _known_stem(label) or "other"
+    stem = known_stem(label) or "other"
     # Degraded mixtures may sit in a mixture folder, next to the targets, or in the stem folder itself.
     mixture_files = [p for d in _MSRBENCH_MIXTURE_DIRS if (stem_folder / d).is_dir() for p in _audio_files(stem_folder / d)]
     mixture_files += _audio_files(target_dir) + _audio_files(stem_folder)
@@ -287,8 +282,8 @@ def _msrbench_stem_entries(stem_folder: Path, label: str) -> list[SongEntry]:
         found = mixtures.get(target.stem, {})
         ordered = dict(sorted(found.items(), key=lambda kv: (kv[0] == "mix", int(kv[0][2:]) if kv[0] != "mix" else 0)))
         entries.append(SongEntry(
-            f"{label}/{target.stem}", {stem: [target]}, next(iter(ordered.values()), None),
-            {"stem_folder": label, "clip": target.stem, "mixtures": ordered},
+            name=f"{label}/{target.stem}", stems={stem: [target]}, mastered_mix=next(iter(ordered.values()), None),
+            extra={"stem_folder": label, "clip": target.stem, "mixtures": ordered},
         ))
     return entries
 
@@ -297,7 +292,7 @@ def scan_msrbench(root) -> list[SongEntry]:
     """MSRBench: one entry per clip ``<root>/<Stem>/target/<i>.flac`` with its degraded mixtures.
 
     Mixtures named ``<i>_DT<k>.<ext>`` are looked for in ``<Stem>/mixture/`` (or ``mixtures``, ``mix``,
-    ``degraded``), next to the targets and in ``<Stem>/``; :attr:`SongEntry.mixture` is the lowest ``DT<k>``
+    ``degraded``), next to the targets and in ``<Stem>/``; :attr:`SongEntry.mastered_mix` is the lowest ``DT<k>``
     and ``extra["mixtures"]`` lists them all. Stem folders are named like ``Vocals``/``Bass`` (or RawStems prefixes);
     a root that is itself a stem folder (has ``target/``) is accepted.
     """
@@ -319,12 +314,11 @@ def _rawstems_key(song: Path, path: Path) -> str:
 def _rawstems_entry(song: Path) -> SongEntry | None:
     stems: dict[str, list[Path]] = {}
     groups: dict[str, set[str]] = {}
-    mixture = None
+    mixes = _mixes(_audio_files(song))
     for path in sorted(song.rglob("*")):
         if not path.is_file() or path.suffix.lower() not in AUDIO_EXTENSIONS or path.name.startswith("."):
             continue
-        if path.parent == song and path.stem.lower() in MIXTURE_NAMES:
-            mixture = mixture or path
+        if path in mixes.values():
             continue
         key = _rawstems_key(song, path)
         stem = rawstems_group_to_stem(key)
@@ -334,7 +328,8 @@ def _rawstems_entry(song: Path) -> SongEntry | None:
     if not stems:
         return None
     extra = {"groups": {s: sorted(g) for s, g in groups.items()}}
-    return SongEntry(song.name, _ordered(stems), mixture, extra)
+    return SongEntry(name=song.name, stems=_ordered(stems), clean_mix=mixes.get("clean_mix"),
+                     mastered_mix=mixes.get("mastered_mix"), extra=extra)
 
 
 def scan_rawstems(root) -> list[SongEntry]:
@@ -400,24 +395,10 @@ def load_entry(entry: SongEntry, sample_rate: int = SAMPLE_RATE, *, stems: Itera
     """Load a song as ``{stem: float32 (2, samples)}`` in canonical order: files of a stem summed, every stem
     zero-padded at the end to the longest. ``stems`` restricts which stems are loaded."""
     wanted = set(entry.stems) if stems is None else {canonical_stem(s) for s in stems} & set(entry.stems)
-    loaded = {}
-    for stem in sort_stems(wanted):
-        parts = [load_audio(p, sample_rate) for p in entry.stems[stem]]
-        length = max(a.shape[1] for a in parts)
-        loaded[stem] = np.sum([fit_length(a, length) for a in parts], axis=0, dtype=np.float32)
-    if not loaded:
-        return {}
-    length = max(a.shape[1] for a in loaded.values())
-    return {s: fit_length(a, length) for s, a in loaded.items()}
+    return load_stem_files({stem: entry.stems[stem] for stem in sort_stems(wanted)}, sample_rate)
 
 
 # ---------------------------------------------------------------- training dataset
-
-try:  # torch is a dependency, but keep the scanners importable without it
-    from torch.utils.data import Dataset as _TorchDataset
-except ImportError:  # pragma: no cover
-    _TorchDataset = object
-
 
 @dataclass
 class _FileWindow:
@@ -428,16 +409,17 @@ class _FileWindow:
     sample_rate: int
 
 
-class MultitrackDataset(_TorchDataset):
+class MultitrackDataset(Dataset):
     """Random training chunks from multitrack songs, for separation and restoration training.
 
     Each item is a dict of float32 tensors:
 
     - ``targets`` ``(S, 2, T)``: the clean stems in the order of ``stems`` (after the random gains);
-    - ``clean_mixture`` ``(2, T)``: their sum;
-    - ``mixture`` ``(2, T)``: ``clean_mixture`` when ``degrade`` is ``None``, otherwise the degraded (mastered) mix;
-    - ``active`` ``(S,)`` bool: False where a stem is absent from the chunk or quieter than
-      ``silent_threshold_db`` (RMS, dBFS) — a mask for losses that should skip silent targets.
+    - ``clean_mix`` ``(2, T)``: their sum;
+    - ``mixture`` ``(2, T)``: the model's input, ``clean_mix`` when ``degrade`` is ``None``, otherwise the mastered
+      mix;
+    - ``active`` ``(S,)`` bool: False where a stem is absent from the chunk or its peak there is below
+      :data:`~msr_lib.audio.ACTIVE_STEM_PEAK` (not playing) — the mask for losses that skip silent targets.
 
     How an item is drawn (all randomness from a generator seeded by ``(seed, epoch, index)`` only, so results
     do not depend on worker count or order; call :meth:`set_epoch` to get new chunks each epoch):
@@ -450,7 +432,7 @@ class MultitrackDataset(_TorchDataset):
        ``degrade(stems: dict[str, ndarray], sample_rate, rng) -> ndarray (2, T)`` is used as is. Either gets only
        the stems present in the chunk (absent ones would be zeros) and its own seeded generator. Mastering
        normalises loudness, so the degraded ``mixture`` is not on the scale of ``targets``: that mismatch is part
-       of the restoration task; a model that needs matching scales can compare against ``clean_mixture``.
+       of the restoration task; a model that needs matching scales can compare against ``clean_mix``.
 
     Stems a song has but that are not requested fold into ``other`` when ``other`` is requested (with
     :data:`~msr_lib.stems.FOUR_STEMS`, guitars + keyboards + … become ``other``); when ``other`` is not requested
@@ -464,7 +446,7 @@ class MultitrackDataset(_TorchDataset):
     def __init__(self, entries: Sequence[SongEntry] | str | Path, *, stems: Sequence[str] = STEMS,
                  chunk_seconds: float = 3.0, sample_rate: int = SAMPLE_RATE, length: int = 1000, seed: int = 0,
                  remix_prob: float = 0.5, gain_db: tuple[float, float] = (-6.0, 3.0),
-                 degrade: bool | Callable | None = None, silent_threshold_db: float = -60.0, preload: bool = True):
+                 degrade: bool | Callable | None = None, preload: bool = True):
         if isinstance(entries, (str, Path)):
             entries = scan_dataset(entries)
         self.stems: tuple[str, ...] = tuple(canonical_stem(s) for s in stems)
@@ -484,7 +466,6 @@ class MultitrackDataset(_TorchDataset):
         self.remix_prob = float(remix_prob)
         self.gain_db = (float(gain_db[0]), float(gain_db[1]))
         self.degrade = degrade if degrade is not False else None
-        self.silent_threshold_db = float(silent_threshold_db)
         self.preload = bool(preload)
 
         # where each canonical stem goes: an index into self.stems, or None (dropped)
@@ -580,12 +561,9 @@ class MultitrackDataset(_TorchDataset):
 
     def _degrade(self, stems: dict[str, np.ndarray], rng: np.random.Generator) -> np.ndarray:
         if self.degrade is True:
-            try:
-                from msr_lib.degrade import degrade_mix  # imported only when used
-            except ImportError as exc:
-                raise MSRError(f"degrade=True needs msr_lib.degrade.degrade_mix ({exc})") from None
+            from msr_lib.degrade import degrade_mix  # the mastering simulator loads only when it is used
 
-            mixture = degrade_mix(stems, self.sample_rate, rng=rng).mixture
+            mixture = degrade_mix(stems, self.sample_rate, rng=rng).mastered_mix
         else:
             mixture = self.degrade(stems, self.sample_rate, rng)
         mixture = to_stereo(np.asarray(mixture, dtype=np.float32))
@@ -619,12 +597,11 @@ class MultitrackDataset(_TorchDataset):
                 continue
             present[t] = True
             targets[t] = chunk * np.float32(10.0 ** ((low + gain * (high - low)) / 20.0))
-            power = float(np.mean(np.square(targets[t], dtype=np.float64)))
-            active[t] = 10.0 * math.log10(power + 1e-20) > self.silent_threshold_db
+            active[t] = float(np.max(np.abs(targets[t]))) >= ACTIVE_STEM_PEAK
 
-        clean_mixture = targets.sum(axis=0)
+        clean_mix = targets.sum(axis=0)
         if self.degrade is None:
-            mixture = clean_mixture
+            mixture = clean_mix
         else:
             degrade_rng = np.random.default_rng([self.seed, self.epoch, int(index), 1])
             mixture = self._degrade({s: targets[i] for i, s in enumerate(self.stems) if present[i]}, degrade_rng)
@@ -632,7 +609,7 @@ class MultitrackDataset(_TorchDataset):
             "mixture": torch.from_numpy(np.ascontiguousarray(mixture, dtype=np.float32)),
             "targets": torch.from_numpy(targets),
             "active": torch.from_numpy(active),
-            "clean_mixture": torch.from_numpy(np.ascontiguousarray(clean_mixture)),
+            "clean_mix": torch.from_numpy(np.ascontiguousarray(clean_mix)),
         }
 
 
@@ -652,7 +629,7 @@ def seed_worker(worker_id: int) -> None:
 def make_dataloader(dataset, batch_size: int, num_workers: int = 0, *, shuffle: bool = False,
                     drop_last: bool = False, pin_memory: bool = False, **options):
     """A DataLoader over ``dataset`` with :func:`seed_worker`; batches are ``mixture (B, 2, T)``,
-    ``targets (B, S, 2, T)``, ``active (B, S)``, ``clean_mixture (B, 2, T)``.
+    ``targets (B, S, 2, T)``, ``active (B, S)``, ``clean_mix (B, 2, T)``.
 
     Items are random already, so ``shuffle`` defaults to False (the batches then depend only on seed and epoch).
     Workers are not persistent so :meth:`MultitrackDataset.set_epoch` reaches them.

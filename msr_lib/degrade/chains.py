@@ -27,14 +27,17 @@ ratio 2–6, attack 5–20 ms, release 50–200 ms; CP-JKU applies it with p = 0
 normalisation to the target (default −14 LUFS), true-peak limiting to −1 dBTP (1 ms look-ahead; release
 50–200 ms, from the MSR paper's limiter range), then MP3 at VBR quality 1–9 (the MSR paper's range). The mix
 is brought to the target loudness before the glue compressor, so its threshold means the same on every song.
+
+Lesson: notebooks/01_data_and_mastering.ipynb
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
-from msr_lib.audio import check_audio
+from msr_lib.audio import SILENT_PEAK, check_audio
 from msr_lib.degrade.effects import (
     MAX_LOUDNESS_GAIN_DB, TruePeakLimiter, apply_effect, compress, db_to_gain, gain_to_target_db, high_pass,
     loudness_gain_db, measure_loudness_lufs, mp3_codec, true_peak_db,
@@ -52,8 +55,6 @@ STEM_FADER_DB = (-6.0, 2.0)
 MASTER_GLUE_PROBABILITY = 0.5
 CEILING_DBTP = -1.0
 LIMITER_PASSES = 5
-#: Below this sample peak a stem counts as silent and passes through its chain untouched.
-SILENCE_PEAK = 1e-7
 
 
 def _uniform(rng: np.random.Generator, low: float, high: float) -> float:
@@ -117,11 +118,12 @@ def apply_stem_chain(audio, sample_rate: int, params: dict) -> np.ndarray:
     """Run a stem chain from :func:`sample_stem_chain` (or a record) on ``(channels, samples)`` audio.
 
     The stem is peak-normalised before the effects (so thresholds and drive are relative to its peak), brought
-    back to its input RMS after them, then scaled by the fader. A silent stem is returned unchanged.
+    back to its input RMS after them, then scaled by the fader. A silent stem (peak at or below
+    :data:`~msr_lib.audio.SILENT_PEAK`) is returned unchanged.
     """
     audio = np.ascontiguousarray(check_audio(audio, params.get("stem", "stem")), dtype=np.float32)
     peak = float(np.max(np.abs(audio)))
-    if peak < SILENCE_PEAK:
+    if peak <= SILENT_PEAK:
         return audio.copy()
     out = audio / np.float32(peak)
     for step in params["effects"]:
@@ -148,25 +150,33 @@ def sample_master_chain(rng: np.random.Generator, *, target_lufs: float = -14.0,
     }
 
 
-def run_master_chain(mix, sample_rate: int, params: dict) -> tuple[np.ndarray, dict]:
-    """Like :func:`apply_master_chain`, also returning what was measured and applied on the way (for the record):
-    ``pre_gain_db`` (to the target before the glue compressor), ``loudness_gain_db`` (the limiter's input gain; a secant search
-    of up to 5 passes when limiting pulls the loudness more than 0.1 LU off the target), ``limiter_passes``,
-    ``codec_trim_db`` (static cut when the MP3 decoder overshoots the ceiling)."""
-    out, applied, _ = master_and_measure(mix, sample_rate, params)
-    return out, applied
+@dataclass(frozen=True, kw_only=True)
+class MasteredMix:
+    """What :func:`apply_master_chain` returns: the finished song and the record of how it was made."""
+
+    #: the mastered mix, float32 ``(channels, samples)``
+    audio: np.ndarray
+    #: ``pre_gain_db`` (to the target before the glue compressor), ``loudness_gain_db`` (the limiter's input gain;
+    #: a secant search of up to 5 passes when limiting pulls the loudness more than 0.1 LU off the target),
+    #: ``limiter_passes``, ``codec_trim_db`` (static cut when the MP3 decoder overshoots the ceiling)
+    applied: dict
+    #: levels measured on the way, so a record need not measure them again: ``premaster_mix_lufs`` (the mix
+    #: entering the bus), ``mastered_mix_lufs`` and ``mastered_mix_true_peak_db`` (``None`` where the chain did not
+    #: measure the finished song: loudness after MP3, true peak after a codec trim or when no codec ran)
+    measured: dict
 
 
-def master_and_measure(mix, sample_rate: int, params: dict) -> tuple[np.ndarray, dict, dict]:
-    """:func:`run_master_chain`, plus the levels it measured on the way, so the record need not measure them
-    again: ``{"mix_lufs", "mixture_lufs", "mixture_true_peak_db"}`` (the last two ``None`` where the chain did not
-    measure the finished song: loudness after MP3, true peak after a codec trim or when no codec ran)."""
+def apply_master_chain(mix, sample_rate: int, params: dict) -> MasteredMix:
+    """Master a mix with a chain from :func:`sample_master_chain` (or a record): the finished song, with what was
+    applied and measured on the way."""
+    if not isinstance(params, dict) or "limiter" not in params:
+        raise MSRError("master chain parameters must come from sample_master_chain (missing 'limiter')")
     audio = np.ascontiguousarray(check_audio(mix, "mix"), dtype=np.float32)
     target = params["target_lufs"]
     limiter = params["limiter"]
     applied = {}
-    mix_lufs = measure_loudness_lufs(audio, sample_rate)
-    pre_gain_db = gain_to_target_db(mix_lufs, target)
+    premaster_lufs = measure_loudness_lufs(audio, sample_rate)
+    pre_gain_db = gain_to_target_db(premaster_lufs, target)
     audio = high_pass(audio, sample_rate, cutoff_hz=params["high_pass_hz"]) * np.float32(db_to_gain(pre_gain_db))
     applied["pre_gain_db"] = pre_gain_db
     if params.get("glue_compressor"):
@@ -187,7 +197,7 @@ def master_and_measure(mix, sample_rate: int, params: dict) -> tuple[np.ndarray,
     passes = len(tried) + 1
     applied["loudness_gain_db"] = float(gain_db)
     applied["limiter_passes"] = passes
-    measured = {"mix_lufs": mix_lufs, "mixture_lufs": lufs, "mixture_true_peak_db": None}
+    measured = {"premaster_mix_lufs": premaster_lufs, "mastered_mix_lufs": lufs, "mastered_mix_true_peak_db": None}
     if params.get("mp3"):
         out = mp3_codec(out, sample_rate, **params["mp3"])
         peak_db = true_peak_db(out, sample_rate)
@@ -196,12 +206,5 @@ def master_and_measure(mix, sample_rate: int, params: dict) -> tuple[np.ndarray,
         if trim_db:
             out *= np.float32(db_to_gain(trim_db))
         applied["codec_trim_db"] = float(trim_db)
-        measured.update(mixture_lufs=None, mixture_true_peak_db=None if trim_db else peak_db)
-    return out, applied, measured
-
-
-def apply_master_chain(mix, sample_rate: int, params: dict) -> np.ndarray:
-    """Master a mix with a chain from :func:`sample_master_chain` (or a record): the finished song."""
-    if not isinstance(params, dict) or "limiter" not in params:
-        raise MSRError("master chain parameters must come from sample_master_chain (missing 'limiter')")
-    return run_master_chain(mix, sample_rate, params)[0]
+        measured.update(mastered_mix_lufs=None, mastered_mix_true_peak_db=None if trim_db else peak_db)
+    return MasteredMix(audio=out, applied=applied, measured=measured)

@@ -2,7 +2,10 @@
 
 Every parameter is keyword-only and plain (floats, ints, lists of dicts), so a chain of effects can be written to
 JSON and replayed exactly. Filters, level logic and the reverb (a numba port of JUCE's Freeverb) are our own
-code; compression and the MP3 codec come from pedalboard; resampling from soxr.
+code; compression and the MP3 codec come from pedalboard; resampling from soxr. Resamplers and codecs may be off by
+a few samples: outputs are brought back to the input length with :func:`msr_lib.audio.fit_length`.
+
+Lesson: notebooks/01_data_and_mastering.ipynb
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ import scipy.ndimage
 import scipy.signal
 import soxr
 
-from msr_lib.audio import check_audio, loudness_lufs, resample
+from msr_lib.audio import check_audio, fit_length, loudness_lufs, resample
 from msr_lib.errors import AudioError, MSRError
 
 #: Largest gain :func:`normalize_loudness` applies. A near-silent chunk is raised at most this much instead of
@@ -33,15 +36,6 @@ def _as_audio(audio) -> np.ndarray:
             and audio.flags.c_contiguous and math.isfinite(audio.max()) and math.isfinite(audio.min())):
         return audio
     return np.ascontiguousarray(check_audio(audio), dtype=np.float32)
-
-
-def _fit_length(audio: np.ndarray, length: int) -> np.ndarray:
-    """Trim or zero-pad the time axis to ``length`` (resamplers and codecs may be off by a few samples)."""
-    if audio.shape[-1] > length:
-        return audio[..., :length]
-    if audio.shape[-1] < length:
-        return np.pad(audio, ((0, 0), (0, length - audio.shape[-1])))
-    return audio
 
 
 def db_to_gain(gain_db: float) -> float:
@@ -250,7 +244,7 @@ def band_limit(audio, sample_rate: int, *, rate: int | None = None, cutoff_hz: f
     # soxr per channel on contiguous rows: no (samples, channels) transposes
     out = [soxr.resample(soxr.resample(channel, sample_rate, low_rate, quality="HQ"), low_rate, sample_rate,
                          quality="HQ") for channel in audio]
-    return _fit_length(np.stack([_fit_length(c[None, :], audio.shape[-1])[0] for c in out]), audio.shape[-1])
+    return fit_length(np.stack([fit_length(c[None, :], audio.shape[-1])[0] for c in out]), audio.shape[-1])
 
 
 # ---------------------------------------------------------------- loudness and true peak
@@ -351,7 +345,7 @@ def _oversampled_peak(audio: np.ndarray, sample_rate: int, start: int, stop: int
     :data:`TRUE_PEAK_CONTEXT` samples on each side."""
     lo, hi = max(start - TRUE_PEAK_CONTEXT, 0), min(stop + TRUE_PEAK_CONTEXT, audio.shape[-1])
     up = np.abs(soxr.resample(audio[:, lo:hi].T, sample_rate, 4 * sample_rate, quality="HQ"))
-    up = _fit_length(up.max(axis=1)[None, :], 4 * (hi - lo))[0]
+    up = fit_length(up.max(axis=1)[None, :], 4 * (hi - lo))[0]
     return up[4 * (start - lo): 4 * (stop - lo)].reshape(stop - start, 4).max(axis=1)
 
 
@@ -514,7 +508,7 @@ def mp3_codec(audio, sample_rate: int, *, vbr_quality: float) -> np.ndarray:
     except ValueError:
         coded = codec(resample(audio, sample_rate, 44_100), 44_100)
         out = resample(coded, 44_100, sample_rate)
-    return _fit_length(np.ascontiguousarray(out, dtype=np.float32), audio.shape[-1])
+    return fit_length(np.ascontiguousarray(out, dtype=np.float32), audio.shape[-1])
 
 
 #: Effects by name, all callable as ``fn(audio, sample_rate, **params)`` (what a chain record replays).

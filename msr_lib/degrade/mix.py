@@ -1,4 +1,7 @@
-"""Degrade a whole song: every stem through its own chain, the sum through the master bus, and a record of it all."""
+"""Degrade a whole song: every stem through its own chain, the sum through the master bus, and a record of it all.
+
+Lesson: notebooks/00_welcome.ipynb
+"""
 from __future__ import annotations
 
 import json
@@ -10,20 +13,20 @@ import numpy as np
 
 from msr_lib.audio import SAMPLE_RATE, atomic_output_dir, check_audio, load_song_stems, save_audio, to_stereo
 from msr_lib.degrade.effects import measure_loudness_lufs, true_peak_db
-from msr_lib.degrade.chains import apply_stem_chain, master_and_measure, sample_master_chain, sample_stem_chain
+from msr_lib.degrade.chains import apply_master_chain, apply_stem_chain, sample_master_chain, sample_stem_chain
 from msr_lib.errors import AudioError, MSRError
 from msr_lib.stems import canonical_stem, sort_stems
 
-RECORD_VERSION = 1
-MIXTURE_FILE = "mixture.flac"  # 24-bit PCM FLAC: the mastered mix never exceeds −1 dBTP, so nothing clips
+RECORD_VERSION = 2  # 2: the mixes are named premaster_mix / mastered_mix (1: mix / mixture)
+MASTERED_MIX_FILE = "mastered_mix.flac"  # 24-bit PCM FLAC: the mastered mix never exceeds −1 dBTP, so nothing clips
 RECORD_FILE = "degradation.json"
 
 
-@dataclass
+@dataclass(kw_only=True)
 class DegradeResult:
-    """``mixture``: the mastered mix; ``processed_stems``: each stem after its own chain (they sum to the mix that
-    enters the master bus); ``record``: JSON-able account of every draw and measurement."""
-    mixture: np.ndarray
+    """``mastered_mix``: the finished song; ``processed_stems``: each stem after its own chain (they sum to the
+    premaster mix that enters the master bus); ``record``: JSON-able account of every draw and measurement."""
+    mastered_mix: np.ndarray
     processed_stems: dict[str, np.ndarray]
     record: dict
 
@@ -69,9 +72,9 @@ def degrade_mix(stems: dict[str, np.ndarray], sample_rate: int = SAMPLE_RATE, *,
 
     Pass ``seed`` (recorded) or your own ``rng``, not both. Stems are processed in canonical order, so dict order
     does not matter; mono stems are duplicated to stereo; all stems must have one length. The record holds each
-    stem's chain, the master chain and what it applied, and levels (LUFS, dBTP) of the mix before and after the
-    master bus — per stem too with ``measure_stem_levels=True`` (≈ 16 ms per stem per 6 s, so off by default
-    for on-the-fly training data). Same seed and stems → bit-identical output.
+    stem's chain, the master chain and what it applied, and levels (LUFS, dBTP) of the premaster mix (the sum of
+    the processed stems) and of the mastered mix — per stem too with ``measure_stem_levels=True`` (≈ 16 ms per stem
+    per 6 s, so off by default for on-the-fly training data). Same seed and stems → bit-identical output.
     """
     if seed is not None and rng is not None:
         raise MSRError("pass either seed= or rng=, not both")
@@ -84,34 +87,36 @@ def degrade_mix(stems: dict[str, np.ndarray], sample_rate: int = SAMPLE_RATE, *,
         for name in stems:
             chains[name]["levels"] = {"before": measure_levels(stems[name], sample_rate),
                                       "after": measure_levels(processed[name], sample_rate)}
-    mix = np.sum(list(processed.values()), axis=0, dtype=np.float32)
-    mixture, applied, measured = master_and_measure(mix, sample_rate, master)
+    premaster_mix = np.sum(list(processed.values()), axis=0, dtype=np.float32)
+    mastered = apply_master_chain(premaster_mix, sample_rate, master)
+    measured = mastered.measured
     record = {
         "version": RECORD_VERSION,
         "seed": seed,
         "sample_rate": int(sample_rate),
-        "samples": int(mix.shape[1]),
+        "samples": int(premaster_mix.shape[1]),
         "target_lufs": float(target_lufs),
         "codec": bool(codec),
         "stems": chains,
-        "master": {**master, "applied": applied},
-        "levels": {"mix": measure_levels(mix, sample_rate, lufs=measured["mix_lufs"]),
-                   "mixture": measure_levels(mixture, sample_rate, lufs=measured["mixture_lufs"],
-                                             true_peak=measured["mixture_true_peak_db"])},
+        "master": {**master, "applied": mastered.applied},
+        "levels": {"premaster_mix": measure_levels(premaster_mix, sample_rate, lufs=measured["premaster_mix_lufs"]),
+                   "mastered_mix": measure_levels(mastered.audio, sample_rate, lufs=measured["mastered_mix_lufs"],
+                                                  true_peak=measured["mastered_mix_true_peak_db"])},
     }
-    return DegradeResult(mixture=mixture, processed_stems=processed, record=record)
+    return DegradeResult(mastered_mix=mastered.audio, processed_stems=processed, record=record)
 
 
 def degrade_song_folder(song_dir, out_dir, *, seed: int = 0, target_lufs: float = -14.0, codec: bool = True) -> Path:
-    """Degrade the stems of ``song_dir`` (``<stem>.flac/.wav`` files) into ``out_dir``, written atomically:
-    ``mixture.flac`` (24-bit FLAC, 44.1 kHz stereo) and ``degradation.json`` (the record + seed + source folder,
-    stem levels included). Bad input raises :class:`~msr_lib.errors.MSRError` and leaves no output."""
+    """Degrade the stems of ``song_dir`` (a song folder, read by :func:`msr_lib.audio.song_files`) into ``out_dir``,
+    written atomically: ``mastered_mix.flac`` (24-bit FLAC, 44.1 kHz stereo) and ``degradation.json`` (the record +
+    seed + source folder + ``mastered_mix_file``, stem levels included). Bad input raises
+    :class:`~msr_lib.errors.MSRError` and leaves no output."""
     song_dir = Path(song_dir)
     stems = load_song_stems(song_dir)
     result = degrade_mix(stems, SAMPLE_RATE, seed=seed, target_lufs=target_lufs, codec=codec, measure_stem_levels=True)
-    record = {"source": str(song_dir.resolve()), "mixture_file": MIXTURE_FILE, **result.record}
+    record = {"source": str(song_dir.resolve()), "mastered_mix_file": MASTERED_MIX_FILE, **result.record}
     out_dir = Path(out_dir)
     with atomic_output_dir(out_dir) as tmp:
-        save_audio(tmp / MIXTURE_FILE, result.mixture, SAMPLE_RATE)
+        save_audio(tmp / MASTERED_MIX_FILE, result.mastered_mix, SAMPLE_RATE)
         (tmp / RECORD_FILE).write_text(json.dumps(record, indent=2) + "\n")
     return out_dir

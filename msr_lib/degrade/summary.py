@@ -42,8 +42,8 @@ def summarize_record(record: dict) -> str:
             steps.append(f"MP3 VBR quality {master['mp3']['vbr_quality']:.1f}")
         lines.append(f"{'master bus':<13} {' → '.join(steps)}")
     levels = record.get("levels", {})
-    if "mix" in levels and "mixture" in levels:
-        before, after = levels["mix"], levels["mixture"]
+    if "premaster_mix" in levels and "mastered_mix" in levels:
+        before, after = levels["premaster_mix"], levels["mastered_mix"]
 
         def fmt(d):
             lufs = "silent" if d.get("lufs") is None else f"{d['lufs']:.1f} LUFS"
