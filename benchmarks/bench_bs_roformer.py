@@ -1,5 +1,7 @@
 """BS-RoFormer speed: ours (``msr_lib.models.BSRoformer``) against lucidrains' ``bs-roformer`` at a matched size.
 
+The peer is an optional extra (``pip install -e .[bench]``); without it, ours is timed alone.
+
 Both models get the same dim, depth, time/band transformer depths, heads, dim_head, stereo, stems, the 62 MSST bands,
 n_fft 2048, hop 441, zero-DC, mask-estimator depth and MLP expansion. The peer's extras are switched off where it has
 a switch: ``num_residual_streams=1`` (plain residuals instead of hyper-connections); its multi-resolution STFT loss is
@@ -10,8 +12,7 @@ heads)`` each, the parameter-count difference printed below).
 
 Measured in one process, interleaved, median of ``--repeats`` after warm-up, default torch threads:
 (a) a training step (forward, L1 against a random target, backward, AdamW step) on 2 × 3 s of stereo 44.1 kHz,
-(b) inference (``torch.inference_mode``) on 1 × 10 s. "ours (loop)" is ours with the per-band Python loops that
-BandSplit and MaskEstimator used before they were batched (same maths), to record that speed-up.
+(b) inference (``torch.inference_mode``) on 1 × 10 s.
 A script, not a test:
     .venv/bin/python benchmarks/bench_bs_roformer.py [--repeats 7] [--quick] [--config laptop|large|both]
         [--device cpu|cuda]
@@ -20,37 +21,26 @@ from __future__ import annotations
 
 import argparse
 import functools
+import importlib.util
 import statistics
 import time
-import types
 import warnings
 
 import torch
 
+from msr_lib.audio import SAMPLE_RATE
 from msr_lib.models import BSRoformer
 from msr_lib.models.bs_roformer import MSST_44K_BANDS
 
 warnings.filterwarnings("ignore", message=".*(rectangular window|sdp_kernel).*")  # the peer's, harmless
 
-SAMPLE_RATE = 44_100
 LAPTOP = dict(dim=64, depth=2, heads=4, dim_head=32, time_transformer_depth=1, freq_transformer_depth=1,
               mask_estimator_depth=2, mlp_expansion_factor=2, num_stems=4)
 LARGE = {**LAPTOP, "dim": 128, "depth": 4, "heads": 8, "dim_head": 16}
 
 
-def build_ours(cfg: dict, loop: bool = False) -> BSRoformer:
-    model = BSRoformer(**cfg, stereo=True, freqs_per_bands=MSST_44K_BANDS, stft_hop_length=441, zero_dc=True)
-    if loop:  # the pre-batching forwards: one module call per band
-        def split_loop(self, x):
-            return torch.stack([p(b) for p, b in zip(self.to_features, x.split(self.band_widths, -1))], dim=-2)
-
-        def mask_loop(self, x):
-            return torch.cat([head(b) for head, b in zip(self.to_freqs, x.unbind(dim=-2))], dim=-1)
-
-        model.band_split.forward = types.MethodType(split_loop, model.band_split)
-        for est in model.mask_estimators:
-            est.forward = types.MethodType(mask_loop, est)
-    return model
+def build_ours(cfg: dict) -> BSRoformer:
+    return BSRoformer(**cfg, stereo=True, freqs_per_bands=MSST_44K_BANDS, stft_hop_length=441, zero_dc=True)
 
 
 def build_peer(cfg: dict):
@@ -101,18 +91,6 @@ def make_infer_step(model, seconds: float, device: str):
     return step
 
 
-def make_band_mlp_step(model: BSRoformer, x, grad: bool):
-    """Only the per-band layers: band split, then every stem's mask estimator (x: (b, t, f·c·r) spectrum rows)."""
-    def step():
-        with torch.set_grad_enabled(grad):
-            feats = model.band_split(x)
-            out = sum(est(feats).square().mean() for est in model.mask_estimators)
-            if grad:
-                out.backward()
-
-    return step
-
-
 def timed(fn, device: str) -> float:
     if device == "cuda":
         torch.cuda.synchronize()
@@ -135,35 +113,29 @@ def compare(steps: dict, repeats: int, warmup: int, device: str) -> dict[str, fl
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def run(name: str, cfg: dict, args) -> None:
+def run(name: str, cfg: dict, args, with_peer: bool) -> None:
     torch.manual_seed(0)
-    models = {"ours": build_ours(cfg), "ours (loop)": build_ours(cfg, loop=True), "peer": build_peer(cfg)}
+    models = {"ours": build_ours(cfg)} | ({"peer": build_peer(cfg)} if with_peer else {})
     models = {k: m.to(args.device) for k, m in models.items()}
-    ours, peer = n_params(models["ours"]), n_params(models["peer"])
     print(f"\n== {name}: {cfg}")
-    mixes = (cfg["depth"] - 1) * (cfg["time_transformer_depth"] + cfg["freq_transformer_depth"])
-    print(f"trainable parameters: ours {ours:,}, peer {peer:,}; peer − ours = {peer - ours:,};"
-          f" the peer's value-residual mixes, {mixes} × Linear({cfg['dim']}, {cfg['heads']}):"
-          f" {mixes * (cfg['dim'] + 1) * cfg['heads']:,}")
+    ours = n_params(models["ours"])
+    if with_peer:
+        peer = n_params(models["peer"])
+        mixes = (cfg["depth"] - 1) * (cfg["time_transformer_depth"] + cfg["freq_transformer_depth"])
+        print(f"trainable parameters: ours {ours:,}, peer {peer:,}; peer − ours = {peer - ours:,};"
+              f" the peer's value-residual mixes, {mixes} × Linear({cfg['dim']}, {cfg['heads']}):"
+              f" {mixes * (cfg['dim'] + 1) * cfg['heads']:,}")
+    else:
+        print(f"trainable parameters: ours {ours:,}")
     train_s, infer_s = (1.0, 2.0) if args.quick else (3.0, 10.0)
     tasks = {
         f"train step (2 × {train_s:g} s)": {k: make_train_step(m, 2, train_s, args.device) for k, m in models.items()},
         f"inference (1 × {infer_s:g} s)": {k: make_infer_step(m, infer_s, args.device) for k, m in models.items()},
     }
-    ours_m, loop_m = models["ours"], models["ours (loop)"]
-    loop_m.load_state_dict(ours_m.state_dict())
-    for label, b, seconds in (("train", 2, train_s), ("inference", 1, infer_s)):
-        frames = int(seconds * SAMPLE_RATE) // 441 + 1
-        x = torch.randn(b, frames, 2 * 2 * sum(MSST_44K_BANDS), device=args.device)
-        steps = {k: make_band_mlp_step(m, x, grad=label == "train") for k, m in (("ours", ours_m), ("loop", loop_m))}
-        ms = compare(steps, args.repeats, args.warmup, args.device)
-        print(f"band MLPs alone (band split + {cfg['num_stems']} mask estimators, {label} shapes"
-              f"{', forward + backward' if label == 'train' else ''}): batched {ms['ours']:.1f} ms,"
-              f" per-band loop {ms['loop']:.1f} ms → loop/batched {ms['loop'] / ms['ours']:.2f}")
     for task, steps in tasks.items():
         ms = compare(steps, args.repeats, args.warmup, args.device)
-        print(f"{task}: ours {ms['ours']:.1f} ms, ours (loop) {ms['ours (loop)']:.1f} ms, peer {ms['peer']:.1f} ms"
-              f" → ours/peer {ms['ours'] / ms['peer']:.2f}, loop/batched {ms['ours (loop)'] / ms['ours']:.2f}")
+        print(f"{task}: ours {ms['ours']:.1f} ms"
+              + (f", peer {ms['peer']:.1f} ms → ours/peer {ms['ours'] / ms['peer']:.2f}" if with_peer else ""))
 
 
 def main() -> None:
@@ -177,11 +149,13 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.repeats, args.warmup = min(args.repeats, 3), 1
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}")
+    with_peer = importlib.util.find_spec("bs_roformer") is not None
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}"
+          + ("" if with_peer else "; peer not installed (pip install -e .[bench]): ours alone"))
     if args.config in ("laptop", "both"):
-        run("laptop-size", LAPTOP, args)
+        run("laptop-size", LAPTOP, args, with_peer)
     if args.config in ("large", "both"):
-        run("larger", LARGE, args)
+        run("larger", LARGE, args, with_peer)
 
 
 if __name__ == "__main__":
