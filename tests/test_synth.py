@@ -35,7 +35,7 @@ def test_same_seed_gives_bit_identical_audio_and_other_seeds_differ(song):
     assert again.info == song.info
     other = synth.render_song(SONG_SEED + 1, 3.0, soundfont=SMALL_FONT)
     assert other.info["seed"] != song.info["seed"]
-    assert not np.array_equal(other.mix, song.mix)
+    assert not np.array_equal(other.clean_mix, song.clean_mix)
 
 
 def test_stems_are_canonical_nonsilent_and_sum_exactly_to_the_mix(song):
@@ -47,8 +47,8 @@ def test_stems_are_canonical_nonsilent_and_sum_exactly_to_the_mix(song):
         assert np.sqrt(np.mean(audio ** 2)) > 1e-3, f"{name} is silent"
         assert np.array_equal(np.round(audio.astype(np.float64) * 2 ** 23), audio.astype(np.float64) * 2 ** 23)
     total = np.sum([a.astype(np.float64) for a in song.stems.values()], axis=0)
-    assert np.array_equal(total.astype(np.float32), song.mix)
-    assert 20 * np.log10(np.abs(song.mix).max()) <= -1.0 + 1e-4
+    assert np.array_equal(total.astype(np.float32), song.clean_mix)
+    assert 20 * np.log10(np.abs(song.clean_mix).max()) <= -1.0 + 1e-4
 
 
 def test_arrangements_follow_the_style_rules_across_many_seeds():
@@ -147,7 +147,7 @@ def test_corpus_source_arranges_a_real_piece():
     assert song.info["piece"].split("/")[0] in ("bach", "haydn", "mozart")
     assert song.info["melody"] and "vocals" in song.stems
     total = np.sum([a.astype(np.float64) for a in song.stems.values()], axis=0)
-    assert np.array_equal(total.astype(np.float32), song.mix)
+    assert np.array_equal(total.astype(np.float32), song.clean_mix)
 
 
 def test_synthesize_songs_writes_folders_whose_mix_is_the_sum(tmp_path):
@@ -158,7 +158,7 @@ def test_synthesize_songs_writes_folders_whose_mix_is_the_sum(tmp_path):
     for path in paths:
         info = json.loads((path / "song.json").read_text())
         files = sorted(f.stem for f in path.glob("*.flac"))
-        assert files == sorted(info["stems"] + ["mix"])
+        assert files == sorted(info["stems"] + ["clean_mix"])
         assert info["sample_rate"] == SAMPLE_RATE and info["seconds"] == 2.0 and info["seed"] == synth.song_seed(5, info["index"])
         assert 60 <= info["tempo"] <= 160 and info["key"].split()[1] in ("major", "minor", "dorian", "mixolydian")
         assert info["sound_source"]["soundfont"] == SMALL_FONT and info["library_version"]
@@ -166,8 +166,8 @@ def test_synthesize_songs_writes_folders_whose_mix_is_the_sum(tmp_path):
             if stem in PROGRAM_FAMILIES:
                 assert program in PROGRAM_FAMILIES[stem]
         stems = [load_audio(path / f"{s}.flac") for s in info["stems"]]
-        mix = load_audio(path / "mix.flac")
-        assert np.max(np.abs(np.sum(stems, axis=0) - mix)) < 1e-6
+        clean_mix = load_audio(path / "clean_mix.flac")
+        assert np.max(np.abs(np.sum(stems, axis=0) - clean_mix)) < 1e-6
     assert json.loads((paths[1] / "song.json").read_text())["source"] == "corpus"
 
 
@@ -177,7 +177,7 @@ def test_parallel_workers_render_the_same_songs(tmp_path):
     two = synth.synthesize_songs(tmp_path / "b", songs=2, seconds=1.5, seed=2, soundfont=SMALL_FONT, workers=2,
                                  progress=False)
     for a, b in zip(one, two):
-        assert (a / "mix.flac").read_bytes() == (b / "mix.flac").read_bytes()
+        assert (a / "clean_mix.flac").read_bytes() == (b / "clean_mix.flac").read_bytes()
 
 
 def test_an_interrupted_song_leaves_no_folder(tmp_path, monkeypatch):
@@ -215,7 +215,7 @@ def test_cli_writes_the_layout(tmp_path, capsys):
                "--soundfont", SMALL_FONT])
     assert rc == 0
     folder = out / synth.song_id(3, 0)
-    assert (folder / "mix.flac").is_file() and (folder / "song.json").is_file()
+    assert (folder / "clean_mix.flac").is_file() and (folder / "song.json").is_file()
     assert (folder / "vocals.flac").exists() or len(list(folder.glob("*.flac"))) >= 4
 
 
@@ -253,12 +253,22 @@ def test_summarize_song_lists_stems_and_chords():
 def test_skip_existing_resumes_without_rewriting(tmp_path):
     first = synth.synthesize_songs(tmp_path, songs=1, seconds=1.0, seed=4, soundfont=SMALL_FONT, workers=1,
                                    progress=False)
-    stamp = (first[0] / "mix.flac").stat().st_mtime_ns
+    stamp = (first[0] / "clean_mix.flac").stat().st_mtime_ns
     again = synth.synthesize_songs(tmp_path, songs=2, seconds=1.0, seed=4, soundfont=SMALL_FONT, workers=1,
                                    progress=False, skip_existing=True)
     assert [p.name for p in again] == [synth.song_id(4, 0), synth.song_id(4, 1)]
-    assert (first[0] / "mix.flac").stat().st_mtime_ns == stamp          # kept, not rendered again
+    assert (first[0] / "clean_mix.flac").stat().st_mtime_ns == stamp    # kept, not rendered again
     assert (again[1] / "song.json").exists()                            # the missing one was rendered
     longer = synth.synthesize_songs(tmp_path, songs=1, seconds=1.5, seed=4, soundfont=SMALL_FONT, workers=1,
                                     progress=False, skip_existing=True)
     assert json.loads((longer[0] / "song.json").read_text())["seconds"] == 1.5  # a different request re-renders
+
+
+def test_skip_existing_renders_a_song_folder_of_the_old_layout_again(tmp_path):
+    (folder,) = synth.synthesize_songs(tmp_path, songs=1, seconds=1.0, seed=4, soundfont=SMALL_FONT, workers=1,
+                                       progress=False)
+    (folder / "clean_mix.flac").rename(folder / "mix.flac")              # what msr synth wrote before
+    (again,) = synth.synthesize_songs(tmp_path, songs=1, seconds=1.0, seed=4, soundfont=SMALL_FONT, workers=1,
+                                      progress=False, skip_existing=True)
+    assert again == folder
+    assert (folder / "clean_mix.flac").is_file() and not (folder / "mix.flac").exists()

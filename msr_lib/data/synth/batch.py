@@ -1,4 +1,4 @@
-"""Many songs on disk: ``<out>/<song_id>/<stem>.flac``, ``mix.flac`` and ``song.json``, rendered in parallel.
+"""Many songs on disk: ``<out>/<song_id>/<stem>.flac``, ``clean_mix.flac`` and ``song.json``, rendered in parallel.
 
 Each song folder is written atomically, so an interrupted run never leaves a half-written song behind.
 """
@@ -14,6 +14,9 @@ import numpy as np
 from msr_lib.audio import atomic_output_dir, save_audio
 from msr_lib.data.synth.song import check_request, render_song
 from msr_lib.errors import MSRError
+
+#: The clean mix of a rendered song (the exact sum of its stems), named as :func:`msr_lib.audio.song_files` reads it.
+CLEAN_MIX_FILE = "clean_mix.flac"
 
 
 def song_seed(seed: int, index: int) -> int:
@@ -40,14 +43,17 @@ def write_song(out_dir, seed: int, index: int, seconds: float, source: str, soun
     with atomic_output_dir(folder) as tmp:
         for stem, audio in song.stems.items():
             save_audio(tmp / f"{stem}.flac", audio, song.sample_rate)
-        save_audio(tmp / "mix.flac", song.mix, song.sample_rate)
+        save_audio(tmp / CLEAN_MIX_FILE, song.clean_mix, song.sample_rate)
         (tmp / "song.json").write_text(json.dumps(info, indent=1))
     return folder
 
 
 def _already_written(out_dir: Path, seed: int, index: int, seconds: float, source: str) -> Path | None:
-    """The song's folder if a previous run already wrote it with the same request (folders are atomic)."""
+    """The song's folder if a previous run already wrote it with the same request (folders are atomic). A folder of
+    an older layout (``mix.flac``, no :data:`CLEAN_MIX_FILE`) does not count: it is rendered again."""
     folder = out_dir / song_id(seed, index)
+    if not (folder / CLEAN_MIX_FILE).is_file():
+        return None
     try:
         info = json.loads((folder / "song.json").read_text())
     except (OSError, ValueError):
@@ -72,7 +78,8 @@ def synthesize_songs(out_dir, *, songs: int, seconds: float, seed: int, source: 
 
     ``workers`` processes render in parallel (default: CPU count; 1 renders in this process).
     ``skip_existing`` keeps song folders a previous run already wrote for the same seed, length and source (so an
-    interrupted run can be resumed, and a lesson re-run does not render again).
+    interrupted run can be resumed, and a lesson re-run does not render again); folders in an older layout are
+    rendered again.
     """
     from msr_lib.data.synth.render import find_soundfont, load_soundfont
 

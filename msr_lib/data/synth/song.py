@@ -1,7 +1,7 @@
 """One song in memory: arrange, render every stem, set levels and pans, normalise, quantise, sum.
 
-The mix is the exact sum of the stems even after a 24-bit FLAC round trip: the song is scaled so that the mix and
-every stem peak at or below −1 dBFS, every stem is rounded to the 24-bit grid, and only then summed.
+The clean mix is the exact sum of the stems even after a 24-bit FLAC round trip: the song is scaled so that the
+clean mix and every stem peak at or below −1 dBFS, every stem is rounded to the 24-bit grid, and only then summed.
 """
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from msr_lib.audio import SAMPLE_RATE
+from msr_lib.audio import SAMPLE_RATE, SILENT_PEAK
 from msr_lib.errors import MSRError
 from msr_lib.stems import INSTRUMENT_STEMS
 
@@ -19,12 +19,13 @@ _REFERENCE_RMS = 0.1          # RMS of a stem at level 0 dB, before the song is 
 _FADE_OUT_SECONDS = 0.05
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Song:
-    """A rendered song: stems in canonical order (float32, ``(2, samples)``), their exact sum and the facts."""
+    """A rendered song: stems in canonical order (float32, ``(2, samples)``), their exact sum (the clean mix) and
+    the facts."""
 
     stems: dict[str, np.ndarray]
-    mix: np.ndarray
+    clean_mix: np.ndarray
     info: dict
     sample_rate: int = SAMPLE_RATE
 
@@ -79,7 +80,7 @@ def _active_rms(audio: np.ndarray) -> float:
 
 
 def render_arrangement(arr, soundfont) -> Song:
-    """Render an :class:`~msr_lib.data.synth.arrangement.Arrangement` to stems and mix."""
+    """Render an :class:`~msr_lib.data.synth.arrangement.Arrangement` to stems and their clean mix."""
     from msr_lib import __version__
     from msr_lib.data.synth.render import STYLE_DRUM_KITS, find_drum_soundfont, load_soundfont, render_part
     from msr_lib.data.synth.voice import sing
@@ -107,20 +108,20 @@ def render_arrangement(arr, soundfont) -> Song:
             names[stem] = (font_synth.sfpreset_name(font_id, 128 if part.is_drums else 0, used[stem]) or "").strip()
         audio[:, n - fade.size:] *= fade
         rms = _active_rms(audio)
-        if rms < 1e-5:
-            continue                                    # nothing audible inside the song: the stem is omitted
+        if rms <= SILENT_PEAK:
+            continue                                    # digital silence inside the song: the stem is omitted
         left, right = _pan_gains(part.pan)
         gain = _REFERENCE_RMS * 10 ** (part.level_db / 20) / rms
         stems[stem] = (audio * np.array([[gain * left], [gain * right]], dtype=np.float32)).astype(np.float32)
     if not stems:
         raise MSRError(f"seed {arr.seed}: the arrangement produced no audible stem")
 
-    mix = np.sum([s.astype(np.float64) for s in stems.values()], axis=0)
-    peak = max(np.abs(mix).max(), max(np.abs(s).max() for s in stems.values()))
+    clean_mix = np.sum([s.astype(np.float64) for s in stems.values()], axis=0)
+    peak = max(np.abs(clean_mix).max(), max(np.abs(s).max() for s in stems.values()))
     scale = 10 ** (PEAK_DBFS / 20) * (1 - 1e-5) / peak
     grid = 2.0 ** 23
     stems = {k: (np.round(v.astype(np.float64) * scale * grid) / grid).astype(np.float32) for k, v in stems.items()}
-    mix = np.sum([s.astype(np.float64) for s in stems.values()], axis=0).astype(np.float32)
+    clean_mix = np.sum([s.astype(np.float64) for s in stems.values()], axis=0).astype(np.float32)
 
     instruments = {}
     for stem, part in arr.parts.items():
@@ -144,9 +145,9 @@ def render_arrangement(arr, soundfont) -> Song:
         "sound_source": {"renderer": "tinysoundfont", "soundfont": str(soundfont),
                          "drum_soundfont": str(drum_font) if drum_font and "drums" in stems else None,
                          "vocals": "msr_lib.data.synth.voice (numpy formant synthesis)"},
-        "peak_dbfs": round(float(20 * np.log10(max(np.abs(mix).max(), 1e-12))), 3),
+        "peak_dbfs": round(float(20 * np.log10(max(np.abs(clean_mix).max(), 1e-12))), 3),
     }
-    return Song(stems=stems, mix=mix, info=info)
+    return Song(stems=stems, clean_mix=clean_mix, info=info)
 
 
 def summarize_song(info: dict) -> str:
