@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from msr_lib.audio import ACTIVE_STEM_PEAK
 from msr_lib.train import multi_resolution_stft_loss, separation_loss, si_snr_loss
 from msr_lib.train.losses import auto_scaled_l1
 
@@ -19,7 +20,7 @@ def test_perfect_estimate_parts():
     assert parts["l1"] == pytest.approx(0.0, abs=1e-6)
     assert parts["stft"] == pytest.approx(0.0, abs=1e-5)
     # SI-SNR part at its documented minimum: −max_snr_db (soft cap, default 60 dB)
-    assert parts["si_snr"] == pytest.approx(-60.0, abs=1e-2)
+    assert parts["neg_si_snr"] == pytest.approx(-60.0, abs=1e-2)
     assert float(total) == pytest.approx(-6.0, abs=1e-3)
     assert parts["active_stems"] == 6
     assert si_snr_loss(target, target, max_snr_db=30.0).max() == pytest.approx(-30.0, abs=1e-2)
@@ -30,7 +31,7 @@ def test_loss_grows_with_noise():
     g = torch.Generator().manual_seed(1)
     noise = torch.randn(target.shape, generator=g)
     values = [separation_loss(target + level * noise, target, resolutions=SMALL_RES)[1] for level in (0.01, 0.1, 1.0)]
-    for key in ("l1", "stft", "si_snr", "total"):
+    for key in ("l1", "stft", "neg_si_snr", "total"):
         assert values[0][key] < values[1][key] < values[2][key], key
 
 
@@ -58,6 +59,16 @@ def test_silent_target_stem_is_masked():
     assert parts_a == parts_b
     assert parts_a["active_stems"] == 5
     assert all(torch.isfinite(torch.tensor(v)) for v in parts_a.values())
+
+
+def test_a_stem_plays_from_the_active_peak_on():
+    target = _batch()
+    estimate = target + 0.1 * torch.randn_like(target)
+    for scale, playing in ((0.9, 5), (1.1, 6)):       # stem (1, 2) peaks just below / just above the threshold
+        quiet = target.clone()
+        quiet[1, 2] *= scale * ACTIVE_STEM_PEAK / quiet[1, 2].abs().max()
+        _, parts = separation_loss(estimate, quiet, resolutions=SMALL_RES)
+        assert parts["active_stems"] == playing
 
 
 def test_all_inactive_is_zero_and_backward_works():
@@ -90,7 +101,7 @@ def test_quiet_stem_counts_like_a_loud_one():
     quiet_e[:, 0] *= 0.01
     _, loud = separation_loss(estimate, target, resolutions=SMALL_RES)
     _, quiet = separation_loss(quiet_e, quiet_t, resolutions=SMALL_RES)
-    for key in ("l1", "si_snr"):
+    for key in ("l1", "neg_si_snr"):
         assert quiet[key] == pytest.approx(loud[key], rel=1e-3)
     assert quiet["stft"] == pytest.approx(loud["stft"], rel=5e-2)  # the power floor makes it only nearly so
 

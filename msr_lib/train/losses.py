@@ -15,7 +15,7 @@ All parts are (almost) level-independent: the auto-scaled L1 is a *relative* err
 ratio, the log-magnitude L1 compares log levels and SI-SNR is scale-invariant. A quiet stem therefore counts as much
 as a loud one, and the three parts keep comparable sizes whatever the data's loudness.
 
-Cost (``/work/shared/notes/audio-stack-findings.md``): five resolutions at hop 147 cost ~8 s forward + 8 s backward
+Cost (measured on a 2-core CPU; docs/DESIGN.md): five resolutions at hop 147 cost ~8 s forward + 8 s backward
 per step against ~2 s for the model; three resolutions at hop = window/4 cost ~0.9 s. Hence the default
 :data:`STFT_RESOLUTIONS` — three resolutions, hop = n_fft/4.
 """
@@ -25,10 +25,10 @@ import functools
 
 import torch
 
+from msr_lib.audio import ACTIVE_STEM_PEAK
+
 #: (n_fft, hop) of the default STFT loss: three resolutions at hop = n_fft / 4 (cheap; see the module docstring)
 STFT_RESOLUTIONS = ((2048, 512), (1024, 256), (512, 128))
-#: a target stem whose peak is below this (−80 dBFS) counts as silent and is masked like an inactive one
-SILENT_STEM_PEAK = 1e-4
 #: floor on the STFT power |S|² (as in Parallel WaveGAN): keeps log|S| finite and the norms' gradients defined
 POWER_FLOOR = 1e-7
 EPS = 1e-8
@@ -181,14 +181,14 @@ def separation_loss(
     si_snr_weight: float = 0.1,
     resolutions=STFT_RESOLUTIONS,
     max_snr_db: float | None = 60.0,
-    silence_peak: float = SILENT_STEM_PEAK,
+    active_peak: float = ACTIVE_STEM_PEAK,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The CP-JKU training loss on ``(batch, stems, channels, samples)`` batches.
 
     A stem takes part when it is active (``active``, a ``(batch, stems)`` bool mask; ``None`` = all) **and** its
-    target is not silent (peak ≥ ``silence_peak``, −80 dBFS by default). For each of the N participating stems
-    (channels scored jointly), with the parts defined in :func:`auto_scaled_l1`, :func:`multi_resolution_stft_loss`
-    and :func:`si_snr_loss`:
+    target is playing (peak ≥ ``active_peak``, by default :data:`msr_lib.audio.ACTIVE_STEM_PEAK`, −80 dBFS). For
+    each of the N participating stems (channels scored jointly), with the parts defined in :func:`auto_scaled_l1`,
+    :func:`multi_resolution_stft_loss` and :func:`si_snr_loss`:
 
         total = l1_weight · mean_N L1_auto + stft_weight · mean_N L_STFT + si_snr_weight · mean_N L_SI-SNR
 
@@ -200,12 +200,13 @@ def separation_loss(
 
     With no participating stem the total is ``0 · estimate.sum()``: finite, and ``backward()`` works (zero
     gradients). Returns ``(total, parts)``; ``parts`` holds detached floats for logging: ``l1``, ``stft``,
-    ``si_snr`` (unweighted means over participating stems; 0 when none), ``total`` and ``active_stems`` (N).
+    ``neg_si_snr`` (−SI-SNR in dB; unweighted means over participating stems; 0 when none), ``total`` and
+    ``active_stems`` (N).
     """
     if estimate.ndim != 4:
         raise ValueError(f"expected (batch, stems, channels, samples), got shape {tuple(estimate.shape)}")
     _check_pair(estimate, target, 2)
-    keep = target.detach().abs().amax(dim=(-2, -1)) >= silence_peak
+    keep = target.detach().abs().amax(dim=(-2, -1)) >= active_peak
     if active is not None:
         if tuple(active.shape) != tuple(estimate.shape[:2]):
             raise ValueError(f"active must be (batch, stems) = {tuple(estimate.shape[:2])}, got {tuple(active.shape)}")
@@ -214,7 +215,7 @@ def separation_loss(
     n_active = int(keep.sum())
     if n_active == 0:
         total = _loss_dtype(estimate).sum() * 0.0
-        return total, {"l1": 0.0, "stft": 0.0, "si_snr": 0.0, "total": 0.0, "active_stems": 0.0}
+        return total, {"l1": 0.0, "stft": 0.0, "neg_si_snr": 0.0, "total": 0.0, "active_stems": 0.0}
 
     est, tgt = _loss_dtype(estimate)[keep], _loss_dtype(target)[keep]  # (N, channels, samples)
     l1 = auto_scaled_l1(est, tgt).mean()
@@ -224,7 +225,7 @@ def separation_loss(
     parts = {
         "l1": float(l1.detach()),
         "stft": float(stft.detach()),
-        "si_snr": float(si_snr.detach()),
+        "neg_si_snr": float(si_snr.detach()),
         "total": float(total.detach()),
         "active_stems": float(n_active),
     }
