@@ -1,11 +1,13 @@
-"""Metric curves: how does each metric react as one transform of the reference grows stronger? (lesson 02)
+"""Metric curves: how does each metric react as one transform of the reference grows stronger?
+
+Lesson: notebooks/02_measuring_restoration.ipynb
 
 - :func:`metric_curve` scores ``transform(reference, v)`` against ``reference`` for every value ``v``.
-- :func:`default_metrics` — SNR, SI-SNR, Multi-Mel-SNR and, when :mod:`msr_lib.metrics` provides it, Zimtohrli,
-  all as ``fn(estimate, reference, sample_rate) -> float``.
+- :func:`default_metrics` — SNR, SI-SNR, Multi-Mel-SNR and Zimtohrli from the registry
+  :data:`msr_lib.metrics.METRICS`, keyed by their labels; each is called ``metric(estimate, reference, sample_rate)``.
 - :func:`standard_transforms` — gain, EQ, delay, reverb, compression, MP3 and noise, each with its sweep.
 - :func:`find_value` — the transform strength that gives a target score (to build equal-score pairs).
-- :func:`plot_metric_curves` — one panel per transform, dB metrics on the left axis, Zimtohrli on a twin axis.
+- :func:`plot_metric_curves` — one panel per transform, dB metrics on the left axis, distances on a twin axis.
 """
 from __future__ import annotations
 
@@ -14,32 +16,28 @@ from typing import Callable
 
 import numpy as np
 
-from msr_lib import metrics as _metrics
 from msr_lib.audio import SAMPLE_RATE
 from msr_lib.errors import MSRError
+from msr_lib.metrics import METRICS, Metric
 
-Metric = Callable[[np.ndarray, np.ndarray, int], float]
+#: a metric of a curve: a registry :class:`~msr_lib.metrics.Metric` or any ``fn(estimate, reference, sample_rate)``
+ScoreFn = Callable[[np.ndarray, np.ndarray, int], float]
 Transform = Callable[[np.ndarray, float], np.ndarray]
-
-#: metrics where a larger number means a worse estimate (a distance, not an SNR)
-LOWER_IS_BETTER = frozenset({"Zimtohrli"})
 
 
 def default_metrics(*, zimtohrli: bool = True) -> dict[str, Metric]:
-    """SNR, SI-SNR, Multi-Mel-SNR (dB, higher is better) and Zimtohrli (a distance, lower is better) when
-    :mod:`msr_lib.metrics` has ``zimtohrli_distance``; every one as ``fn(estimate, reference, sample_rate)``."""
-    out: dict[str, Metric] = {
-        "SNR": lambda est, ref, sr: _metrics.snr(est, ref),
-        "SI-SNR": lambda est, ref, sr: _metrics.si_snr(est, ref),
-        "Multi-Mel-SNR": lambda est, ref, sr: _metrics.multi_mel_snr(est, ref, sr),
-    }
-    distance = getattr(_metrics, "zimtohrli_distance", None)
-    if zimtohrli and distance is not None:
-        out["Zimtohrli"] = lambda est, ref, sr: distance(est, ref, sr)
-    return out
+    """``{label: registry metric}``: SNR, SI-SNR, Multi-Mel-SNR (dB, higher is better) and, unless
+    ``zimtohrli=False``, Zimtohrli (a distance, lower is better)."""
+    names = ("snr", "si_snr", "multi_mel_snr") + (("zimtohrli",) if zimtohrli else ())
+    return {METRICS[name].label: METRICS[name] for name in names}
 
 
-def metric_curve(reference, transform: Transform, values, metrics: dict[str, Metric] | None = None,
+def _lower_is_better(label: str) -> bool:
+    """Whether the curve named ``label`` is a registry metric where a larger number is a worse estimate."""
+    return any(m.label == label and not m.higher_is_better for m in METRICS.values())
+
+
+def metric_curve(reference, transform: Transform, values, metrics: dict[str, ScoreFn] | None = None,
                  sample_rate: int = SAMPLE_RATE) -> dict[str, np.ndarray]:
     """Score ``transform(reference, v)`` against ``reference`` for each ``v`` in ``values``.
 
@@ -58,7 +56,7 @@ def metric_curve(reference, transform: Transform, values, metrics: dict[str, Met
     return {"values": values, **curves}
 
 
-def find_value(reference, transform: Transform, target: float, metric: Metric, low: float, high: float,
+def find_value(reference, transform: Transform, target: float, metric: ScoreFn, low: float, high: float,
                sample_rate: int = SAMPLE_RATE, *, steps: int = 30) -> float:
     """The ``v`` in ``[low, high]`` where ``metric(transform(reference, v), reference)`` equals ``target``, by
     bisection; the score must change monotonically over the interval (either direction)."""
@@ -141,8 +139,8 @@ def standard_transforms(sample_rate: int = SAMPLE_RATE, points: int = 7) -> dict
 def plot_metric_curves(curves: dict[str, dict], sweeps: dict[str, Sweep] | None = None, *, ncols: int = 4,
                        db_limits: tuple[float, float] = (-25.0, 60.0)):
     """One panel per transform: the dB metrics on the left axis (clipped to ``db_limits``; an unchanged signal
-    scores far above), Zimtohrli (if present) on an inverted twin axis, the same range in every panel, so that
-    *up is better* everywhere and the panels compare."""
+    scores far above), lower-is-better metrics (Zimtohrli, if present) on an inverted twin axis, the same range in
+    every panel, so that *up is better* everywhere and the panels compare."""
     import matplotlib.pyplot as plt
 
     names = list(curves)
@@ -150,7 +148,7 @@ def plot_metric_curves(curves: dict[str, dict], sweeps: dict[str, Sweep] | None 
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.1 * ncols, 3.2 * nrows), squeeze=False)
     colors = {"SNR": "tab:blue", "SI-SNR": "tab:orange", "Multi-Mel-SNR": "tab:green", "Zimtohrli": "tab:purple"}
     handles = {}
-    distances = [np.nanmax(c[m]) for c in curves.values() for m in c if m in LOWER_IS_BETTER]
+    distances = [np.nanmax(c[m]) for c in curves.values() for m in c if m != "values" and _lower_is_better(m)]
     distance_top = max(distances, default=0.0) * 1.05 + 1e-9   # one shared distance axis: panels compare
     for ax, name in zip(axes.flat, names):
         curve = curves[name]
@@ -160,7 +158,7 @@ def plot_metric_curves(curves: dict[str, dict], sweeps: dict[str, Sweep] | None 
             if metric == "values":
                 continue
             color = colors.get(metric)
-            if metric in LOWER_IS_BETTER:
+            if _lower_is_better(metric):
                 twin = twin or ax.twinx()
                 (line,) = twin.plot(x, y, "s--", color=color, ms=4, label=f"{metric} (right axis)")
             else:

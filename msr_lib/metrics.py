@@ -1,48 +1,50 @@
 """Metrics: how close is an estimated stem to the clean reference?
 
-- :func:`multi_mel_snr` — the MSR challenge's headline metric (DESIGN.md): a scale-invariant gain on the estimate,
-  then mel power spectrograms at 48 kHz at three resolutions, SNR in dB, mean over resolutions, then channels.
-  :func:`multi_mel_snr_batch` computes it for whole torch batches on any device (a validation metric in training).
+Lesson: notebooks/02_measuring_restoration.ipynb
+
+- :func:`multi_mel_snr` — the MSR challenge's headline metric (docs/DESIGN.md): a scale-invariant gain on the
+  estimate, then mel power spectrograms at 48 kHz at three resolutions, SNR in dB, mean over resolutions, then
+  channels. :func:`multi_mel_snr_batch` computes it for whole torch batches on any device (a validation metric in
+  training).
 - :func:`si_snr` — scale-invariant SNR of the waveform (arXiv 1811.10418), also called "SI-SDR". Per channel.
 - :func:`snr` — plain, **not** scale-invariant SNR of the waveform. This is the "SDR" of MUSDB-style leaderboards
   as the Music Demixing Challenge defines it (10·log10((Σref² + 1e-7) / (Σ(ref − est)² + 1e-7)), sums over samples
   *and* channels), **not** BSS-eval's SDR (``museval``), which first allows a distortion filter.
 - :func:`zimtohrli_distance` — perceptual distance (PyPI ``zimtohrli``), **lower is better**, 0 for identical
   signals; :func:`zimtohrli_mos` maps it to an approximate mean opinion score (1–5, higher is better).
-- :func:`fad_clap` — needs CLAP weights the user has on disk; none are bundled and nothing is downloaded.
-  :func:`frechet_distance` is the Fréchet distance between two embedding sets, for anyone who has embeddings.
-- :data:`METRICS` — name → :class:`Metric` (``fn(estimate, reference, sample_rate) -> float``, ``higher_is_better``,
-  ``unit``), what ``msr evaluate`` scores with.
+- :func:`frechet_distance` — the Fréchet distance between two embedding sets. **FAD-CLAP is not available in this
+  workbench:** no CLAP model ships with it and nothing is downloaded; anyone who has embeddings can compare them
+  with this function.
+- :data:`METRICS` — the one metric registry: name → :class:`Metric` (``fn(estimate, reference, sample_rate) ->
+  float``, ``higher_is_better``, ``unit``, ``label``), what ``msr evaluate``, :mod:`msr_lib.evaluate` and
+  :mod:`msr_lib.metric_curves` score with.
 
 Inputs are ``(channels, samples)`` numpy arrays or torch tensors (1-D is taken as mono); estimate and reference must
 have the same shape and finite samples, or :class:`~msr_lib.errors.AudioError` is raised.
 
-Silent references: a reference channel whose peak is below ``SILENCE_PEAK`` (1e-6, −120 dBFS: digital silence or
-24-bit dither) has no meaningful score. Per-channel metrics (Multi-Mel-SNR, SI-SNR, Zimtohrli) leave such channels
-out of their channel mean, and return ``nan`` when every channel is silent; :func:`snr` (one sum over all channels)
-returns ``nan`` when the whole reference is silent. :mod:`msr_lib.evaluate` leaves ``nan`` stems out of its means
-and counts them.
+Silent references: a reference channel whose peak is at or below :data:`msr_lib.audio.SILENT_PEAK` (−120 dBFS:
+digital silence or 24-bit dither) has no meaningful score. Per-channel metrics (Multi-Mel-SNR, SI-SNR, Zimtohrli)
+leave such channels out of their channel mean, and return ``nan`` when every channel is silent; :func:`snr` (one sum
+over all channels) returns ``nan`` when the whole reference is silent. :mod:`msr_lib.evaluate` leaves silent stems
+out of its means and counts them.
 """
 from __future__ import annotations
 
 import functools
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 
-from msr_lib.audio import resample
+from msr_lib.audio import SILENT_PEAK, resample
 from msr_lib.errors import AudioError, MSRError
 
 METRIC_SAMPLE_RATE = 48_000
 #: (n_fft, hop, n_mels) of the three mel resolutions of Multi-Mel-SNR.
 MEL_RESOLUTIONS = ((512, 256, 80), (1024, 512, 128), (2048, 1024, 192))
 EPS = 1e-8
-#: a reference channel with a lower peak than this counts as silent (−120 dBFS)
-SILENCE_PEAK = 1e-6
 #: Multi-Mel-SNR needs more than n_fft/2 samples at 48 kHz for the reflect padding of the largest resolution
 MIN_MEL_SAMPLES = MEL_RESOLUTIONS[-1][0] // 2 + 1
 #: shortest signal passed to zimtohrli (its C++ core crashes the process on signals under ~4000 samples)
@@ -129,7 +131,7 @@ def multi_mel_snr_batch(estimate: torch.Tensor, reference: torch.Tensor, sample_
         value = 10 * torch.log10(signal / (noise + EPS))
         total = value if total is None else total + value
     values = total / len(MEL_RESOLUTIONS)                                   # (..., channels)
-    values = values.masked_fill(reference.abs().amax(-1) < SILENCE_PEAK, float("nan"))
+    values = values.masked_fill(reference.abs().amax(-1) <= SILENT_PEAK, float("nan"))
     return _nanmean_channels(values) if reduce_channels else values
 
 
@@ -208,7 +210,7 @@ def _to_48k(audio: torch.Tensor, sample_rate: int) -> np.ndarray:
 
 def multi_mel_snr(estimate, reference, sample_rate: int) -> float:
     """Multi-Mel-SNR in dB (higher is better) of one ``(channels, samples)`` estimate (numpy or torch) against its
-    reference, as DESIGN.md defines it.
+    reference, as docs/DESIGN.md defines it.
 
     Audio at other rates is resampled to 48 kHz with soxr (high quality) first; computed in float64 on the CPU.
     Silent reference channels are left out of the channel mean; ``nan`` when every channel is silent.
@@ -232,7 +234,7 @@ def si_snr(estimate, reference, sample_rate: int | None = None) -> float:
     ref = ref - ref.mean(-1, keepdim=True)
     target = (est * ref).sum(-1, keepdim=True) / (ref.square().sum(-1, keepdim=True) + EPS) * ref
     values = 10 * torch.log10(target.square().sum(-1) / ((est - target).square().sum(-1) + EPS) + EPS)
-    values = values.masked_fill(ref.abs().amax(-1) < SILENCE_PEAK, float("nan"))
+    values = values.masked_fill(ref.abs().amax(-1) <= SILENT_PEAK, float("nan"))
     return float(_nanmean_channels(values))
 
 
@@ -242,7 +244,7 @@ def snr(estimate, reference, sample_rate: int | None = None) -> float:
     Not scale-invariant: a correct estimate at the wrong level scores low. ``nan`` for a silent reference.
     ``sample_rate`` is accepted for the common metric signature and not needed."""
     est, ref = _pair(estimate, reference, torch.float64)
-    if float(ref.abs().max()) < SILENCE_PEAK:
+    if float(ref.abs().max()) <= SILENT_PEAK:
         return float("nan")
     delta = 1e-7
     return float(10 * torch.log10((ref.square().sum() + delta) / ((ref - est).square().sum() + delta)))
@@ -278,7 +280,7 @@ def zimtohrli_distance(estimate, reference, sample_rate: int) -> float:
         raise MSRError(f"zimtohrli expects {model.sample_rate} Hz audio; this code assumes 48 kHz")
     distances = []
     for e, r in zip(est48, ref48):
-        if np.abs(r).max() < SILENCE_PEAK:
+        if np.abs(r).max() <= SILENT_PEAK:
             continue
         distances.append(float(model.distance(np.ascontiguousarray(r, np.float32),
                                               np.ascontiguousarray(e, np.float32))))
@@ -295,7 +297,7 @@ def zimtohrli_mos(estimate, reference, sample_rate: int) -> float:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# FAD-CLAP
+# Fréchet distance (the core of FAD)
 # ----------------------------------------------------------------------------------------------------------------
 def frechet_distance(embeddings_a, embeddings_b) -> float:
     """Fréchet distance between two ``(n, dim)`` embedding sets (Gaussian fits): ‖μa − μb‖² +
@@ -315,46 +317,28 @@ def frechet_distance(embeddings_a, embeddings_b) -> float:
     return float(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a) + np.trace(cov_b) - 2 * np.trace(covmean))
 
 
-def fad_clap(estimates, references, *, checkpoint=None) -> float:
-    """Fréchet Audio Distance on CLAP embeddings — only with CLAP weights the user has on disk.
-
-    Always raises :class:`~msr_lib.errors.MSRError` with one line: without ``checkpoint`` (or with a missing file)
-    it says why the metric is unavailable; with an existing checkpoint it says that computing CLAP embeddings is not
-    implemented here (it needs a CLAP model package such as ``laion_clap``, which is not a dependency). Embeddings
-    computed elsewhere can be compared with :func:`frechet_distance`.
-    """
-    if checkpoint is None:
-        raise MSRError("FAD-CLAP needs CLAP weights on disk (pass checkpoint=PATH to a CLAP checkpoint); "
-                       "none are bundled and nothing is downloaded")
-    path = Path(checkpoint).expanduser()
-    if not path.is_file():
-        raise MSRError(f"FAD-CLAP needs CLAP weights on disk ({path} is not a file); "
-                       "none are bundled and nothing is downloaded")
-    raise MSRError(f"FAD-CLAP is not implemented beyond locating {path}: computing CLAP embeddings needs a CLAP "
-                   "model package (e.g. laion_clap), which is not a dependency; use metrics.frechet_distance on "
-                   "embeddings computed elsewhere")
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # Registry
 # ----------------------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Metric:
-    """One scoring function ``fn(estimate, reference, sample_rate) -> float`` and how to read its numbers."""
+    """One scoring function ``fn(estimate, reference, sample_rate) -> float`` and how to read its numbers:
+    ``name`` (the registry key, what ``--metrics`` takes), ``label`` (how tables and plots title it)."""
 
     name: str
     fn: Callable[..., float]
     higher_is_better: bool
     unit: str
+    label: str
 
     def __call__(self, estimate, reference, sample_rate: int) -> float:
         return self.fn(estimate, reference, sample_rate)
 
 
-#: the metrics ``msr evaluate`` can score with, by name
-METRICS: dict[str, Metric] = {
-    "multi_mel_snr": Metric("multi_mel_snr", multi_mel_snr, True, "dB"),
-    "si_snr": Metric("si_snr", si_snr, True, "dB"),
-    "snr": Metric("snr", snr, True, "dB"),
-    "zimtohrli": Metric("zimtohrli", zimtohrli_distance, False, "distance"),
-}
+#: the one metric registry, by name
+METRICS: dict[str, Metric] = {m.name: m for m in (
+    Metric(name="snr", fn=snr, higher_is_better=True, unit="dB", label="SNR"),
+    Metric(name="si_snr", fn=si_snr, higher_is_better=True, unit="dB", label="SI-SNR"),
+    Metric(name="multi_mel_snr", fn=multi_mel_snr, higher_is_better=True, unit="dB", label="Multi-Mel-SNR"),
+    Metric(name="zimtohrli", fn=zimtohrli_distance, higher_is_better=False, unit="distance", label="Zimtohrli"),
+)}

@@ -6,7 +6,7 @@ from msr_lib.errors import MSRError
 from msr_lib.metric_curves import (
     add_noise, default_metrics, delay, find_value, metric_curve, plot_metric_curves, standard_transforms,
 )
-from msr_lib.metrics import si_snr, snr
+from msr_lib.metrics import METRICS, si_snr, snr
 
 SR = 44_100
 
@@ -19,8 +19,14 @@ def reference():
     return np.stack([tone, np.roll(tone, 17)]).astype(np.float32)
 
 
+def test_default_metrics_are_the_registry_entries_by_label():
+    assert default_metrics() == {"SNR": METRICS["snr"], "SI-SNR": METRICS["si_snr"],
+                                 "Multi-Mel-SNR": METRICS["multi_mel_snr"], "Zimtohrli": METRICS["zimtohrli"]}
+    assert list(default_metrics(zimtohrli=False)) == ["SNR", "SI-SNR", "Multi-Mel-SNR"]
+
+
 def test_gain_curve_snr_punishes_level_si_snr_does_not(reference):
-    metrics = {k: v for k, v in default_metrics(zimtohrli=False).items()}
+    metrics = default_metrics(zimtohrli=False)
     curve = metric_curve(reference, lambda x, g: x * np.float32(10 ** (g / 20)), [-6.0, 0.0, 6.0], metrics, SR)
     assert list(curve) == ["values", "SNR", "SI-SNR", "Multi-Mel-SNR"]
     assert np.allclose(curve["values"], [-6, 0, 6])
@@ -79,4 +85,7 @@ def test_plot_has_one_panel_per_transform(reference):
     assert [ax.get_title() for ax in titled] == ["a", "b"]
     twins = [ax for ax in fig.axes if not ax.get_title() and ax.get_ylabel()]
     assert len(twins) == 2 and all(t.get_ylim()[0] == twins[0].get_ylim()[0] for t in twins)   # one shared axis
+    assert twins[0].get_ylim()[0] > twins[0].get_ylim()[1]                  # inverted: up is better there too
+    assert [line.get_label() for line in twins[0].get_lines()] == ["Zimtohrli (right axis)"]
+    assert [line.get_label() for line in titled[0].get_lines()] == ["SNR"]  # a dB metric stays on the left axis
     plt.close(fig)
