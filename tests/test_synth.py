@@ -150,6 +150,11 @@ def test_corpus_source_arranges_a_real_piece():
     assert np.array_equal(total.astype(np.float32), song.clean_mix)
 
 
+def test_corpus_source_draws_again_when_the_piece_has_fewer_than_four_voices():
+    song = synth.render_song(9, 2.0, source="corpus", soundfont=SMALL_FONT)  # seed 9 first draws a two-part prelude
+    assert song.info["source"] == "corpus" and "bwv846" not in song.info["piece"]
+
+
 def test_synthesize_songs_writes_folders_whose_mix_is_the_sum(tmp_path):
     paths = synth.synthesize_songs(tmp_path, songs=2, seconds=2.0, seed=5, source="mixed", soundfont=SMALL_FONT,
                                    workers=1, progress=False)

@@ -67,8 +67,15 @@ def arrange_corpus_piece(seed: int, seconds: float, rng: np.random.Generator) ->
     paths = piece_paths(kind)
     if not paths:
         raise MSRError("the music21 corpus is not installed (pip install music21)")
-    path = paths[int(rng.integers(len(paths)))]
-    voices, beats, pickup, length, bpm = _read_piece(path)
+    for _ in range(len(paths)):
+        path = paths[int(rng.integers(len(paths)))]
+        try:
+            voices, beats, pickup, length, bpm = _read_piece(path)
+            break
+        except MSRError:  # not a four-voice piece (the Bach folder also holds two-part preludes): draw again
+            continue
+    else:
+        raise MSRError(f"no four-voice {kind} found in the music21 corpus")
     if kind == "chorale" or bpm is None or not 70 <= bpm <= 160:
         bpm = float(rng.integers(72, 101) if kind == "chorale" else rng.integers(90, 131))
     beat_seconds = 60.0 / bpm
