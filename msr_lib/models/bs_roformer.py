@@ -16,7 +16,7 @@ no MSST or lucidrains code.
 - :func:`load_msst` builds the model from an MSST ``model:`` section and loads an MSST state dict.
 
 The band split and the mask estimators hold one small module per band and call them in a Python loop. A batched form
-(one matmul per group of equal-width bands) was measured on a 2-core CPU at 0.94–1.02× the loop's time and removed.
+(one matmul per group of equal-width bands) was removed: on a 2-core CPU the loop took 0.94–1.02× its time.
 
 RoPE frequencies: MSST saves a constant ``rotary_embed.freqs`` vector (10000^(−2i/dim_head)) under every attention
 layer. We register it as a persistent, non-trainable *buffer* under the same key, so strict loading of an MSST state
