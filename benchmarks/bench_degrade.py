@@ -21,11 +21,10 @@ from collections import defaultdict  # noqa: E402
 import numpy as np  # noqa: E402
 
 from msr_lib import degrade  # noqa: E402
+from msr_lib.audio import SAMPLE_RATE  # noqa: E402
 from msr_lib.degrade import chains as chain_module  # noqa: E402
 from msr_lib.degrade import effects as effect_module  # noqa: E402
 from msr_lib.stems import INSTRUMENT_STEMS  # noqa: E402
-
-SAMPLE_RATE = 44_100
 
 
 def synthetic_stems(rng: np.random.Generator, seconds: float) -> dict[str, np.ndarray]:

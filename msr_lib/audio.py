@@ -277,7 +277,8 @@ class SongFiles:
 
 
 def mix_kind(name: str) -> str | None:
-    """``"clean_mix"`` or ``"mastered_mix"`` when a file name (without extension, any case) names a mix, else ``None``."""
+    """``"clean_mix"`` or ``"mastered_mix"`` when a file name (without extension, any case) names a mix, else
+    ``None``."""
     key = name.strip().lower()
     if key in CLEAN_MIX_NAMES:
         return "clean_mix"

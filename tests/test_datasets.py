@@ -118,7 +118,8 @@ def test_song_folders_map_aliases_mixture_and_metadata(tmp_path):
     assert b.stems["keyboards"] == [tmp_path / "song_b" / "piano.flac"]
     assert b.stems["other"] == [tmp_path / "song_b" / "kazoo.flac"] and b.extra["unmapped"] == ["kazoo.flac"]
     assert (a.clean_mix, a.mastered_mix) == (tmp_path / "song_a" / "clean_mix.flac", None)
-    assert (b.clean_mix, b.mastered_mix) == (tmp_path / "song_b" / "clean_mix.flac", tmp_path / "song_b" / "mixture.flac")
+    assert (b.clean_mix, b.mastered_mix) == (tmp_path / "song_b" / "clean_mix.flac",
+                                             tmp_path / "song_b" / "mixture.flac")
     assert a.extra["meta"] == {"key": "C", "tempo": 120}
 
 
@@ -271,7 +272,8 @@ def test_active_mask_false_for_absent_and_silent_stems(songs):
 
 @pytest.mark.parametrize("peak_ratio,active", [(0.5, False), (2.0, True)])
 def test_active_mask_follows_active_stem_peak(tmp_path, peak_ratio, active):
-    quiet = entry_from(tmp_path, "q", {"vocals": tone(440, 1.0), "bass": tone(55, 1.0, amp=peak_ratio * ACTIVE_STEM_PEAK)})
+    bass = tone(55, 1.0, amp=peak_ratio * ACTIVE_STEM_PEAK)
+    quiet = entry_from(tmp_path, "q", {"vocals": tone(440, 1.0), "bass": bass})
     item = dataset([quiet], gain_db=(0.0, 0.0), remix_prob=0.0)[0]
     assert item["active"].tolist()[:2] == [True, active]
 
@@ -342,7 +344,8 @@ def test_lazy_reading_matches_preloaded(songs, tmp_path):
     for i in range(4):
         torch.testing.assert_close(lazy[i]["targets"], eager[i]["targets"], atol=1e-6, rtol=0)
     # a file at another rate is resampled per window
-    hi_rate = SongEntry(name="hr", stems={"vocals": [write(tmp_path / "hr" / "vocals.wav", tone(440, 1.0, sr=16000), 16000)]})
+    hi_rate_file = write(tmp_path / "hr" / "vocals.wav", tone(440, 1.0, sr=16000), 16000)
+    hi_rate = SongEntry(name="hr", stems={"vocals": [hi_rate_file]})
     item = dataset([hi_rate], stems=("vocals",), preload=False, gain_db=(0.0, 0.0))[0]
     assert item["targets"].shape == (1, 2, int(0.25 * SR))
     assert abs(float(item["targets"].abs().max()) - 0.1) < 0.01

@@ -9,12 +9,13 @@ import soundfile as sf
 
 from msr_lib import degrade
 from msr_lib.audio import (
-    band_energy_db, crest_factor_db, load_audio, loudness_lufs, peak_dbfs, true_peak_dbtp,
+    SAMPLE_RATE, SILENT_PEAK, band_energy_db, crest_factor_db, load_audio, loudness_lufs, peak_dbfs, rms_dbfs,
+    true_peak_dbtp,
 )
 from msr_lib.cli import main
 from msr_lib.errors import MSRError
 
-SR = 44_100
+SR = SAMPLE_RATE
 
 
 def sine(freq, seconds=1.0, amp=0.5):
@@ -284,6 +285,16 @@ def test_short_and_silent_chunks_stay_finite():
     assert json.dumps(silent.record, allow_nan=False)
 
 
+def test_a_stem_at_digital_silence_passes_its_chain_untouched():
+    chain = {"stem": "vocals", "effects": [{"effect": "saturate", "params": {"drive_db": 5.0}}], "fader_db": -6.0}
+    at_silence = sine(440, 0.1, amp=SILENT_PEAK)
+    assert np.array_equal(degrade.apply_stem_chain(at_silence, SR, chain), at_silence)
+    audible = sine(440, 0.1, amp=10 * SILENT_PEAK)
+    processed = degrade.apply_stem_chain(audible, SR, chain)  # saturated, back at its RMS, then the fader
+    assert crest_factor_db(processed) < crest_factor_db(audible) - 0.5
+    assert abs(rms_dbfs(processed) - (rms_dbfs(audible) - 6.0)) < 0.01
+
+
 def test_degrade_mix_rejects_bad_input():
     with pytest.raises(MSRError):
         degrade.degrade_mix({}, SR, seed=0)
@@ -345,7 +356,7 @@ def test_summarize_record_names_every_stem_and_the_master():
 
     rng = np.random.default_rng(5)
     stems = {name: (0.1 * rng.standard_normal((2, 22050))).astype(np.float32) for name in ("vocals", "bass", "drums")}
-    record = degrade_mix(stems, 44100, seed=3).record
+    record = degrade_mix(stems, SR, seed=3).record
     text = summarize_record(record)
     lines = text.splitlines()
     assert [line.split()[0] for line in lines[:3]] == ["vocals", "bass", "drums"]
@@ -365,10 +376,10 @@ def test_numba_biquads_match_scipy(sections, channels):
     rng = np.random.default_rng(sections)
     audio = (0.3 * rng.standard_normal((channels, 20000))).astype(np.float32)
     freqs = np.geomspace(40, 16000, sections)
-    sos = np.stack([biquad_sos("peak", f, 44100, gain_db=float(g), q=2.0)
+    sos = np.stack([biquad_sos("peak", f, SR, gain_db=float(g), q=2.0)
                     for f, g in zip(freqs, rng.uniform(-6, 6, sections))])
     expected = scipy.signal.sosfilt(sos, audio.astype(np.float64), axis=-1)
     np.testing.assert_allclose(sos_filter(sos, audio), expected, atol=2e-6)
-    hp = scipy.signal.butter(2, 25.0, btype="highpass", fs=44100, output="sos")
-    np.testing.assert_allclose(high_pass(audio, 44100, cutoff_hz=25.0),
+    hp = scipy.signal.butter(2, 25.0, btype="highpass", fs=SR, output="sos")
+    np.testing.assert_allclose(high_pass(audio, SR, cutoff_hz=25.0),
                                scipy.signal.sosfiltfilt(hp, audio.astype(np.float64), axis=-1), atol=2e-6)

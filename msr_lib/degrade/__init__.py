@@ -18,8 +18,9 @@ from msr_lib.degrade.mix import DegradeResult, degrade_mix, degrade_song_folder,
 from msr_lib.degrade.summary import summarize_record
 
 __all__ = [
-    "EFFECTS", "MAX_LOUDNESS_GAIN_DB", "DegradeResult", "MasteredMix", "TruePeakMeter", "add_reverb", "apply_effect", "apply_master_chain",
-    "apply_stem_chain", "band_limit", "compress", "degrade_mix", "degrade_song_folder", "equalize", "high_pass",
-    "limit_true_peak", "loudness_gain_db", "measure_levels", "measure_loudness_lufs", "mp3_codec",
-    "normalize_loudness", "sample_master_chain", "sample_stem_chain", "saturate", "summarize_record", "true_peak_db",
+    "EFFECTS", "MAX_LOUDNESS_GAIN_DB", "DegradeResult", "MasteredMix", "TruePeakMeter", "add_reverb", "apply_effect",
+    "apply_master_chain", "apply_stem_chain", "band_limit", "compress", "degrade_mix", "degrade_song_folder",
+    "equalize", "high_pass", "limit_true_peak", "loudness_gain_db", "measure_levels", "measure_loudness_lufs",
+    "mp3_codec", "normalize_loudness", "sample_master_chain", "sample_stem_chain", "saturate", "summarize_record",
+    "true_peak_db",
 ]

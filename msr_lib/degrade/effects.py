@@ -163,6 +163,8 @@ def saturate(audio, sample_rate: int | None = None, *, drive_db: float, mix: flo
 FREEVERB_COMBS = (1116, 1188, 1277, 1356, 1422, 1491, 1557, 1617)
 FREEVERB_ALLPASSES = (556, 441, 341, 225)
 FREEVERB_SPREAD = 23
+#: The rate Freeverb's delay lengths (in samples) are tuned for; other rates scale them.
+FREEVERB_RATE = 44_100
 
 
 @functools.lru_cache(maxsize=1)
@@ -222,7 +224,7 @@ def add_reverb(audio, sample_rate: int, *, room_size: float, damping: float, wet
         # pedalboard/JUCE scale dry by 2, so dry_level=0.5 is unity.
         board = pedalboard.Reverb(room_size=room_size, damping=damping, wet_level=wet, dry_level=0.5, width=width)
         return board(audio, sample_rate)
-    scale = sample_rate / 44_100
+    scale = sample_rate / FREEVERB_RATE
     combs = [int(d * scale) for d in FREEVERB_COMBS] + [int((d + FREEVERB_SPREAD) * scale) for d in FREEVERB_COMBS]
     allpasses = [int((d + spread) * scale) for d in FREEVERB_ALLPASSES for spread in (0, FREEVERB_SPREAD)]
     wet_gain = 3.0 * wet  # JUCE's scale factors: wet × 3, damping × 0.4, feedback 0.7 + 0.28 × room size
@@ -496,18 +498,21 @@ def _smoothed_reduction_db(envelope: np.ndarray, threshold: float, window: int, 
 
 # ---------------------------------------------------------------- lossy codec
 
+#: A rate LAME encodes, used for input at a rate it refuses.
+MP3_FALLBACK_RATE = 44_100
+
 def mp3_codec(audio, sample_rate: int, *, vbr_quality: float) -> np.ndarray:
     """Encode and decode as MP3 (LAME VBR via pedalboard; quality 0 = best … 10 = worst); same length, aligned.
 
-    Rates LAME does not take are resampled to 44.1 kHz and back.
+    Rates LAME does not take are resampled to :data:`MP3_FALLBACK_RATE` and back.
     """
     audio = _as_audio(audio)
     codec = pedalboard.MP3Compressor(vbr_quality=float(vbr_quality))
     try:
         out = codec(audio, sample_rate)
     except ValueError:
-        coded = codec(resample(audio, sample_rate, 44_100), 44_100)
-        out = resample(coded, 44_100, sample_rate)
+        coded = codec(resample(audio, sample_rate, MP3_FALLBACK_RATE), MP3_FALLBACK_RATE)
+        out = resample(coded, MP3_FALLBACK_RATE, sample_rate)
     return fit_length(np.ascontiguousarray(out, dtype=np.float32), audio.shape[-1])
 
 
