@@ -10,6 +10,9 @@ Conversions done on load (all documented, none silent about failures):
 
 Refused with one clear :class:`~msr_lib.errors.AudioError` line: missing, empty (0 samples), unreadable/corrupt
 files, and NaN or infinite samples.
+
+Song folders (``<song>/<stem>.<ext>``, with a clean and/or a mastered mix) are read by :func:`song_files` alone; its
+docstring is the naming policy every reader follows.
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from msr_lib.errors import AudioError
+from msr_lib.errors import AudioError, MSRError
 
 SAMPLE_RATE = 44_100
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
@@ -307,7 +310,7 @@ def song_files(folder, *, unknown: str = "error") -> SongFiles:
     from msr_lib.stems import known_stem, sort_stems
 
     if unknown not in UNKNOWN_NAME_POLICIES:
-        raise AudioError(f"unknown={unknown!r}: choose one of {', '.join(UNKNOWN_NAME_POLICIES)}")
+        raise MSRError(f"unknown={unknown!r}: choose one of {', '.join(UNKNOWN_NAME_POLICIES)}")
     folder = Path(folder)
     if not folder.exists():
         raise AudioError(f"{folder}: no such folder")

@@ -169,7 +169,7 @@ def test_song_files_unknown_names(tmp_path):
     folded = audio.song_files(tmp_path, unknown="other")
     assert folded.stems == {"vocals": (tmp_path / "vocals.flac",), "other": (tmp_path / "kazoo.wav",)}
     assert folded.unknown == (tmp_path / "kazoo.wav",)
-    with pytest.raises(AudioError, match="unknown='ignore'"):
+    with pytest.raises(MSRError, match="unknown=.ignore."):
         audio.song_files(tmp_path, unknown="ignore")
 
 
