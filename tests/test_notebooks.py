@@ -10,13 +10,14 @@ import ast
 import json
 import os
 from pathlib import Path
-from queue import Empty
-from time import monotonic
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from tests.test_measure_lessons import measure_lessons
+
+poll_shell_in_short_steps = measure_lessons.poll_shell_in_short_steps
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
@@ -32,28 +33,6 @@ def test_stored_without_outputs(path):
         if cell["cell_type"] == "code":
             assert cell.get("outputs", []) == [], f"{path.name} has stored outputs"
             assert cell.get("execution_count") is None
-
-
-def poll_shell_in_short_steps(kernel_client, step: float = 0.5) -> None:
-    """Work around nbclient/jupyter_client missing the execute reply of a cell with widgets (jupyter/nbclient#312).
-
-    One long ``shell_channel.get_msg(timeout=…)`` can sleep through a reply that has arrived, so every widget cell
-    would wait out the whole cell timeout; polling in short steps wakes up as soon as the reply is there.
-    """
-    channel = kernel_client.shell_channel
-    original = channel.get_msg
-
-    async def get_msg(timeout=None):
-        deadline = None if timeout is None else monotonic() + timeout
-        while True:
-            wait = step if deadline is None else min(step, max(0.0, deadline - monotonic()))
-            try:
-                return await original(timeout=wait)
-            except Empty:
-                if deadline is not None and monotonic() >= deadline:
-                    raise
-
-    channel.get_msg = get_msg
 
 
 def answer_names(source: str) -> list[str]:

@@ -1,0 +1,185 @@
+"""Execute lessons in a preset and measure what a student's machine goes through: the README's lesson table.
+
+    python scripts/measure_lessons.py                       # every lesson, laptop preset
+    python scripts/measure_lessons.py 00 02 --preset quick --out /tmp/executed --json lessons.json
+
+Each lesson runs top to bottom in a fresh kernel (nbclient), with ``MSR_PRESET`` set. Measured: wall time (kernel
+start to last cell), the slowest cell (index and seconds), the peak resident memory of the kernel process and all
+its children (RSS summed over the process tree, polled every 0.5 s), and the size of the executed notebook, written
+to ``--out`` (default: a temporary folder; never over ``notebooks/``). Prints a markdown table, writes ``--json``
+when given, and exits 1 when a lesson fails.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from queue import Empty
+from time import monotonic
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+POLL_SECONDS = 0.5
+
+
+def poll_shell_in_short_steps(kernel_client, step: float = 0.5) -> None:
+    """Work around nbclient/jupyter_client missing the execute reply of a cell with widgets (jupyter/nbclient#312).
+
+    One long ``shell_channel.get_msg(timeout=…)`` can sleep through a reply that has arrived, so every widget cell
+    would wait out the whole cell timeout; polling in short steps wakes up as soon as the reply is there.
+    """
+    channel = kernel_client.shell_channel
+    original = channel.get_msg
+
+    async def get_msg(timeout=None):
+        deadline = None if timeout is None else monotonic() + timeout
+        while True:
+            wait = step if deadline is None else min(step, max(0.0, deadline - monotonic()))
+            try:
+                return await original(timeout=wait)
+            except Empty:
+                if deadline is not None and monotonic() >= deadline:
+                    raise
+
+    channel.get_msg = get_msg
+
+
+class PeakTreeRSS:
+    """Polls the summed RSS of a process and its children in a thread; ``peak`` is the largest sum seen (bytes)."""
+
+    def __init__(self, pid: int, every: float = POLL_SECONDS):
+        import psutil
+
+        self.root, self.every, self.peak = psutil.Process(pid), every, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> None:
+        import psutil
+
+        total = 0
+        try:
+            processes = [self.root] + self.root.children(recursive=True)
+        except psutil.NoSuchProcess:
+            return
+        for process in processes:
+            try:
+                total += process.memory_info().rss
+            except psutil.NoSuchProcess:
+                pass
+        self.peak = max(self.peak, total)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._sample()
+            self._stop.wait(self.every)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+
+def lesson_paths(names) -> list[Path]:
+    """Lesson notebooks by number (``00``), stem (``00_welcome``) or path; every lesson for no names."""
+    lessons = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    if not names:
+        return lessons
+    found = []
+    for name in names:
+        path = Path(name)
+        if path.suffix == ".ipynb" and path.exists():
+            found.append(path)
+            continue
+        matches = [p for p in lessons if p.stem == name or p.stem.split("_")[0] == name]
+        if not matches:
+            raise SystemExit(f"no lesson {name!r}; lessons: {', '.join(p.stem for p in lessons)}")
+        found += matches
+    return found
+
+
+def measure_lesson(path: Path, *, preset: str, out_dir: Path, cell_timeout: int) -> dict:
+    """Execute one lesson in a fresh kernel; return its measurements (``ok`` False with ``error`` if a cell failed)."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    from msr_lib.audio import atomic_file
+
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(nb, timeout=cell_timeout, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent)}})
+    cell_seconds: list[tuple[int, float]] = []
+    error = None
+    start = monotonic()
+    with client.setup_kernel(env=dict(os.environ, MSR_PRESET=preset)):
+        poll_shell_in_short_steps(client.kc)
+        with PeakTreeRSS(client.km.provisioner.pid) as memory:
+            for index, cell in enumerate(nb.cells):
+                began = monotonic()
+                try:
+                    client.execute_cell(cell, index)
+                except CellExecutionError as failure:
+                    error = f"cell {index}: " + (str(failure).strip().splitlines() or ["failed"])[-1]
+                    break
+                finally:
+                    cell_seconds.append((index, monotonic() - began))
+    wall = monotonic() - start
+    executed = out_dir / path.name
+    with atomic_file(executed) as tmp:
+        nbformat.write(nb, tmp)
+    slowest = max(cell_seconds, key=lambda item: item[1], default=(None, 0.0))
+    return {"lesson": path.stem, "preset": preset, "ok": error is None, "error": error, "wall_s": round(wall, 1),
+            "slowest_cell": {"index": slowest[0], "seconds": round(slowest[1], 1)},
+            "peak_rss_mb": round(memory.peak / 2**20), "executed_mb": round(executed.stat().st_size / 2**20, 1),
+            "executed": str(executed)}
+
+
+def markdown_table(results: list[dict]) -> str:
+    """The lesson table: lesson | wall | slowest cell | peak RSS | executed size."""
+    lines = ["| lesson | wall | slowest cell | peak RSS | executed size |", "|---|---|---|---|---|"]
+    for r in results:
+        wall = f"{r['wall_s'] / 60:.1f} min" + ("" if r["ok"] else f" (failed: {r['error']})")
+        slowest = f"cell {r['slowest_cell']['index']}: {r['slowest_cell']['seconds']:.0f} s"
+        lines.append(f"| {r['lesson']} | {wall} | {slowest} | {r['peak_rss_mb'] / 1024:.2f} GB | "
+                     f"{r['executed_mb']:.1f} MB |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("lessons", nargs="*", help="lesson numbers, names or paths (default: every lesson)")
+    parser.add_argument("--preset", default="laptop")
+    parser.add_argument("--out", type=Path, help="folder for the executed notebooks (default: a temporary folder)")
+    parser.add_argument("--json", type=Path, help="write the measurements here")
+    parser.add_argument("--cell-timeout", type=int, default=1800, help="seconds one cell may take")
+    args = parser.parse_args(argv)
+
+    paths = lesson_paths(args.lessons)
+    out_dir = args.out or Path(tempfile.mkdtemp(prefix="msr_lessons_"))
+    if out_dir.resolve() == NOTEBOOKS.resolve():
+        raise SystemExit("--out must not be notebooks/: the lessons are stored without outputs")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = []
+    for path in paths:
+        results.append(measure_lesson(path, preset=args.preset, out_dir=out_dir, cell_timeout=args.cell_timeout))
+        print(f"{path.stem}: {'ok' if results[-1]['ok'] else results[-1]['error']}", file=sys.stderr, flush=True)
+    print(markdown_table(results))
+    print(f"\nexecuted notebooks in {out_dir}")
+    if args.json:
+        from msr_lib.audio import atomic_file
+
+        with atomic_file(args.json) as tmp:
+            Path(tmp).write_text(json.dumps(results, indent=1) + "\n")
+    return 0 if all(r["ok"] for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
