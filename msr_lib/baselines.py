@@ -1,11 +1,16 @@
 """Floors and ceilings for every results table: 'mixture as estimate' and the oracle ideal masks.
 
+Lesson: notebooks/02_measuring_restoration.ipynb
+
 - :func:`mixture_as_estimate` — every stem's estimate is the mixture itself: the score of doing nothing (a floor).
 - :func:`ideal_ratio_mask` (IRM) and :func:`ideal_binary_mask` (IBM) — oracle masks computed from the *clean*
   stems' STFT magnitudes and applied to the mixture's STFT: the best a real-valued time-frequency mask can do when it
   knows the answer (a ceiling for mask-based separation).
+- :func:`baseline_estimates` — the baselines of one mixture; :class:`msr_lib.evaluate.ScoreBoard` puts them in its
+  first rows.
 - :func:`oracle_rows` — master each song of a folder with :func:`msr_lib.degrade.degrade_mix`, compute the three
-  baselines on the mastered mixture and score them against the clean stems (:mod:`msr_lib.evaluate`).
+  baselines on the mastered mixture and score them against the clean stems with every metric asked for
+  (``msr evaluate --baselines``).
 
 **On a mastered mixture the oracle masks are not a true ceiling.** A mask only re-weights the mixture's
 time-frequency bins; it cannot undo EQ, compression, saturation, reverb, limiting or codec artefacts that the
@@ -18,8 +23,6 @@ Multi-Mel-SNR and SI-SNR are scale-invariant, so that does not matter to them; p
 not scale-invariant and scores every baseline on a mastered mixture low partly because of the level alone.
 """
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -124,38 +127,40 @@ def ideal_binary_mask(mixture, clean_stems: dict[str, np.ndarray], *, n_fft: int
     return _apply_masks(mixture, masks, _stft(mixture, n_fft, hop), n_fft, hop)
 
 
-def baseline_estimates(mixture, clean_stems: dict[str, np.ndarray], *, n_fft: int = 2048,
+def baseline_estimates(mixture, clean_stems: dict[str, np.ndarray], *, names=BASELINES, n_fft: int = 2048,
                        hop: int = 512) -> dict[str, dict[str, np.ndarray]]:
-    """All three baselines for one mixture: ``{"mixture": …, "irm": …, "ibm": …}`` (IRM with power 1)."""
-    return {
-        "mixture": mixture_as_estimate(mixture, clean_stems),
-        "irm": ideal_ratio_mask(mixture, clean_stems, n_fft=n_fft, hop=hop, power=1.0),
-        "ibm": ideal_binary_mask(mixture, clean_stems, n_fft=n_fft, hop=hop),
+    """The baselines ``names`` (some of :data:`BASELINES`, in that order) for one mixture:
+    ``{"mixture": …, "irm": …, "ibm": …}`` (IRM with power 1)."""
+    unknown = [name for name in names if name not in BASELINES]
+    if unknown:
+        raise MSRError(f"unknown baseline {unknown[0]!r}; expected some of {', '.join(BASELINES)}")
+    build = {
+        "mixture": lambda: mixture_as_estimate(mixture, clean_stems),
+        "irm": lambda: ideal_ratio_mask(mixture, clean_stems, n_fft=n_fft, hop=hop, power=1.0),
+        "ibm": lambda: ideal_binary_mask(mixture, clean_stems, n_fft=n_fft, hop=hop),
     }
-
-
-def song_seed(seed: int, index: int) -> int:
-    """The degradation seed of the ``index``-th song of an :func:`oracle_rows` run (derived, reproducible)."""
-    return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1)[0])
+    return {name: build[name]() for name in BASELINES if name in names}
 
 
 def oracle_rows(song_dirs, *, seed: int = 0, metrics=("multi_mel_snr", "si_snr"), degrade: bool = True,
                 codec: bool = True, sample_rate: int = SAMPLE_RATE, progress: bool | None = False):
     """Score the three baselines on a set of songs: ``{"mixture": EvaluationResult, "irm": …, "ibm": …}``.
 
-    ``song_dirs`` is a list of ``msr synth`` song folders (``<stem>.flac`` + ``mix.flac``) or one folder holding
-    them. Each song's clean stems are mastered with :func:`msr_lib.degrade.degrade_mix` (seed
-    :func:`song_seed` ``(seed, i)``, recorded per song in ``result.info["seeds"]``); with ``degrade=False`` the
-    mixture is the plain sum of the stems. The baselines are computed on that mixture and scored against the clean
-    stems (scale-invariant metrics ignore the mastered level; plain SNR does not — see the module docstring).
+    ``song_dirs`` is a list of ``msr synth`` song folders or one folder holding them
+    (:func:`msr_lib.evaluate.song_folders`). Each song's clean stems are mastered by
+    :func:`msr_lib.evaluate.song_mixture` (seed :func:`msr_lib.data.synth.song_seed` ``(seed, i)``, recorded per song
+    in ``result.info["seeds"]``); with ``degrade=False`` the mixture is the plain sum of the stems. The baselines are
+    computed on that mixture and scored against the clean stems (scale-invariant metrics ignore the mastered level;
+    plain SNR does not — see the module docstring).
     """
-    from msr_lib.audio import load_song_stems
-    from msr_lib.degrade import degrade_mix
-    from msr_lib.evaluate import Scorer, resolve_metrics
     from tqdm.auto import tqdm
 
+    from msr_lib.audio import load_song_stems
+    from msr_lib.data.synth import song_seed
+    from msr_lib.evaluate import Scorer, resolve_metrics, song_folders, song_mixture
+
     metric_list = resolve_metrics(metrics)
-    dirs = _song_dirs(song_dirs)
+    dirs = song_folders(song_dirs)
     scorers = {name: Scorer(metric_list) for name in BASELINES}
     seeds = {}
     disable = None if progress is None else not progress  # None: a bar only on a terminal
@@ -163,37 +168,11 @@ def oracle_rows(song_dirs, *, seed: int = 0, metrics=("multi_mel_snr", "si_snr")
         stems = load_song_stems(song_dir, sample_rate)
         if degrade:
             seeds[song_dir.name] = song_seed(seed, i)
-            mixture = degrade_mix(stems, sample_rate, seed=seeds[song_dir.name], codec=codec).mixture
-        else:
-            mixture = np.sum(list(stems.values()), axis=0, dtype=np.float32)
+        mixture = song_mixture(stems, mix="mastered" if degrade else "clean", seed=seeds.get(song_dir.name),
+                               sample_rate=sample_rate, codec=codec)
         for name, estimates in baseline_estimates(mixture, stems).items():
             scorers[name].add_song(song_dir.name, estimates, stems, sample_rate)
     info = {"songs": len(dirs), "seed": int(seed), "degrade": bool(degrade), "codec": bool(codec and degrade),
             "seeds": seeds}
     return {name: scorer.result(info={**info, "baseline": name, "title": BASELINE_TITLES[name]})
             for name, scorer in scorers.items()}
-
-
-def _song_dirs(song_dirs) -> list[Path]:
-    from msr_lib.audio import AUDIO_EXTENSIONS, MIXTURE_NAMES
-
-    def has_stems(folder: Path) -> bool:
-        return any(p.suffix.lower() in AUDIO_EXTENSIONS and p.stem.lower() not in MIXTURE_NAMES
-                   and not p.name.startswith(".") for p in folder.iterdir())
-
-    if isinstance(song_dirs, (str, Path)):
-        root = Path(song_dirs)
-        if not root.is_dir():
-            raise MSRError(f"{root}: no such folder")
-        dirs = [root] if has_stems(root) else sorted(p for p in root.iterdir() if p.is_dir()
-                                                     and not p.name.startswith(".") and has_stems(p))
-        if not dirs:
-            raise MSRError(f"{root}: no song folders with stem audio files (expected {root}/<song>/<stem>.flac)")
-        return dirs
-    dirs = [Path(d) for d in song_dirs]
-    if not dirs:
-        raise MSRError("no song folders given")
-    for d in dirs:
-        if not d.is_dir():
-            raise MSRError(f"{d}: no such folder")
-    return dirs

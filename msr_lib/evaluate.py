@@ -1,98 +1,81 @@
-"""Score estimated stems against references, folder against folder: ``msr evaluate``.
+"""Score estimated stems against references: folder against folder (``msr evaluate``), and a score board of
+separators, folders and oracle baselines on songs in memory (:class:`ScoreBoard`, :func:`score_separator`).
 
-Layouts (estimates and references each one of them):
+Lessons: notebooks/02_measuring_restoration.ipynb, notebooks/03_bs_roformer.ipynb, notebooks/04_curriculum_lora.ipynb
+
+Every score goes through :meth:`Scorer.add_song`, whose rules hold everywhere:
+
+- **silent** — a reference whose peak is at or below :data:`msr_lib.audio.SILENT_PEAK` (−120 dBFS): no score is
+  meaningful, so the stem is left out of every mean and counted;
+- **missing** — a (non-silent) reference stem with no estimate (also every stem of a reference song with no
+  estimate folder);
+- **extra** — an estimate with no reference stem (or an unknown stem name, or a song with no reference);
+- **length mismatch** — estimate and reference are both trimmed to the shorter one and the pair is listed;
+- a metric that still returns ``nan``/``inf`` (e.g. one silent channel of a stereo reference) is stored as
+  ``null`` and left out of the means.
+
+Folder layouts of :func:`evaluate` (estimates and references each one of them):
 
 - **song folders** — ``<dir>/<song>/<stem>.<ext>``: songs are matched by folder name;
 - **flat folder** — ``<dir>/<stem>.<ext>``: one song. Two flat folders are matched to each other whatever their names;
   a flat folder against song folders matches the song of the same name (or the only song there).
 
-Stems are matched by canonical stem name (:func:`msr_lib.stems.canonical_stem`, so ``vocal.wav`` matches
-``vocals.flac``); mixture files (``mix``, ``mixture``, ``master``…) are skipped. Nothing about the match is fatal:
+Folders are read by :func:`msr_lib.audio.song_files`: stems are matched by canonical stem name (``vocal.wav``
+matches ``vocals.flac``; several files of one stem are summed), mix files (``clean_mix``, ``mastered_mix``,
+``mixture``…) are skipped, unknown names are reported as extra. Audio is loaded stereo (mono duplicated) at
+``sample_rate`` (``None``: each reference's own rate; the estimate is resampled to it). :class:`EvaluationResult`
+holds per-song, per-stem values, per-stem summaries (mean, median, count), overall means (over all scored song-stem
+pairs, not the mean of the stem means), prints a table and writes JSON atomically.
 
-- **missing** — a (non-silent) reference stem with no estimate (also every stem of a reference song with no
-  estimate folder);
-- **extra** — an estimate with no reference stem (or an unknown stem name, or a song with no reference);
-- **silent** — a reference whose peak is at or below :data:`SILENT_PEAK` (−120 dBFS): no SNR is meaningful, so the
-  stem is left out of every mean and counted;
-- **length mismatch** — estimate and reference are both trimmed to the shorter one and the pair is listed;
-- a metric that still returns ``nan``/``inf`` (e.g. one silent channel of a stereo reference) is stored as
-  ``null`` and left out of the means.
-
-Audio is loaded stereo (mono duplicated) at ``sample_rate`` (``None``: each reference's own rate; the estimate is
-resampled to it). :class:`EvaluationResult` holds per-song, per-stem values, per-stem summaries (mean, median,
-count), overall means (over all scored song-stem pairs, not the mean of the stem means), prints a table and writes
-JSON atomically.
+A :class:`ScoreBoard` scores one metric: rows (a separator, a folder of estimates, a dict of arrays) × stems, the
+baselines of :mod:`msr_lib.baselines` first; its means per row are means over stems of the per-stem means, and the
+gain of a row is its mean improvement over the "mixture as estimate" floor.
 """
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-from msr_lib.audio import atomic_file
+from msr_lib.audio import SAMPLE_RATE, SILENT_PEAK, atomic_file
+from msr_lib.baselines import BASELINE_TITLES, BASELINES, baseline_estimates
 from msr_lib.errors import MSRError
+from msr_lib.metrics import METRICS, Metric
 
-#: References whose peak (all channels) is at or below this are "silent" (−120 dBFS).
-SILENT_PEAK = 1e-6
 DEFAULT_METRICS = ("multi_mel_snr", "si_snr")
+#: what :func:`score_separator` separates: the plain sum of the reference stems, or that sum mastered
+MIXES = ("clean", "mastered")
 
 
-@dataclass(frozen=True)
-class MetricSpec:
-    """What evaluation needs of a metric: ``fn(estimate, reference, sample_rate) -> float``."""
-    name: str
-    fn: Callable
-    higher_is_better: bool = True
-    unit: str = "dB"
-
-
-def _builtin_metrics() -> dict[str, MetricSpec]:
-    from msr_lib import metrics
-
-    registry = getattr(metrics, "METRICS", None)
-    if registry:
-        return {name: MetricSpec(name, m.fn, bool(m.higher_is_better), str(m.unit)) for name, m in registry.items()}
-    return {
-        "multi_mel_snr": MetricSpec("multi_mel_snr", metrics.multi_mel_snr),
-        "si_snr": MetricSpec("si_snr", lambda est, ref, sr: metrics.si_snr(est, ref)),
-        "snr": MetricSpec("snr", lambda est, ref, sr: metrics.snr(est, ref)),
-    }
-
-
-def available_metrics() -> list[str]:
-    """Metric names :func:`evaluate` accepts."""
-    return list(_builtin_metrics())
-
-
-def resolve_metrics(metrics) -> list[MetricSpec]:
-    """Metric names (a sequence or a comma-separated string) → specs. Unknown names raise :class:`MSRError`.
-
-    ``zimtohrli`` is accepted for the registry's Zimtohrli entry whatever its exact name."""
+def resolve_metrics(metrics) -> list[Metric]:
+    """Metric names (a sequence or a comma-separated string; registry entries pass through) → registry entries of
+    :data:`msr_lib.metrics.METRICS`, without repeats. Unknown names raise :class:`MSRError`."""
     if isinstance(metrics, str):
         metrics = [m for m in (part.strip() for part in metrics.split(",")) if m]
     names = list(metrics or [])
     if not names:
         raise MSRError("no metrics given")
-    known = _builtin_metrics()
-    specs = []
+    resolved = []
     for name in names:
-        if isinstance(name, MetricSpec):
-            specs.append(name)
-            continue
-        key = name.strip().lower().replace("-", "_")
-        if key not in known:
-            prefixed = [k for k in known if k.startswith(key)]
-            if key == "zimtohrli" and len(prefixed) == 1:
-                key = prefixed[0]
-            else:
-                raise MSRError(f"unknown metric {name!r}; expected one of {', '.join(known)}")
-        if known[key] not in specs:
-            specs.append(known[key])
-    return specs
+        if not isinstance(name, Metric):
+            key = name.strip().lower().replace("-", "_")
+            if key not in METRICS:
+                raise MSRError(f"unknown metric {name!r}; expected one of {', '.join(METRICS)}")
+            name = METRICS[key]
+        if name not in resolved:
+            resolved.append(name)
+    return resolved
+
+
+def _stem_order(stems) -> list[str]:
+    """Canonical stems in canonical order, then any other names alphabetically."""
+    from msr_lib.stems import STEMS
+
+    return sorted(stems, key=lambda s: (STEMS.index(s) if s in STEMS else len(STEMS), s))
 
 
 def _summary(values: list[float]) -> dict:
@@ -105,12 +88,12 @@ def _json_number(value):
     return None if value is None or not math.isfinite(value) else float(value)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class EvaluationResult:
     """Scores of one evaluation. ``per_song[song][stem][metric]`` → dB (or ``None`` when not finite);
     ``per_stem[stem][metric]`` → ``{"mean", "median", "count"}``; ``means[metric]`` over all scored pairs;
     ``missing``/``extra``/``silent``/``length_mismatches``: lists of dicts with at least ``song`` and ``stem``."""
-    metrics: list[MetricSpec]
+    metrics: list[Metric]
     per_song: dict[str, dict[str, dict[str, float | None]]]
     per_stem: dict[str, dict[str, dict]]
     means: dict[str, float | None]
@@ -207,8 +190,8 @@ def write_json_atomic(path, data) -> Path:
 
 
 class Scorer:
-    """Accumulates per-song scores; used by :func:`evaluate` (folders) and :func:`msr_lib.baselines.oracle_rows`
-    (arrays in memory)."""
+    """Accumulates per-song scores of one set of estimates: the one scoring path (rules: module docstring) behind
+    :func:`evaluate` (folders), every row of a :class:`ScoreBoard` and :func:`msr_lib.baselines.oracle_rows`."""
 
     def __init__(self, metrics):
         self.metrics = resolve_metrics(metrics)
@@ -249,15 +232,15 @@ class Scorer:
             scores[stem] = values
 
     def add_unmatched_song(self, song: str, stems, *, kind: str) -> None:
+        """Record ``stems`` of ``song`` as ``"missing"`` estimates or ``"extra"`` ones, unscored."""
         target = self.missing if kind == "missing" else self.extra
         target.extend({"song": song, "stem": stem} for stem in stems)
 
     def result(self, info: dict | None = None) -> EvaluationResult:
-        from msr_lib.stems import STEMS
-
+        """What was scored so far: per song, per stem (canonical order; silent-only stems with count 0), overall."""
         stems = {stem for song in self.per_song.values() for stem in song}
         stems |= {i["stem"] for i in self.silent}
-        order = sorted(stems, key=lambda s: (STEMS.index(s) if s in STEMS else len(STEMS), s))
+        order = _stem_order(stems)
         per_stem = {}
         for stem in order:
             per_stem[stem] = {}
@@ -276,30 +259,29 @@ class Scorer:
 
 # ---------------------------------------------------------------- folders
 
-def _scan_stems(folder: Path) -> tuple[dict[str, Path], list[str]]:
-    """``({canonical stem: file}, [unknown names])`` of the audio files directly in ``folder`` (mixtures skipped)."""
-    from msr_lib.audio import AUDIO_EXTENSIONS, MIXTURE_NAMES
-    from msr_lib.stems import canonical_stem
+def _scan_stems(folder: Path) -> tuple[dict[str, tuple[Path, ...]], list[str]]:
+    """``({canonical stem: files}, [unknown file names])`` of the audio files directly in ``folder`` (mixes
+    skipped), as :func:`msr_lib.audio.song_files` reads them."""
+    from msr_lib.audio import song_files
 
-    found: dict[str, Path] = {}
-    unknown: list[str] = []
-    for path in sorted(folder.iterdir()):
-        if not path.is_file() or path.name.startswith(".") or path.suffix.lower() not in AUDIO_EXTENSIONS:
-            continue
-        if path.stem.lower() in MIXTURE_NAMES:
-            continue
-        try:
-            stem = canonical_stem(path.stem)
-        except MSRError:
-            unknown.append(path.name)
-            continue
-        if stem in found:
-            raise MSRError(f"{folder}: two files for stem {stem!r}: {found[stem].name} and {path.name}")
-        found[stem] = path
-    return found, unknown
+    files = song_files(folder, unknown="keep")
+    return files.stems, [path.name for path in files.unknown]
 
 
-def _songs(root, role: str) -> tuple[dict[str, tuple[dict[str, Path], list[str]]], bool]:
+def _load_stem(paths, sample_rate: int | None) -> tuple[np.ndarray, int]:
+    """The files of one stem, stereo at ``sample_rate`` (``None``: the first file's rate), summed (zero-padded to
+    the longest): ``(audio, rate)``."""
+    from msr_lib.audio import fit_length, load_audio_with_rate
+
+    audio, rate = load_audio_with_rate(paths[0], sample_rate)
+    for path in paths[1:]:
+        more, _ = load_audio_with_rate(path, rate)
+        length = max(audio.shape[1], more.shape[1])
+        audio = fit_length(audio, length) + fit_length(more, length)
+    return audio, rate
+
+
+def _songs(root, role: str) -> tuple[dict[str, tuple[dict[str, tuple[Path, ...]], list[str]]], bool]:
     """``({song: (stems, unknown)}, flat)`` of a folder in either layout."""
     root = Path(root)
     if not root.exists():
@@ -329,8 +311,6 @@ def evaluate(estimates, references, *, metrics=DEFAULT_METRICS, sample_rate: int
     """
     from tqdm.auto import tqdm
 
-    from msr_lib.audio import load_audio_with_rate
-
     specs = resolve_metrics(metrics)
     ref_songs, ref_flat = _songs(references, "references")
     est_songs, est_flat = _songs(estimates, "estimates")
@@ -353,9 +333,310 @@ def evaluate(estimates, references, *, metrics=DEFAULT_METRICS, sample_rate: int
     for song in tqdm(matched, desc="evaluate", unit="song", disable=disable):
         ref_files, _ = ref_songs[song]
         est_files, est_unknown = est_songs[song]
-        refs = {stem: (lambda p=path: load_audio_with_rate(p, sample_rate)) for stem, path in ref_files.items()}
-        ests = {stem: (lambda rate, p=path: load_audio_with_rate(p, rate)) for stem, path in est_files.items()}
+        refs = {stem: (lambda p=paths: _load_stem(p, sample_rate)) for stem, paths in ref_files.items()}
+        ests = {stem: (lambda rate, p=paths: _load_stem(p, rate)) for stem, paths in est_files.items()}
         scorer.add_song(song, ests, refs, sample_rate)
         scorer.add_unmatched_song(song, est_unknown, kind="extra")
     return scorer.result(info={"estimates": str(estimates), "references": str(references),
                                "sample_rate": sample_rate})
+
+
+# ---------------------------------------------------------------- score boards
+
+def _fingerprint(references: dict, mixture: np.ndarray) -> tuple:
+    """A cheap identity of a song's audio: a later row of the same song must bring the same references and mix."""
+    def one(audio):
+        return audio.shape, float(np.abs(audio).sum(dtype=np.float64))
+
+    return tuple((stem, *one(audio)) for stem, audio in references.items()) + (one(mixture),)
+
+
+def _is_separator(estimates) -> bool:
+    return callable(estimates) and hasattr(estimates, "stems") and hasattr(estimates, "sample_rate")
+
+
+class ScoreBoard:
+    """One metric's per-stem scores of several rows on the same songs: the baselines (``"mixture"``: the mixture
+    as every estimate, the floor; ``"irm"``/``"ibm"``: oracle masks, see :mod:`msr_lib.baselines`) first, then the
+    estimate rows in the order they were first added.
+
+    ``board.add_song(song, references=…, mixture=…, estimates={row: …})`` scores each row's estimates of one song
+    against its references — a row is a ``{stem: (channels, samples) array}`` dict, a folder of ``<stem>.<ext>``
+    files (read by :func:`msr_lib.audio.song_files`, loaded at ``sample_rate``) or a loaded separator (``.stems``,
+    ``.sample_rate``; it separates ``mixture`` here). The baselines are computed from ``mixture`` and the
+    references the first time a song is added; adding the same song again (same references and mixture) adds
+    rows only. Silent references are left out and counted (:attr:`silent`).
+    """
+
+    def __init__(self, *, metric: str = "multi_mel_snr", baselines=("mixture",), sample_rate: int = SAMPLE_RATE):
+        (self.metric,) = resolve_metrics([metric])
+        unknown = [b for b in baselines if b not in BASELINES]
+        if unknown:
+            raise MSRError(f"unknown baseline {unknown[0]!r}; expected some of {', '.join(BASELINES)}")
+        self.baselines = tuple(b for b in BASELINES if b in baselines)
+        self.sample_rate = int(sample_rate)
+        self.rows: dict[str, Scorer] = {name: Scorer([self.metric]) for name in self.baselines}
+        self._songs: dict[str, tuple] = {}
+
+    # ------------------------------------------------------------ adding
+    def add_song(self, song: str, *, references: Mapping, mixture, estimates: Mapping | None = None) -> None:
+        """Score ``estimates`` (``{row: dict | folder | separator}``) of ``song`` and, the first time the song is
+        added, the baselines. Raises :class:`MSRError` for a row that already scored this song, a baseline's name
+        as a row, or a song added before with other references or another mixture."""
+        from msr_lib.audio import check_audio
+
+        song = str(song)
+        if not references:
+            raise MSRError(f"{song}: no reference stems given")
+        references = {stem: check_audio(audio, f"{song}/{stem} reference") for stem, audio in references.items()}
+        mixture = check_audio(mixture, f"{song} mixture")
+        key = _fingerprint(references, mixture)
+        if song in self._songs and self._songs[song] != key:
+            raise MSRError(f"{song}: added before with other references or another mixture; give it another name")
+        rows = {}
+        for row, estimate in (estimates or {}).items():
+            if row in BASELINES:
+                raise MSRError(f"row name {row!r} is a baseline's; name the estimates otherwise")
+            if row in self.rows and song in self.rows[row].per_song:
+                raise MSRError(f"{song}: row {row!r} has scored this song already")
+            rows[row] = self._estimates(song, row, estimate, mixture)
+        if song not in self._songs:
+            for name, estimate in baseline_estimates(mixture, references, names=self.baselines).items():
+                self.rows[name].add_song(song, estimate, references, self.sample_rate)
+            self._songs[song] = key
+        for row, (estimate, unknown) in rows.items():
+            scorer = self.rows.setdefault(row, Scorer([self.metric]))
+            scorer.add_song(song, estimate, references, self.sample_rate)
+            scorer.add_unmatched_song(song, unknown, kind="extra")
+
+    def _estimates(self, song: str, row: str, estimates, mixture: np.ndarray) -> tuple[dict, list[str]]:
+        """``({stem: array or loader}, [unknown file names])`` of one row of one song."""
+        if isinstance(estimates, Mapping):
+            return dict(estimates), []
+        if isinstance(estimates, (str, Path)):
+            stems, unknown = _scan_stems(Path(estimates))
+            if not stems:
+                raise MSRError(f"{song}: row {row!r}: no stem audio files in {estimates}")
+            return {stem: (lambda rate, p=paths: _load_stem(p, rate)) for stem, paths in stems.items()}, unknown
+        if _is_separator(estimates):
+            from msr_lib.separate import separate
+
+            if estimates.sample_rate != self.sample_rate:
+                raise MSRError(f"row {row!r}: the separator runs at {estimates.sample_rate} Hz, the board scores "
+                               f"at {self.sample_rate} Hz")
+            return separate(mixture, estimates, progress=False), []
+        raise MSRError(f"{song}: row {row!r}: estimates must be a {{stem: array}} dict, a folder of <stem>.<ext> "
+                       f"files or a loaded separator, got {type(estimates).__name__}")
+
+    # ------------------------------------------------------------ reading
+    def _scorer(self, row: str) -> Scorer:
+        if row not in self.rows:
+            raise MSRError(f"no row {row!r}; rows: {', '.join(self.rows) or '(none)'}")
+        return self.rows[row]
+
+    def title(self, row: str) -> str:
+        """How tables and plots name ``row``: a baseline's title, else the row name."""
+        return BASELINE_TITLES.get(row, row)
+
+    @property
+    def songs(self) -> list[str]:
+        """The songs added, in order."""
+        return list(self._songs)
+
+    @property
+    def silent(self) -> list[dict]:
+        """``{"song", "stem"}`` of every silent reference (left out of every row)."""
+        seen = []
+        for scorer in self.rows.values():
+            seen += [item for item in scorer.silent if item not in seen]
+        return seen
+
+    def per_stem(self, row: str) -> dict[str, dict]:
+        """``{stem: {"mean", "median", "count"}}`` of ``row``, scored stems only, canonical order."""
+        summaries = self._scorer(row).result().per_stem
+        return {stem: s[self.metric.name] for stem, s in summaries.items() if s[self.metric.name]["count"]}
+
+    def means(self) -> dict[str, dict[str, float]]:
+        """``{row: {stem: mean over songs}}``, rows in order, scored stems only."""
+        return {row: {stem: s["mean"] for stem, s in self.per_stem(row).items()} for row in self.rows}
+
+    def counts(self, row: str) -> dict[str, int]:
+        """``{stem: songs scored}`` of ``row``."""
+        return {stem: s["count"] for stem, s in self.per_stem(row).items()}
+
+    def mean(self, row: str) -> float:
+        """The mean over stems of ``row``'s per-stem means (``nan`` when no stem was scored)."""
+        values = [s["mean"] for s in self.per_stem(row).values()]
+        return float(np.mean(values)) if values else float("nan")
+
+    def gain(self, row: str) -> float:
+        """Mean over the stems both rows scored of ``row``'s improvement over the ``"mixture"`` floor, per-stem
+        mean against per-stem mean (positive = better, also for a lower-is-better metric); ``nan`` when they share
+        no stem."""
+        if "mixture" not in self.rows:
+            raise MSRError("the gain over the floor needs the 'mixture' baseline: ScoreBoard(baselines=('mixture', …))")
+        self._scorer(row)
+        means = self.means()
+        row_means, floor = means[row], means["mixture"]
+        sign = 1.0 if self.metric.higher_is_better else -1.0
+        gains = [sign * (value - floor[stem]) for stem, value in row_means.items() if stem in floor]
+        return float(np.mean(gains)) if gains else float("nan")
+
+    def _stems(self) -> list[str]:
+        return _stem_order({stem for row in self.rows for stem in self.per_stem(row)})
+
+    def _axis_label(self) -> str:
+        arrow = "↑" if self.metric.higher_is_better else "↓"
+        return f"{self.metric.label} ({self.metric.unit}, {arrow} better)"
+
+    def table(self) -> str:
+        """A text table: a line per row (songs, per-stem means, mean over stems, gain over the floor), then the
+        songs scored per stem and notes on silent references, missing/extra estimates and trimmed lengths."""
+        stems = self._stems()
+        means = self.means()
+
+        def number(value, signed=False):
+            if value is None or not math.isfinite(value):
+                return "–"
+            return f"{value:+.2f}" if signed else f"{value:.2f}"
+
+        header = ["", "songs", *stems, "mean"] + (["gain"] if "mixture" in self.rows else [])
+        lines = [header]
+        for row in self.rows:
+            cells = [self.title(row), str(len(self.rows[row].per_song))]
+            cells += [number(means[row].get(stem)) for stem in stems] + [number(self.mean(row))]
+            if "mixture" in self.rows:
+                cells.append("floor" if row == "mixture" else number(self.gain(row), signed=True))
+            lines.append(cells)
+        first = next(iter(self.rows), None)
+        if first is not None:
+            counts = self.counts(first)
+            lines.append(["songs scored per stem", ""] + [str(counts.get(stem, 0)) for stem in stems])
+        widths = [max(len(line[i]) for line in lines if i < len(line)) for i in range(len(header))]
+        text = [f"{self._axis_label()}: per stem the mean over songs, mean = over stems"
+                + (", gain = over the floor (mixture as estimate)" if "mixture" in self.rows else "")]
+        for line in lines:
+            text.append("  ".join([line[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(line[1:], widths[1:])])
+                        .rstrip())
+        if self.silent:
+            text.append(f"silent references (left out): {len(self.silent)} ({_pairs(self.silent)})")
+        for row, scorer in self.rows.items():
+            for label, items in (("missing estimates", scorer.missing), ("extra estimates", scorer.extra),
+                                 ("length mismatches (trimmed to the shorter)", scorer.length_mismatches)):
+                if items:
+                    text.append(f"{self.title(row)}: {label}: {len(items)} ({_pairs(items)})")
+        return "\n".join(text)
+
+    def plot(self, ax=None, title: str = ""):
+        """Grouped bars: a group per stem, a bar per row (the floor grey), legend, the metric and unit on the y axis.
+        Draws on ``ax`` (else a new figure); ``title`` defaults to the metric and the number of songs. Returns the
+        figure."""
+        import matplotlib.pyplot as plt
+
+        stems = self._stems()
+        means = self.means()
+        if ax is None:
+            fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(stems) + 2.0), 3.4))
+        else:
+            fig = ax.figure
+        positions = np.arange(len(stems))
+        width = 0.8 / max(len(self.rows), 1)
+        for j, row in enumerate(self.rows):
+            offset = (j - (len(self.rows) - 1) / 2) * width
+            ax.bar(positions + offset, [means[row].get(stem, np.nan) for stem in stems], width,
+                   label=self.title(row), color="0.6" if row == "mixture" else None)
+        ax.set_xticks(positions, stems)
+        ax.set_ylabel(self._axis_label())
+        ax.axhline(0, color="k", lw=0.8)
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=8)
+        songs = len(self._songs)
+        ax.set_title(title or f"{self.metric.label} per stem, {songs} song{'s' if songs != 1 else ''}")
+        fig.tight_layout()
+        return fig
+
+    def to_dict(self) -> dict:
+        """JSON-able content: the metric, and per row its title, songs, per-stem summaries, mean and gain."""
+        rows = {}
+        for row, scorer in self.rows.items():
+            rows[row] = {"title": self.title(row), "songs": len(scorer.per_song), "per_stem": self.per_stem(row),
+                         "mean": _json_number(self.mean(row)),
+                         "gain": _json_number(self.gain(row)) if "mixture" in self.rows else None,
+                         "per_song": {song: {stem: v[self.metric.name] for stem, v in stems.items()}
+                                      for song, stems in scorer.per_song.items()},
+                         "missing": scorer.missing, "extra": scorer.extra,
+                         "length_mismatches": scorer.length_mismatches}
+        return {"metric": {"name": self.metric.name, "label": self.metric.label, "unit": self.metric.unit,
+                           "higher_is_better": self.metric.higher_is_better},
+                "sample_rate": self.sample_rate, "songs": self.songs, "rows": rows, "silent": self.silent}
+
+
+def _pairs(items: list[dict], shown: int = 6) -> str:
+    text = ", ".join(f"{i['song']}/{i['stem']}" for i in items[:shown])
+    return text + (f", … (+{len(items) - shown})" if len(items) > shown else "")
+
+
+def song_folders(songs) -> list[Path]:
+    """Song folders from a list of folders or from one folder: itself when it holds stems, else its sub-folders
+    that do (sorted). Raises :class:`MSRError` when there are none or a folder is missing."""
+    from msr_lib.audio import song_files
+
+    def has_stems(folder: Path) -> bool:
+        return bool(song_files(folder, unknown="keep").stems)
+
+    if isinstance(songs, (str, Path)):
+        root = Path(songs)
+        if not root.is_dir():
+            raise MSRError(f"{root}: no such folder")
+        folders = [root] if has_stems(root) else sorted(p for p in root.iterdir() if p.is_dir()
+                                                        and not p.name.startswith(".") and has_stems(p))
+        if not folders:
+            raise MSRError(f"{root}: no song folders with stem audio files (expected {root}/<song>/<stem>.flac)")
+        return folders
+    folders = [Path(d) for d in songs]
+    if not folders:
+        raise MSRError("no song folders given")
+    for folder in folders:
+        if not folder.is_dir():
+            raise MSRError(f"{folder}: no such folder")
+    return folders
+
+
+def song_mixture(references: Mapping, *, mix: str, seed: int | None = None, sample_rate: int = SAMPLE_RATE,
+                 codec: bool = True) -> np.ndarray:
+    """The mixture a separator is scored on: the plain sum of the reference stems (``mix="clean"``) or that sum
+    mastered by :func:`msr_lib.degrade.degrade_mix` with ``seed`` (``"mastered"``; silent stems left out of the
+    chain draws)."""
+    if mix not in MIXES:
+        raise MSRError(f"mix must be one of {', '.join(MIXES)}, got {mix!r}")
+    if mix == "clean":
+        return np.sum(list(references.values()), axis=0, dtype=np.float32)
+    from msr_lib.degrade import degrade_mix
+
+    playing = {stem: audio for stem, audio in references.items() if np.abs(audio).max() > SILENT_PEAK}
+    return degrade_mix(playing, sample_rate, seed=seed, codec=codec).mastered_mix
+
+
+def score_separator(separator, songs, *, mix: str = "clean", baselines=("mixture", "irm"), seed: int = 0,
+                    metric: str = "multi_mel_snr", name: str = "separator", codec: bool = True,
+                    progress: bool = False) -> ScoreBoard:
+    """Score a loaded separator on song folders (:func:`song_folders`): each song's clean stems grouped into the
+    separator's stems (:func:`msr_lib.audio.group_stems`: the stems it lacks fold into ``other``) are the
+    references; the mixture is their sum, mastered for ``mix="mastered"`` with seed
+    :func:`msr_lib.data.synth.song_seed` ``(seed, index)``. Returns the :class:`ScoreBoard` (the separator's row is
+    ``name``)."""
+    from tqdm.auto import tqdm
+
+    from msr_lib.audio import group_stems, load_song_stems
+    from msr_lib.data.synth import song_seed
+
+    if mix not in MIXES:
+        raise MSRError(f"mix must be one of {', '.join(MIXES)}, got {mix!r}")
+    folders = song_folders(songs)
+    board = ScoreBoard(metric=metric, baselines=baselines, sample_rate=separator.sample_rate)
+    for index, folder in enumerate(tqdm(folders, desc="score", unit="song", disable=not progress)):
+        references = group_stems(load_song_stems(folder, separator.sample_rate), separator.stems)
+        mixture = song_mixture(references, mix=mix, seed=song_seed(seed, index), sample_rate=separator.sample_rate,
+                               codec=codec)
+        board.add_song(folder.name, references=references, mixture=mixture, estimates={name: separator})
+    return board

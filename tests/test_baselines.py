@@ -3,9 +3,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from msr_lib.audio import load_song_stems
 from msr_lib.baselines import (
-    ideal_binary_mask, ideal_ratio_mask, mixture_as_estimate, oracle_rows, song_seed,
+    BASELINES, baseline_estimates, ideal_binary_mask, ideal_ratio_mask, mixture_as_estimate, oracle_rows,
 )
+from msr_lib.data.synth import song_seed
 from msr_lib.degrade import degrade_mix
 from msr_lib.errors import MSRError
 from msr_lib.metrics import multi_mel_snr, si_snr
@@ -94,7 +96,7 @@ def test_masks_reject_bad_input():
 def test_on_a_degraded_mix_the_irm_still_beats_the_mixture_but_is_no_ceiling():
     stems = two_stems(seconds=1.5, seed=3)
     plain = stems["bass"] + stems["drums"]
-    mastered = degrade_mix(stems, SR, seed=7).mixture
+    mastered = degrade_mix(stems, SR, seed=7).mastered_mix
     floor = score(mixture_as_estimate(mastered, stems), stems)
     irm = score(ideal_ratio_mask(mastered, stems), stems)
     irm_plain = score(ideal_ratio_mask(plain, stems), stems)
@@ -108,11 +110,24 @@ def test_song_seed_is_reproducible_and_differs_per_song():
     assert len({song_seed(0, i) for i in range(5)} | {song_seed(1, 0)}) == 6
 
 
+def test_baseline_estimates_builds_the_names_asked_for_in_table_order():
+    stems = two_stems(seconds=0.5)
+    mix = stems["bass"] + stems["drums"]
+    every = baseline_estimates(mix, stems)
+    assert list(every) == list(BASELINES)
+    some = baseline_estimates(mix, stems, names=("irm", "mixture"))
+    assert list(some) == ["mixture", "irm"]
+    for name in some:
+        assert all(np.array_equal(some[name][s], every[name][s]) for s in stems)
+    with pytest.raises(MSRError, match="unknown baseline"):
+        baseline_estimates(mix, stems, names=("mixture", "wiener"))
+
+
 def write_song(folder, stems):
     folder.mkdir(parents=True)
     for name, audio in stems.items():
         sf.write(folder / f"{name}.flac", audio.T, SR, subtype="PCM_24")
-    sf.write(folder / "mix.flac", sum(stems.values()).T, SR, subtype="PCM_24")
+    sf.write(folder / "clean_mix.flac", sum(stems.values()).T, SR, subtype="PCM_24")
 
 
 def test_oracle_rows_over_song_folders(tmp_path):
@@ -125,6 +140,9 @@ def test_oracle_rows_over_song_folders(tmp_path):
         assert result.per_stem["bass"]["si_snr"]["count"] == 2
         assert result.info["seeds"] == {"a": song_seed(3, 0), "b": song_seed(3, 1)}
     assert rows["irm"].means["si_snr"] > rows["mixture"].means["si_snr"]
+    loaded = load_song_stems(tmp_path / "songs" / "b")             # the mastered mix of song b, by hand
+    mastered = degrade_mix(loaded, SR, seed=song_seed(3, 1), codec=False).mastered_mix
+    assert rows["mixture"].per_song["b"]["bass"]["si_snr"] == pytest.approx(si_snr(mastered, loaded["bass"]))
     plain = oracle_rows([tmp_path / "songs" / "a"], metrics=("si_snr",), degrade=False)
     assert plain["irm"].means["si_snr"] > 15
     with pytest.raises(MSRError):

@@ -1,13 +1,18 @@
-"""msr_lib.evaluate and `msr evaluate`: matching, reporting, summaries, JSON, CLI."""
+"""msr_lib.evaluate and `msr evaluate`: matching, reporting, summaries, JSON, CLI; ScoreBoard and score_separator."""
 import json
 
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
+from msr_lib.baselines import ideal_ratio_mask
 from msr_lib.cli import main
 from msr_lib.errors import MSRError
-from msr_lib.evaluate import evaluate, resolve_metrics
+from msr_lib.evaluate import ScoreBoard, evaluate, resolve_metrics, score_separator
+from msr_lib.metrics import multi_mel_snr, si_snr
+from msr_lib.models import Separator
+from msr_lib.separate import separate
 
 SR = 44100
 #: noise level (dB below the reference) of each stem's estimate → expected ordering of the scores
@@ -207,3 +212,197 @@ def test_cli_bad_input_is_one_error_line_and_no_json(tmp_path, capsys, extra, me
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("msr: error:") and message in err[0]
     assert not out.exists()
+
+
+# ---------------------------------------------------------------- ScoreBoard and score_separator
+
+class MixModel(torch.nn.Module):
+    """Fake separator: stem k is ``gains[k]`` × the input plus ``bends[k]`` × its cube (a different, deterministic
+    estimate per stem, not just a scaled mixture)."""
+
+    def __init__(self, gains, bends):
+        super().__init__()
+        self.audio_channels = 2
+        self.register_buffer("gains", torch.tensor(gains, dtype=torch.float32))
+        self.register_buffer("bends", torch.tensor(bends, dtype=torch.float32))
+
+    def forward(self, x):  # (b, c, s) → (b, n, c, s)
+        return x[:, None] * self.gains[None, :, None, None] + x.pow(3)[:, None] * self.bends[None, :, None, None]
+
+
+def mix_separator(stems=("vocals", "bass", "drums"), rate=SR):
+    return Separator(MixModel([0.5, 0.3, 0.2][:len(stems)], [0.0, 2.0, 4.0][:len(stems)]), stems, rate)
+
+
+def song_stems(seed=0, seconds=0.5):
+    """vocals and bass playing, keyboards digitally silent."""
+    return {"vocals": signal(seed, seconds), "bass": 0.5 * signal(seed + 1, seconds),
+            "keyboards": np.zeros((2, int(seconds * SR)), np.float32)}
+
+
+def test_score_board_rows_floor_gain_and_silent_stems():
+    refs = song_stems()
+    mixture = np.sum(list(refs.values()), axis=0)
+    estimates = {stem: noisy(ref, NOISE_DB[stem], 7) for stem, ref in refs.items() if stem != "keyboards"}
+    board = ScoreBoard(metric="si_snr", baselines=("irm", "mixture"), sample_rate=SR)
+    board.add_song("a", references=refs, mixture=mixture, estimates={"noisy": estimates})
+    assert list(board.rows) == ["mixture", "irm", "noisy"]          # baselines first, in BASELINES order
+    expected = {"mixture": {s: si_snr(mixture, refs[s]) for s in ("vocals", "bass")},
+                "irm": {s: si_snr(ideal_ratio_mask(mixture, refs)[s], refs[s]) for s in ("vocals", "bass")},
+                "noisy": {s: si_snr(estimates[s], refs[s]) for s in ("vocals", "bass")}}
+    means = board.means()
+    assert list(means) == list(expected) and all(list(means[r]) == ["vocals", "bass"] for r in means)
+    for row, values in expected.items():
+        assert means[row] == pytest.approx(values)
+        assert board.mean(row) == pytest.approx(np.mean(list(values.values())))
+        assert board.gain(row) == pytest.approx(np.mean([values[s] - expected["mixture"][s] for s in values]))
+    assert board.gain("mixture") == 0.0 and board.gain("noisy") > 10
+    assert board.silent == [{"song": "a", "stem": "keyboards"}]     # left out of every row, counted once
+    assert board.counts("noisy") == {"vocals": 1, "bass": 1}
+    table = board.table()
+    assert "SI-SNR (dB, ↑ better)" in table and "silent references (left out): 1 (a/keyboards)" in table
+    lines = {line.split("  ")[0].strip(): line for line in table.splitlines()}
+    assert lines["Mixture as estimate"].split()[-1] == "floor"
+    assert lines["noisy"].split()[-1] == f"{board.gain('noisy'):+.2f}"
+    assert lines["noisy"].split()[-2] == f"{board.mean('noisy'):.2f}"
+    data = board.to_dict()
+    assert list(data["rows"]) == ["mixture", "irm", "noisy"] and data["silent"] == board.silent
+    assert data["rows"]["noisy"]["gain"] == pytest.approx(board.gain("noisy"))
+    assert data["rows"]["irm"]["per_stem"]["bass"]["mean"] == pytest.approx(expected["irm"]["bass"])
+    json.dumps(data, allow_nan=False)
+
+
+def test_score_board_same_song_later_rows_and_bad_rows():
+    refs = song_stems(seed=2)
+    mixture = np.sum(list(refs.values()), axis=0)
+    good = {s: noisy(refs[s], -30.0, 1) for s in ("vocals", "bass")}
+    bad = {s: noisy(refs[s], 0.0, 2) for s in ("vocals", "bass")}
+    board = ScoreBoard(metric="si_snr", sample_rate=SR)
+    board.add_song("a", references=refs, mixture=mixture, estimates={"good": good})
+    board.add_song("a", references=refs, mixture=mixture, estimates={"bad": bad})    # adds a row, not a song
+    assert list(board.rows) == ["mixture", "good", "bad"] and board.songs == ["a"]
+    assert board.counts("mixture") == {"vocals": 1, "bass": 1}                      # baselines scored once
+    assert board.means()["bad"]["vocals"] == pytest.approx(si_snr(bad["vocals"], refs["vocals"]))
+    assert board.gain("good") > board.gain("bad")
+    board.add_song("b", references=refs, mixture=mixture, estimates={"good": good})  # another song: same rows
+    assert board.counts("good") == {"vocals": 2, "bass": 2} and board.counts("bad") == {"vocals": 1, "bass": 1}
+    cases = [({"estimates": {"good": good}}, "has scored this song already"),
+             ({"estimates": {"irm": good}}, "is a baseline's"),
+             ({"estimates": {"odd": 3.0}}, "estimates must be"),
+             ({"mixture": 2 * mixture}, "added before with other references"),
+             ({"estimates": {"missing": "/no/such/folder"}}, "no such folder")]
+    for change, message in cases:
+        with pytest.raises(MSRError, match=message):
+            board.add_song("a", **{"references": refs, "mixture": mixture, **change})
+    assert list(board.rows) == ["mixture", "good", "bad"]                          # a failed add adds nothing
+    with pytest.raises(MSRError, match="unknown baseline"):
+        ScoreBoard(baselines=("mixture", "oracle"))
+    with pytest.raises(MSRError, match="unknown metric"):
+        ScoreBoard(metric="sdr")
+    with pytest.raises(MSRError, match="no row 'nope'"):
+        board.mean("nope")
+    with pytest.raises(MSRError, match="needs the 'mixture' baseline"):
+        ScoreBoard(baselines=()).gain("good")
+
+
+def test_score_board_folder_row_equals_the_dict_row(tmp_path):
+    refs = song_stems(seed=4)
+    mixture = np.sum(list(refs.values()), axis=0)
+    estimates = {s: noisy(refs[s], -10.0, 3) for s in ("vocals", "bass")}
+    folder = tmp_path / "est"
+    write(folder / "vocal.wav", estimates["vocals"])                 # an alias of vocals
+    write(folder / "bass.wav", estimates["bass"])
+    write(folder / "mastered_mix.wav", mixture)                      # a mix file: skipped
+    write(folder / "click.wav", estimates["bass"])                   # no stem name: extra
+    board = ScoreBoard(metric="si_snr", sample_rate=SR)
+    board.add_song("a", references=refs, mixture=mixture, estimates={"dict": estimates, "folder": folder})
+    assert board.means()["folder"] == pytest.approx(board.means()["dict"], abs=1e-4)
+    assert board.rows["folder"].extra == [{"song": "a", "stem": "click.wav"}]
+    assert "folder: extra estimates: 1 (a/click.wav)" in board.table()
+    short = {"vocals": estimates["vocals"][:, :-100]}                # a shorter estimate: trimmed and listed
+    board.add_song("a", references=refs, mixture=mixture, estimates={"short": short})
+    assert board.rows["short"].missing == [{"song": "a", "stem": "bass"}]
+    assert board.rows["short"].length_mismatches[0]["estimate_samples"] == refs["vocals"].shape[1] - 100
+    assert "short: missing estimates: 1 (a/bass)" in board.table()
+
+
+def test_score_board_separator_row_separates_the_mixture():
+    refs = {"vocals": signal(5, 0.5), "bass": signal(6, 0.5), "drums": 0.2 * signal(7, 0.5)}
+    mixture = np.sum(list(refs.values()), axis=0)
+    separator = mix_separator()
+    board = ScoreBoard(sample_rate=SR)                               # Multi-Mel-SNR, the floor only
+    board.add_song("a", references=refs, mixture=mixture, estimates={"fake": separator})
+    by_hand = separate(mixture, separator, progress=False)
+    expected = {s: multi_mel_snr(by_hand[s], refs[s], SR) for s in refs}
+    assert board.means()["fake"] == pytest.approx(expected, abs=1e-6)
+    assert board.means()["fake"]["drums"] != pytest.approx(board.means()["mixture"]["drums"], abs=0.1)
+    with pytest.raises(MSRError, match="runs at 22050 Hz"):
+        board.add_song("a", references=refs, mixture=mixture, estimates={"slow": mix_separator(rate=22050)})
+
+
+def test_score_board_plot_draws_a_bar_per_row_and_stem():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    refs = song_stems(seed=8)
+    mixture = np.sum(list(refs.values()), axis=0)
+    board = ScoreBoard(metric="si_snr", baselines=("mixture", "irm"), sample_rate=SR)
+    board.add_song("a", references=refs, mixture=mixture,
+                   estimates={"noisy": {s: noisy(refs[s], -20.0, 9) for s in ("vocals", "bass")}})
+    fig = board.plot()
+    ax = fig.axes[0]
+    assert len(ax.containers) == 3
+    for container, (row, means) in zip(ax.containers, board.means().items()):
+        assert [bar.get_height() for bar in container] == pytest.approx([means["vocals"], means["bass"]])
+    floor_color = ax.containers[0][0].get_facecolor()
+    assert floor_color[:3] == pytest.approx((0.6, 0.6, 0.6))
+    assert all(bar.get_facecolor() != floor_color for c in ax.containers[1:] for bar in c)
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["vocals", "bass"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["Mixture as estimate",
+                                                                   "Ideal ratio mask (oracle)", "noisy"]
+    assert ax.get_ylabel() == "SI-SNR (dB, ↑ better)" and ax.get_title() == "SI-SNR per stem, 1 song"
+    plt.close(fig)
+    fig, ax = plt.subplots()
+    assert board.plot(ax, title="mine") is fig and ax.get_title() == "mine"
+    plt.close(fig)
+
+
+def write_song_folder(folder, stems):
+    for name, audio in stems.items():
+        write(folder / f"{name}.flac", audio)
+    write(folder / "clean_mix.flac", np.sum(list(stems.values()), axis=0))
+
+
+@pytest.mark.parametrize("mix", ["clean", "mastered"])
+def test_score_separator_matches_a_hand_computation(tmp_path, mix):
+    from msr_lib.audio import group_stems, load_song_stems
+    from msr_lib.data.synth import song_seed
+    from msr_lib.degrade import degrade_mix
+
+    songs = {"s1": {"vocals": signal(1, 1.0), "bass": signal(2, 1.0), "guitars": 0.5 * signal(3, 1.0)},
+             "s2": {"vocals": signal(4, 1.0), "piano": 0.5 * signal(5, 1.0)}}     # no bass in s2
+    for name, stems in songs.items():
+        write_song_folder(tmp_path / "songs" / name, stems)
+    separator = mix_separator(("vocals", "bass", "other"))
+    board = score_separator(separator, tmp_path / "songs", mix=mix, seed=11, name="fake")
+    assert list(board.rows) == ["mixture", "irm", "fake"] and board.songs == ["s1", "s2"]
+    by_hand = {row: {} for row in board.rows}
+    for index, name in enumerate(("s1", "s2")):
+        refs = group_stems(load_song_stems(tmp_path / "songs" / name), separator.stems)   # guitars, piano → other
+        mixture = np.sum(list(refs.values()), axis=0)
+        if mix == "mastered":
+            playing = {s: a for s, a in refs.items() if a.any()}
+            mixture = degrade_mix(playing, SR, seed=song_seed(11, index)).mastered_mix
+        estimates = {"mixture": {s: mixture for s in refs}, "irm": ideal_ratio_mask(mixture, refs),
+                     "fake": separate(mixture, separator, progress=False)}
+        for row, est in estimates.items():
+            for stem, ref in refs.items():
+                if ref.any():
+                    by_hand[row].setdefault(stem, []).append(multi_mel_snr(est[stem], ref, SR))
+    for row, per_stem in by_hand.items():
+        assert board.means()[row] == pytest.approx({s: np.mean(v) for s, v in per_stem.items()}, abs=1e-6)
+    assert board.counts("fake") == {"vocals": 2, "bass": 1, "other": 2}
+    assert board.silent == [{"song": "s2", "stem": "bass"}]
+    with pytest.raises(MSRError, match="mix must be one of"):
+        score_separator(separator, tmp_path / "songs", mix="loud")
