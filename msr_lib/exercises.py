@@ -48,8 +48,7 @@ def check_close(value, target: float, tolerance: float, *, what: str, unit: str 
         off = float(value) - float(target)
         passed = abs(off) <= tolerance
         line = f"{what} = {float(value):.2f}{unit}, target {target:.2f}{unit} ± {tolerance:g}{unit}"
-        if not passed:
-            line += f": {abs(off):.2f}{unit} too {'high' if off > 0 else 'low'}."
+        line += "." if passed else f": {abs(off):.2f}{unit} too {'high' if off > 0 else 'low'}."
     _verdict(value, passed, line, explanation=explanation, hint=hint, solution=solution)
 
 
