@@ -207,7 +207,7 @@ def test_levels():
 
 
 def test_presets(monkeypatch):
-    assert set(presets.PRESETS) == {"quick", "laptop", "gpu", "paper"}
+    assert set(presets.PRESETS) == {"quick", "laptop", "gpu", "paper", "bundled"}
     monkeypatch.delenv("MSR_PRESET", raising=False)
     assert presets.get_preset().name == "laptop"
     monkeypatch.setenv("MSR_PRESET", "quick")
