@@ -474,7 +474,7 @@ class ScoreBoard:
         mean against per-stem mean (positive = better, also for a lower-is-better metric); ``nan`` when they share
         no stem."""
         if "mixture" not in self.rows:
-            raise MSRError("the gain over the floor needs the 'mixture' baseline: ScoreBoard(baselines=('mixture', …))")
+            raise MSRError("the gain over the floor needs the 'mixture' baseline (ScoreBoard(baselines=…))")
         self._scorer(row)
         means = self.means()
         row_means, floor = means[row], means["mixture"]

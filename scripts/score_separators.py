@@ -3,12 +3,12 @@
     python scripts/score_separators.py --model bundled:4stem --mix clean     [--songs 12] [--json out.json]
     python scripts/score_separators.py --model bundled:8stem --mix mastered
 
-Test songs are rendered with seed 3000 (training used 1000, validation 2000: never seen). For each song the
-reference stems are grouped into the model's stems (stems the model does not have fold into ``other``), the mix is
-their plain sum (``clean``) or that sum mastered by ``msr_lib.degrade.degrade_mix`` with a per-song seed
-(``mastered``). Rows: the model, the mixture as estimate (floor) and the ideal ratio mask (oracle, from the clean
-stems). Metric: Multi-Mel-SNR (dB) per stem, silent references left out; the mean over stems is the mean of the
-per-stem means.
+Test songs are rendered with seed 3000 (training used 1000, validation 2000: never seen) and scored by
+``msr_lib.evaluate.score_separator``: each song's reference stems are grouped into the model's stems (stems the
+model does not have fold into ``other``), the mix is their plain sum (``clean``) or that sum mastered by
+``msr_lib.degrade.degrade_mix`` with a per-song seed (``mastered``). Rows: the model, the mixture as estimate
+(floor) and the ideal ratio mask (oracle, from the clean stems). Metric: Multi-Mel-SNR (dB) per stem, silent
+references left out; the mean over stems is the mean of the per-stem means.
 """
 from __future__ import annotations
 
@@ -23,46 +23,27 @@ TEST_SEED = 3000
 
 
 def score(model: str, mix: str, songs: int, seconds: float, progress: bool = True) -> dict:
-    from msr_lib.audio import group_stems, load_song_stems
-    from msr_lib.baselines import ideal_ratio_mask, song_seed
+    """Render (or reuse) the test songs, score ``model`` on them: the result that :func:`markdown` and ``--json``
+    show."""
     from msr_lib.data.synth import synthesize_songs
-    from msr_lib.degrade import degrade_mix
-    from msr_lib.metrics import multi_mel_snr
+    from msr_lib.environment import data_dir
+    from msr_lib.evaluate import score_separator
     from msr_lib.models import load_separator
-    from msr_lib.presets import data_dir
-    from msr_lib.separate import separate
 
     separator = load_separator(model)
     folders = synthesize_songs(data_dir() / f"test_s{TEST_SEED}_{seconds:g}s", songs=songs, seconds=seconds,
                                seed=TEST_SEED, progress=progress, skip_existing=True)
-    rows: dict[str, dict[str, list[float]]] = {r: {s: [] for s in separator.stems} for r in ("model", "mixture", "irm")}
-    for index, folder in enumerate(folders):
-        references = group_stems(load_song_stems(folder), separator.stems)
-        clean = np.sum(list(references.values()), axis=0)
-        mixture = clean if mix == "clean" else degrade_mix(
-            {k: v for k, v in references.items() if np.abs(v).max() > 0}, rng=np.random.default_rng(
-                song_seed(TEST_SEED, index))).mixture
-        estimates = {
-            "model": separate(mixture, separator, progress=False),
-            "mixture": {s: mixture for s in separator.stems},
-            "irm": ideal_ratio_mask(mixture, references),
-        }
-        for row, stems in estimates.items():
-            for stem, reference in references.items():
-                if np.abs(reference).max() < 1e-4:  # absent or silent stem: no score
-                    continue
-                rows[row][stem].append(float(multi_mel_snr(stems[stem], reference, separator.sample_rate)))
-        if progress:
-            print(f"{folder.name}: model mean {np.mean([v[-1] for v in rows['model'].values() if v]):.2f} dB",
-                  flush=True)
-    table = {row: {stem: (float(np.mean(v)) if v else None) for stem, v in per_stem.items()}
-             for row, per_stem in rows.items()}
-    counts = {stem: len(v) for stem, v in rows["model"].items()}
-    for row in table.values():
-        values = [v for v in row.values() if v is not None]
-        row["mean"] = float(np.mean(values)) if values else None
+    board = score_separator(separator, folders, mix=mix, baselines=("mixture", "irm"), seed=TEST_SEED, name=model,
+                            progress=progress)
+    means = board.means()
+    table = {}
+    for key, row in (("model", model), ("mixture", "mixture"), ("irm", "irm")):
+        mean = board.mean(row)
+        table[key] = {stem: means[row].get(stem) for stem in separator.stems} | {
+            "mean": mean if np.isfinite(mean) else None}
+    counts = board.counts(model)
     return {"model": model, "mix": mix, "songs": songs, "seconds": seconds, "test_seed": TEST_SEED,
-            "multi_mel_snr_db": table, "scored_songs_per_stem": counts}
+            "multi_mel_snr_db": table, "scored_songs_per_stem": {stem: counts.get(stem, 0) for stem in separator.stems}}
 
 
 def markdown(result: dict) -> str:

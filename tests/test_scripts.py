@@ -50,6 +50,9 @@ def test_score_separators_rows_and_table(tmp_path, monkeypatch, capsys):
     scored = [s for s in FOUR_STEMS if table["model"][s] is not None]
     assert scored and all(np.isfinite(table[r][s]) for r in table for s in scored)
     assert all(table["irm"][s] > table["mixture"][s] for s in scored)  # the oracle beats doing nothing
+    for row in table.values():                                          # the mean is over the scored stems
+        assert row["mean"] == np.mean([row[s] for s in scored])
+    assert {s for s, n in result["scored_songs_per_stem"].items() if n} == set(scored)
     printed = capsys.readouterr().out
     assert "ideal ratio mask (oracle)" in printed and printed.count("\n|") >= 4
 
