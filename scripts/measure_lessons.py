@@ -4,9 +4,10 @@
     python scripts/measure_lessons.py 00 02 --preset quick --out /tmp/executed --json lessons.json
 
 Each lesson runs top to bottom in a fresh kernel (nbclient), with ``MSR_PRESET`` set. Measured: wall time (kernel
-start to last cell), the slowest cell (index and seconds), the peak resident memory of the kernel process and all
-its children (RSS summed over the process tree, polled every 0.5 s), and the size of the executed notebook, written
-to ``--out`` (default: a temporary folder; never over ``notebooks/``). Prints a markdown table, writes ``--json``
+start to last cell), the slowest cell (index and seconds), the peak memory of the kernel process and all its
+children (polled every 0.5 s; RSS summed over the process tree, and PSS, which counts pages the processes share
+once), and the size of the executed notebook with its
+widget state (where the players' audio is), written to ``--out`` (default: a temporary folder; never over ``notebooks/``). Prints a markdown table, writes ``--json``
 when given, and exits 1 when a lesson fails.
 """
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import tempfile
 import threading
@@ -23,6 +25,7 @@ from time import monotonic
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 POLL_SECONDS = 0.5
+ANSI_COLOUR = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def poll_shell_in_short_steps(kernel_client, step: float = 0.5) -> None:
@@ -47,30 +50,33 @@ def poll_shell_in_short_steps(kernel_client, step: float = 0.5) -> None:
     channel.get_msg = get_msg
 
 
-class PeakTreeRSS:
-    """Polls the summed RSS of a process and its children in a thread; ``peak`` is the largest sum seen (bytes)."""
+class PeakTreeMemory:
+    """Polls the memory of a process and its children in a thread: ``peak_rss`` is the largest sum of their RSS
+    (bytes), ``peak_pss`` the largest sum of their PSS (shared pages split among the processes sharing them, so
+    forked DataLoader workers do not count the kernel's pages again)."""
 
     def __init__(self, pid: int, every: float = POLL_SECONDS):
         import psutil
 
-        self.root, self.every, self.peak = psutil.Process(pid), every, 0
+        self.root, self.every, self.peak_rss, self.peak_pss = psutil.Process(pid), every, 0, 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _sample(self) -> None:
         import psutil
 
-        total = 0
+        rss = pss = 0
         try:
             processes = [self.root] + self.root.children(recursive=True)
         except psutil.NoSuchProcess:
             return
         for process in processes:
             try:
-                total += process.memory_info().rss
+                memory = process.memory_full_info()
             except psutil.NoSuchProcess:
-                pass
-        self.peak = max(self.peak, total)
+                continue
+            rss, pss = rss + memory.rss, pss + memory.pss
+        self.peak_rss, self.peak_pss = max(self.peak_rss, rss), max(self.peak_pss, pss)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -121,35 +127,38 @@ def measure_lesson(path: Path, *, preset: str, out_dir: Path, cell_timeout: int)
     start = monotonic()
     with client.setup_kernel(env=dict(os.environ, MSR_PRESET=preset)):
         poll_shell_in_short_steps(client.kc)
-        with PeakTreeRSS(client.km.provisioner.pid) as memory:
+        with PeakTreeMemory(client.km.provisioner.pid) as memory:
             for index, cell in enumerate(nb.cells):
                 began = monotonic()
                 try:
                     client.execute_cell(cell, index)
                 except CellExecutionError as failure:
-                    error = f"cell {index}: " + (str(failure).strip().splitlines() or ["failed"])[-1]
+                    last_line = (ANSI_COLOUR.sub("", str(failure)).strip().splitlines() or ["failed"])[-1]
+                    error = f"cell {index}: {last_line}"
                     break
                 finally:
                     cell_seconds.append((index, monotonic() - began))
     wall = monotonic() - start
+    client.set_widgets_metadata()  # the players' audio lives in the widget state, as in a notebook saved with it
     executed = out_dir / path.name
     with atomic_file(executed) as tmp:
         nbformat.write(nb, tmp)
     slowest = max(cell_seconds, key=lambda item: item[1], default=(None, 0.0))
     return {"lesson": path.stem, "preset": preset, "ok": error is None, "error": error, "wall_s": round(wall, 1),
             "slowest_cell": {"index": slowest[0], "seconds": round(slowest[1], 1)},
-            "peak_rss_mb": round(memory.peak / 2**20), "executed_mb": round(executed.stat().st_size / 2**20, 1),
+            "peak_rss_mb": round(memory.peak_rss / 2**20), "peak_pss_mb": round(memory.peak_pss / 2**20),
+            "executed_mb": round(executed.stat().st_size / 2**20, 1),
             "executed": str(executed)}
 
 
 def markdown_table(results: list[dict]) -> str:
-    """The lesson table: lesson | wall | slowest cell | peak RSS | executed size."""
-    lines = ["| lesson | wall | slowest cell | peak RSS | executed size |", "|---|---|---|---|---|"]
+    """The lesson table: lesson | wall | slowest cell | peak RSS | peak PSS | executed size."""
+    lines = ["| lesson | wall | slowest cell | peak RSS | peak PSS | executed size |", "|---|---|---|---|---|---|"]
     for r in results:
         wall = f"{r['wall_s'] / 60:.1f} min" + ("" if r["ok"] else f" (failed: {r['error']})")
         slowest = f"cell {r['slowest_cell']['index']}: {r['slowest_cell']['seconds']:.0f} s"
         lines.append(f"| {r['lesson']} | {wall} | {slowest} | {r['peak_rss_mb'] / 1024:.2f} GB | "
-                     f"{r['executed_mb']:.1f} MB |")
+                     f"{r['peak_pss_mb'] / 1024:.2f} GB | {r['executed_mb']:.1f} MB |")
     return "\n".join(lines)
 
 

@@ -1,5 +1,5 @@
 """scripts/measure_lessons.py executes lessons in a fresh kernel each and reports wall time, the slowest cell, the
-peak RSS of the kernel's process tree and the executed size, as a markdown table and JSON; a failing lesson exits 1."""
+peak RSS and PSS of the kernel's process tree and the executed size, as a markdown table and JSON; a failing lesson exits 1."""
 import importlib.util
 import json
 import sys
@@ -36,21 +36,26 @@ def test_table_and_json_of_a_tiny_lesson(tmp_path, capsys):
         new_code_cell(f"import subprocess, sys, time, pathlib\n"
                       f"child = subprocess.Popen([sys.executable, '-c', {CHILD!r}, {str(flag)!r}], stdin=subprocess.PIPE)\n"
                       f"while not pathlib.Path({str(flag)!r}).exists(): time.sleep(0.1)"),
+        new_code_cell("import ipywidgets; ipywidgets.Audio(value=bytes(range(256)) * 4096, format='flac')  # 1 MB"),
     ])
     out, report = tmp_path / "executed", tmp_path / "lessons.json"
     assert measure_lessons.main([str(lesson), "--preset", "quick", "--out", str(out), "--json", str(report)]) == 0
     table = capsys.readouterr().out
     (result,) = json.loads(report.read_text())
     assert result["lesson"] == "90_tiny" and result["preset"] == "quick" and result["ok"] and result["error"] is None
-    assert result["slowest_cell"]["index"] in (1, 2, 3) and result["slowest_cell"]["seconds"] >= 0
+    assert result["slowest_cell"]["index"] in (1, 2, 3, 4) and result["slowest_cell"]["seconds"] >= 0
     assert result["wall_s"] >= result["slowest_cell"]["seconds"]
     assert result["peak_rss_mb"] >= 200 + 300  # the kernel's array and its child's, summed over the process tree
+    assert 200 + 300 <= result["peak_pss_mb"] <= result["peak_rss_mb"]
     executed = nbformat.read(out / "90_tiny.ipynb", as_version=4)
     assert "preset quick" in executed.cells[1].outputs[0]["text"]  # the kernel ran in the asked preset
     assert result["executed_mb"] == round((out / "90_tiny.ipynb").stat().st_size / MB, 1)
+    assert result["executed_mb"] >= 1.3  # the player's megabyte, base64 in the stored widget state
+    assert "application/vnd.jupyter.widget-state+json" in executed.metadata["widgets"]
     header, rule, row = table.splitlines()[:3]
-    assert header == "| lesson | wall | slowest cell | peak RSS | executed size |" and rule == "|---|---|---|---|---|"
-    assert row.startswith("| 90_tiny | ") and f"| {result['peak_rss_mb'] / 1024:.2f} GB |" in row
+    assert header == "| lesson | wall | slowest cell | peak RSS | peak PSS | executed size |"
+    assert rule == "|---|---|---|---|---|---|" and row.startswith("| 90_tiny | ")
+    assert f"| {result['peak_rss_mb'] / 1024:.2f} GB | {result['peak_pss_mb'] / 1024:.2f} GB |" in row
     assert f"cell {result['slowest_cell']['index']}: " in row and row.endswith(" MB |")
 
 
@@ -61,7 +66,7 @@ def test_a_failing_lesson_exits_1_and_says_where(tmp_path, capsys):
     report = tmp_path / "lessons.json"
     assert measure_lessons.main([str(broken), "--preset", "quick", "--out", str(tmp_path), "--json", str(report)]) == 1
     (result,) = json.loads(report.read_text())
-    assert not result["ok"] and result["error"].startswith("cell 1: ") and "ValueError" in result["error"]
+    assert not result["ok"] and result["error"] == "cell 1: ValueError: no"
     assert "failed: cell 1" in capsys.readouterr().out
     assert nbformat.read(tmp_path / "91_broken.ipynb", as_version=4).cells[2].outputs == []  # stopped at the error
 
