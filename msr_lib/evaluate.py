@@ -103,10 +103,6 @@ class EvaluationResult:
     length_mismatches: list[dict] = field(default_factory=list)
     info: dict = field(default_factory=dict)
 
-    @property
-    def metric_names(self) -> list[str]:
-        return [m.name for m in self.metrics]
-
     def to_dict(self) -> dict:
         """JSON-able content (``nan`` → ``null``)."""
         return {
