@@ -1,7 +1,7 @@
 """Multi-Mel-SNR throughput: our batched torch version against a straightforward librosa implementation.
 
 Both score the same batch (default 8 items × stereo × 10 s at 44.1 kHz: a music-like reference and a noisy,
-smeared estimate) with DESIGN.md's definition. The librosa version goes channel by channel and resolution by
+smeared estimate) with docs/DESIGN.md's definition. The librosa version goes channel by channel and resolution by
 resolution: librosa.resample to 48 kHz (soxr_hq), scale-invariant gain, librosa.feature.melspectrogram
 (Hann, centred, reflect padding, power 2, HTK mel scale, no filter norm), SNR of the mel spectrograms.
 Prints seconds of stereo audio scored per second of wall-clock time for each, their ratio, and how far the values

@@ -1,8 +1,7 @@
 """MSR Workbench: Music Source Restoration, built step by step.
 
-Data flows top to bottom through the modules; a lower module never imports a higher one:
-``stems`` → ``audio`` → ``data.synth`` → ``degrade`` → ``data.datasets`` → ``metrics`` → models → ``train`` →
-``pipeline`` → ``widgets`` → ``cli``.
+Data flows roughly ``stems`` → ``audio`` → ``data.synth`` → ``degrade`` → ``data.datasets`` → ``metrics`` /
+``evaluate`` → ``models`` → ``train`` → ``separate`` → ``widgets`` → ``cli`` (docs/DESIGN.md, "Module map").
 """
 from msr_lib.errors import MSRError, AudioError
 from msr_lib.stems import STEMS, INSTRUMENT_STEMS, FOUR_STEMS
