@@ -120,8 +120,9 @@ def _add_separate(sub) -> None:
 
 
 def _cmd_separate(args) -> int:
+    from msr_lib.environment import resolve_device
     from msr_lib.models import load_separator
-    from msr_lib.separate import resolve_device, separate_file
+    from msr_lib.separate import separate_file
 
     if not Path(args.input).exists():  # before loading the model, which can take a while
         raise MSRError(f"{args.input}: no such file")
@@ -135,13 +136,17 @@ def _cmd_separate(args) -> int:
 
 # ---------------------------------------------------------------- msr train separator
 def _add_train(sub) -> None:
+    from msr_lib.presets import PRESETS
+
     p = sub.add_parser("train", help="train a model (separator: one stage of the CP-JKU curriculum)")
     what = p.add_subparsers(dest="model_kind", required=True, metavar="MODEL")
     s = what.add_parser("separator", help="train one curriculum stage of the BS-RoFormer separator")
-    s.add_argument("--stage", required=True, choices=["pretrain", "lora-clean", "lora-mastered", "expand"],
-                   help="pretrain (4 stems, clean sums) -> lora-clean -> lora-mastered -> expand (9 stems)")
+    s.add_argument("--stage", required=True,  # the names live in msr_lib.train.curriculum.STAGES (imports torch)
+                   help="a stage of msr_lib.train.curriculum.STAGES, in curriculum order (an unknown name lists them)")
     s.add_argument("--out", required=True, help="run folder (log.jsonl, run.json, checkpoint/)")
-    s.add_argument("--preset", default=None, help="quick, laptop, gpu or paper (default: $MSR_PRESET or laptop)")
+    s.add_argument("--preset", default=None,
+                   help=f"{', '.join(PRESETS)} (default: $MSR_PRESET or laptop; bundled: the shipped separators' "
+                        "recipe, docs/MODEL_CARD.md)")
     s.add_argument("--init", default=None,
                    help="start from this run folder / checkpoint (the previous stage's run; for pretrain optional, "
                         "e.g. an MSST 4-stem checkpoint)")
@@ -159,8 +164,9 @@ def _add_train(sub) -> None:
 
 
 def _cmd_train_separator(args) -> int:
-    from msr_lib.train.curriculum import train_separator
+    from msr_lib.train.curriculum import get_stage, train_separator
 
+    get_stage(args.stage)  # an unknown stage fails before anything else is checked
     if (args.data is None) != (args.valid_data is None):
         raise MSRError("pass both --data and --valid-data, or neither (the preset's songs)")
     for folder in (args.data, args.valid_data):
@@ -180,6 +186,24 @@ def _cmd_train_separator(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- msr export
+def _add_export(sub) -> None:
+    p = sub.add_parser("export", help="copy a separator (e.g. a training run) as a checkpoint folder with fp16 weights")
+    p.add_argument("source", help="a training run folder, checkpoint folder, MSST checkpoint or bundled:<name>")
+    p.add_argument("--out", required=True,
+                   help="the new checkpoint folder (written atomically; msr_lib/models/bundled/<name> ships it)")
+    p.set_defaults(func=_cmd_export)
+
+
+def _cmd_export(args) -> int:
+    from msr_lib.models import export_separator
+
+    out = export_separator(args.source, args.out)
+    size = sum(p.stat().st_size for p in out.iterdir())
+    print(f"exported {args.source} -> {out} (fp16, {size / 1e6:.1f} MB)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from msr_lib import __version__
 
@@ -191,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate(sub)
     _add_separate(sub)
     _add_train(sub)
+    _add_export(sub)
     return parser
 
 

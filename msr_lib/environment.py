@@ -1,9 +1,14 @@
-"""What this machine offers: versions, CPU/GPU, SoundFont — printed at the top of lesson 00."""
+"""Where the workbench runs: the machine's facts (versions, CPU/GPU, SoundFont — printed at the top of lesson 00),
+the folder generated data goes to (:func:`data_dir`) and the torch device a command runs on (:func:`resolve_device`).
+
+Lesson: notebooks/00_welcome.ipynb
+"""
 from __future__ import annotations
 
 import os
 import platform
 from importlib import metadata
+from pathlib import Path
 
 PACKAGES = ("torch", "numpy", "librosa", "soundfile", "pedalboard", "pyloudnorm", "tinysoundfont", "music21",
             "ipywidgets", "matplotlib", "peft")
@@ -40,3 +45,33 @@ def format_report(report: dict) -> str:
     width = max(map(len, report))
     return "\n".join(f"{k:<{width}} : {'— not installed' if v is None and k in PACKAGES else v}"
                      for k, v in report.items())
+
+
+def data_dir() -> Path:
+    """Where generated data goes: ``$MSR_DATA_DIR``, else ``data/generated`` of the checkout we run in, else
+    ``~/.cache/msr_workbench``. Generated audio is git-ignored."""
+    if os.environ.get("MSR_DATA_DIR"):
+        return Path(os.environ["MSR_DATA_DIR"]).expanduser()
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / "msr_lib").is_dir() and (folder / "data").is_dir():
+            return folder / "data" / "generated"
+    return Path.home() / ".cache" / "msr_workbench"
+
+
+def resolve_device(device):
+    """``"auto"``/``None`` → CUDA when available, else CPU; otherwise the named ``torch.device`` (one-line
+    :class:`~msr_lib.errors.MSRError` if it is unknown or unavailable)."""
+    import torch
+
+    from msr_lib.errors import MSRError
+
+    if device is None or (isinstance(device, str) and device == "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise MSRError(f"unknown device {device!r} ({' '.join(str(exc).split())})") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise MSRError("device 'cuda' requested but CUDA is not available (use --device cpu or auto)")
+    return device

@@ -1,7 +1,8 @@
 """Presets: one name chooses every size, for notebooks, CLI and tests.
 
 ``quick`` (tests and CI: seconds on a CPU) · ``laptop`` (a workshop on a 2–4-core CPU: minutes per lesson) ·
-``gpu`` (one GPU: about an hour per stage) · ``paper`` (the CP-JKU sizes, for real data and several GPUs).
+``gpu`` (one GPU: about an hour per stage) · ``paper`` (the CP-JKU sizes, for real data and several GPUs) ·
+``bundled`` (the recipe of the separators shipped in ``msr_lib/models/bundled``, see docs/MODEL_CARD.md).
 Notebooks read the preset from the environment variable ``MSR_PRESET`` (default ``laptop``).
 Each section is a plain dict so later lessons can add their own keys in one place.
 """
@@ -34,10 +35,11 @@ class Preset:
     train: dict = field(default_factory=dict)
 
 
-def _stages(pretrain: int, lora: int, expand: int, lr: float) -> dict:
-    """Steps and learning rates per curriculum stage (LoRA and new heads take a higher rate: few weights move)."""
+def _stages(pretrain: int, lora: int, expand: int, lr: float, *, pretrain_schedule: int | None = None) -> dict:
+    """Steps and learning rates per curriculum stage (LoRA and new heads take a higher rate: few weights move).
+    ``pretrain_schedule``: the warm-up run's planned schedule length when it stops before the schedule ends."""
     return {
-        "pretrain": {"steps": pretrain, "lr": lr},
+        "pretrain": {"steps": pretrain, "lr": lr, "schedule_steps": pretrain_schedule},
         "lora-clean": {"steps": lora, "lr": 2 * lr},
         "lora-mastered": {"steps": lora, "lr": 2 * lr},
         "expand": {"steps": expand, "lr": 2 * lr},
@@ -70,9 +72,11 @@ PRESETS: dict[str, Preset] = {
         synth={"songs": 16, "seconds": 20.0, "lesson_seconds": 20.0},
         data={"chunk_seconds": 3.0, "batch_size": 4, "num_workers": 2, "songs": 48},
         metrics={"sweep_points": 9, "oracle_songs": 3},
-        model=_model(64, 2, 4, 32, 1, 2, 2),
-        train={"batch_size": 4, "chunk_seconds": 2.0, "warmup_steps": 20, "validate_every": 50, "checkpoint_every": 50,
-               "valid_songs": 4, "valid_items": 8, "valid_seconds": 4.0, "stages": _stages(200, 60, 60, 1e-3)},
+        # the bundled separators' size (lesson 03's short run is comparable with bundled:4stem); 2 items × 2 s per
+        # step keep a training step near 1.5 GB and 1-2 s on a 2-core CPU
+        model=_model(48, 2, 4, 16, 1, 2, 1),
+        train={"batch_size": 2, "chunk_seconds": 2.0, "warmup_steps": 20, "validate_every": 20, "checkpoint_every": 50,
+               "valid_songs": 4, "valid_items": 8, "valid_seconds": 4.0, "stages": _stages(120, 60, 60, 1e-3)},
     ),
     "gpu": Preset(
         name="gpu",
@@ -96,6 +100,19 @@ PRESETS: dict[str, Preset] = {
                "checkpoint_every": 2000, "num_workers": 16, "valid_songs": 50, "valid_items": 200,
                "valid_seconds": 11.0, "stages": _stages(200000, 50000, 50000, 3e-4)},
     ),
+    "bundled": Preset(
+        name="bundled",
+        description="the shipped separators: a model small enough to ship, 160 songs, long CPU runs",
+        synth={"songs": 160, "seconds": 20.0, "lesson_seconds": 20.0},
+        data={"chunk_seconds": 3.0, "batch_size": 4, "num_workers": 0, "songs": 160},
+        metrics={"sweep_points": 9, "oracle_songs": 3},
+        model=_model(48, 2, 4, 16, 1, 2, 1),
+        # the shipped runs: pretrain stopped at step 1502 of a schedule planned over 100,000 steps (its rate stayed
+        # near the peak); the LoRA stages ran 100 steps (inside their 100 warm-up steps), expand 300
+        train={"batch_size": 4, "chunk_seconds": 2.0, "warmup_steps": 100, "validate_every": 250,
+               "checkpoint_every": 100, "valid_songs": 8, "valid_items": 16, "valid_seconds": 4.0, "ema_decay": 0.999,
+               "stages": _stages(1502, 100, 300, 1e-3, pretrain_schedule=100_000)},
+    ),
 }
 
 
@@ -105,17 +122,3 @@ def get_preset(name: str | None = None) -> Preset:
     if name not in PRESETS:
         raise MSRError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
     return PRESETS[name]
-
-
-def data_dir() -> "Path":
-    """Where generated data goes: ``$MSR_DATA_DIR``, else ``data/generated`` of the checkout we run in, else
-    ``~/.cache/msr_workbench``. Generated audio is git-ignored."""
-    from pathlib import Path
-
-    if os.environ.get("MSR_DATA_DIR"):
-        return Path(os.environ["MSR_DATA_DIR"]).expanduser()
-    here = Path.cwd().resolve()
-    for folder in (here, *here.parents):
-        if (folder / "msr_lib").is_dir() and (folder / "data").is_dir():
-            return folder / "data" / "generated"
-    return Path.home() / ".cache" / "msr_workbench"

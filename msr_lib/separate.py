@@ -8,6 +8,8 @@ start and end are never faded; the last chunk is zero-padded.
 Channel conversions (documented, not silent): a 1-D array is mono; mono input to a stereo model is duplicated to
 stereo and the stereo stems are averaged back to mono; a mono model separates each input channel on its own. So
 stems always have the input's channel count and length.
+
+Lesson: notebooks/03_bs_roformer.ipynb
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import numpy as np
 import torch
 
 from msr_lib.audio import atomic_output_dir, fit_length, load_audio_with_rate, resample, save_audio, to_stereo
+from msr_lib.environment import resolve_device
 from msr_lib.errors import MSRError
 
 DEFAULT_CHUNK_SECONDS = 8.0
@@ -64,19 +67,6 @@ def crossfade_weights(length: int, chunk: int, hop: int) -> tuple[list[int], np.
 
 
 # ---------------------------------------------------------------- separation
-
-def resolve_device(device) -> torch.device:
-    """``"auto"``/``None`` → CUDA when available, else CPU; otherwise the named device (one-line error if unusable)."""
-    if device is None or (isinstance(device, str) and device == "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise MSRError(f"unknown device {device!r} ({' '.join(str(exc).split())})") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise MSRError("device 'cuda' requested but CUDA is not available (use --device cpu or auto)")
-    return device
-
 
 def _model_channels(separator) -> int:
     channels = getattr(getattr(separator, "model", None), "audio_channels", None)

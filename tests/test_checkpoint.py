@@ -248,3 +248,31 @@ def test_mismatched_weights(model, tiny_config, tiny_weights, tmp_path):
     _load_fails(path, "weights do not fit the config", "unexpected keys")
     path = _msst_folder(folder, tiny_config, {k: v for k, v in tiny_weights.items() if "final_norm" not in k})
     _load_fails(path, "missing keys")
+
+
+# ---------------------------------------------------------------- export (how the bundled separators are made)
+
+def test_export_writes_a_loadable_fp16_copy_with_its_training_record(model, audio, tmp_path, capsys):
+    from msr_lib.cli import main
+
+    run = save_separator(model, tmp_path / "run", stems=MSST_STEMS, extra={"training": {"stage": "pretrain"}})
+    assert main(["export", str(run), "--out", str(tmp_path / "bundled" / "4stem")]) == 0
+    out = tmp_path / "bundled" / "4stem"
+    assert "fp16" in capsys.readouterr().out
+    assert {t.dtype for t in load_file(out / "model.safetensors").values()} == {torch.float16}
+    assert (out / "model.safetensors").stat().st_size < 0.6 * (run / "model.safetensors").stat().st_size
+    config = json.loads((out / "config.json").read_text())
+    assert config["training"] == {"stage": "pretrain", "run": str(run)}
+    loaded = load_separator(out)
+    assert loaded.stems == tuple(MSST_STEMS)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(audio), model(audio), rtol=0.05, atol=2e-3)
+
+
+def test_export_of_a_missing_source_is_one_line(tmp_path, capsys):
+    from msr_lib.cli import main
+
+    assert main(["export", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no such checkpoint" in err[0]
+    assert not (tmp_path / "out").exists()

@@ -9,11 +9,13 @@ import torch
 
 from msr_lib.errors import MSRError
 from msr_lib.models import BSRoformer, load_separator
+from msr_lib.models.checkpoint import BUNDLED_DIR
 from msr_lib.presets import get_preset
 from msr_lib.stems import FOUR_STEMS, STEMS
 from msr_lib.train import loop
 from msr_lib.train.curriculum import (
-    apply_lora, build_stage_model, expand_stems, merge_lora, stage_train_config, train_separator,
+    STAGES, Stage, apply_lora, build_stage_model, expand_stems, full_fine_tune, match_mix_level, merge_lora,
+    stage_train_config, train_separator,
 )
 from msr_lib.train.loop import StepBatches, TrainConfig, lr_at_step, read_log
 
@@ -62,6 +64,15 @@ def test_step_batches_are_a_function_of_step_and_rank():
         assert sorted(ranks[0][step] + ranks[1][step]) == sorted(single[step])
 
 
+def test_a_schedule_longer_than_the_run_keeps_the_rate_near_its_peak():
+    """The bundled pretrain run stopped at step 1502 of a cosine planned over 100,000 steps."""
+    bundled = stage_train_config(get_preset("bundled"), "pretrain")
+    assert (bundled.steps, bundled.schedule_steps) == (1502, 100_000)
+    assert lr_at_step(bundled, bundled.steps - 1) > 0.99 * bundled.lr
+    ends = TrainConfig(steps=1502, lr=1e-3, warmup_steps=100, min_lr_ratio=0.05)
+    assert lr_at_step(ends, 1501) == pytest.approx(5e-5)
+
+
 def test_unknown_train_setting_is_refused():
     with pytest.raises(MSRError, match="unknown training settings: nonsense"):
         TrainConfig.from_dict({"nonsense": 1})
@@ -73,6 +84,52 @@ def test_stage_config_takes_preset_stage_and_overrides():
     assert config.batch_size == QUICK.train["batch_size"]
 
 
+def _validation_steps(config):
+    return [0] + [s for s in range(1, config.steps + 1) if s % config.validate_every == 0 or s == config.steps]
+
+
+@pytest.mark.parametrize("preset", ["laptop", "gpu", "paper"])
+def test_every_stage_draws_a_validation_curve(preset):
+    """Lesson 04 plots each stage's validation: step 0 and at least 3 more points."""
+    for stage in STAGES:
+        assert len(_validation_steps(stage_train_config(get_preset(preset), stage))) >= 4, stage
+
+
+def test_bundled_preset_is_the_shipped_recipe():
+    """`msr train separator --preset bundled` builds the shipped model and runs its steps (docs/MODEL_CARD.md)."""
+    shipped = json.loads((BUNDLED_DIR / "4stem" / "config.json").read_text())["model"]
+    bundled = get_preset("bundled")
+    assert {k: shipped[k] for k in bundled.model} == bundled.model
+    model, stems = build_stage_model("pretrain", model_config=bundled.model)
+    assert stems == FOUR_STEMS and loop.trainable_parameters(model)[1] == 2_519_428
+    assert {s: stage_train_config(bundled, s).steps for s in STAGES} == {
+        "pretrain": 1502, "lora-clean": 100, "lora-mastered": 100, "expand": 300}
+    assert bundled.data["songs"] == 160 and bundled.train["batch_size"] == 4
+
+
+# ---------------------------------------------------------------- mastered mixes: the targets' level
+
+def test_mix_level_is_an_rms_ratio_whatever_the_phase():
+    """A mastered mix whose waveform is uncorrelated with the clean sum (here: 90° phase shift) still sets the
+    targets' level; the least-squares waveform gain used before gave ~0 (targets ~50 dB too quiet)."""
+    t = torch.arange(44100) / 44100
+    stems = torch.stack([torch.sin(2 * torch.pi * 220 * t), 0.5 * torch.sin(2 * torch.pi * 330 * t)])
+    targets = stems[None, :, None, :].repeat(1, 1, 2, 1)  # (1, 2 stems, 2 channels, samples)
+    clean = targets.sum(1)
+    shifted = torch.stack([torch.cos(2 * torch.pi * 220 * t), 0.5 * torch.cos(2 * torch.pi * 330 * t)]).sum(0)
+    mastered = 2.0 * shifted[None, None, :].repeat(1, 2, 1)
+    assert abs(float((clean * mastered).sum() / clean.square().sum())) < 1e-2  # the old gain
+    torch.testing.assert_close(match_mix_level(targets, clean, mastered), 2.0 * targets, rtol=1e-3, atol=1e-5)
+
+
+def test_mix_level_leaves_an_item_where_nothing_plays():
+    from msr_lib.audio import ACTIVE_STEM_PEAK
+
+    quiet = torch.full((1, 2, 2, 100), 0.4 * ACTIVE_STEM_PEAK)
+    loud = torch.full((1, 2, 100), 0.5)
+    torch.testing.assert_close(match_mix_level(quiet, quiet.sum(1), loud), quiet)
+
+
 # ---------------------------------------------------------------- stages: which weights train
 
 def _tiny(num_stems=4):
@@ -82,6 +139,23 @@ def _tiny(num_stems=4):
 def test_pretrain_trains_everything(songs):
     model, stems = build_stage_model("pretrain", model_config=QUICK.model)
     assert stems == FOUR_STEMS and all(p.requires_grad for p in model.parameters())
+
+
+def test_the_model_follows_the_stage_record_not_its_name(pretrain_run):
+    heads = Stage(name="my-heads", description="new heads on clean mixes", mix="clean", trains="new-heads",
+                  starts_from=FOUR_STEMS, stems=STEMS)
+    model, stems = build_stage_model(heads, init=pretrain_run)
+    assert stems == STEMS and model.num_stems == 9
+    assert {n.split(".")[1] for n, p in model.named_parameters() if p.requires_grad} == {
+        str(STEMS.index(s)) for s in STEMS if s not in FOUR_STEMS}
+    full = full_fine_tune(STAGES["lora-mastered"])
+    assert (full.trains, full.mix, full.starts_from) == ("all", "mastered", FOUR_STEMS)
+    model, _ = build_stage_model(full, init=pretrain_run)
+    assert all(p.requires_grad for p in model.parameters()) and isinstance(model, BSRoformer)
+    with pytest.raises(MSRError, match="replaces LoRA"):
+        full_fine_tune(STAGES["expand"])
+    with pytest.raises(MSRError, match="mix must be one of"):
+        Stage(name="x", description="", mix="loud", trains="all", starts_from=None, stems=FOUR_STEMS)
 
 
 def test_lora_stage_trains_only_q_and_v_adapters(pretrain_run):
@@ -130,11 +204,17 @@ def test_expand_keeps_the_four_heads_and_trains_only_new_ones():
         torch.testing.assert_close(out[:, STEMS.index(stem)], old[:, i], rtol=0, atol=0)
 
 
-def test_stages_that_need_init_say_so():
+def test_stages_that_need_init_say_so(pretrain_run, tmp_path):
     with pytest.raises(MSRError, match="--init"):
         build_stage_model("lora-clean")
     with pytest.raises(MSRError, match="unknown stage"):
         build_stage_model("finetune", model_config=QUICK.model)
+    nine = tmp_path / "nine"
+    from msr_lib.models import save_separator
+
+    save_separator(_tiny(9), nine, stems=list(STEMS))
+    with pytest.raises(MSRError, match="starts from a 4-stem separator"):
+        build_stage_model("expand", init=nine)
 
 
 # ---------------------------------------------------------------- runs
@@ -145,7 +225,9 @@ def test_pretrain_run_folder(pretrain_run):
     assert steps == list(range(1, QUICK.train["stages"]["pretrain"]["steps"] + 1))
     assert all(torch.isfinite(torch.tensor(r["loss"])) and r["lr"] > 0 for r in rows if "loss" in r)
     valid = [r for r in rows if "valid/mms" in r]
-    assert valid and all(f"valid/mms/{s}" in valid[-1] for s in ("bass", "drums"))
+    assert [r["step"] for r in valid] == _validation_steps(stage_train_config(QUICK, "pretrain"))  # 0 first
+    assert all(f"valid/mms/{s}" in valid[-1] for s in ("bass", "drums"))
+    assert all("neg_si_snr" in r and "si_snr" not in r for r in rows if "loss" in r)
     info = json.loads((pretrain_run / "run.json").read_text())
     assert info["stage"] == "pretrain" and info["trainable_share"] == 1.0
     separator = load_separator(pretrain_run)
@@ -220,6 +302,16 @@ def test_expand_run_leaves_the_four_stems_unchanged(pretrain_run, songs, tmp_pat
     assert (new[:, guitars] - old[:, FOUR_STEMS.index("other")]).abs().max() > 0  # new heads did move
 
 
+def test_full_fine_tune_says_so_and_trains_every_weight(pretrain_run, songs, tmp_path, capsys):
+    train_separator("lora-mastered", tmp_path / "full", preset=QUICK, init=pretrain_run, steps=1, method="full",
+                    train_songs=songs[0], valid_songs=songs[1])
+    header = capsys.readouterr().out
+    assert "full fine-tune on mastered mixes" in header and "LoRA" not in header and "(100.00 %)" in header
+    info = json.loads((tmp_path / "full" / "run.json").read_text())
+    assert info["method"] == "full" and info["trainable_share"] == 1.0
+    assert not (tmp_path / "full" / "checkpoint" / "lora_adapter.safetensors").exists()
+
+
 def test_cli_train_errors_are_one_line(tmp_path, capsys):
     from msr_lib.cli import main
 
@@ -230,6 +322,9 @@ def test_cli_train_errors_are_one_line(tmp_path, capsys):
     assert main(["train", "separator", "--stage", "pretrain", "--out", str(tmp_path / "r"), "--data",
                  str(tmp_path / "missing"), "--valid-data", str(tmp_path)]) == 2
     assert "no such folder" in capsys.readouterr().err
+    assert main(["train", "separator", "--stage", "finetune", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "unknown stage 'finetune'; choose one of pretrain, lora-clean, lora-mastered, expand" in err
 
 
 def test_two_process_ddp_run_on_gloo(songs, tmp_path):
@@ -248,22 +343,3 @@ def test_two_process_ddp_run_on_gloo(songs, tmp_path):
     state = torch.load(run / "checkpoint" / "train_state.pt", weights_only=True)
     assert state["step"] == 2
     assert load_separator(run).stems == FOUR_STEMS
-
-
-def test_lesson_run_lora_clean_starts_from_the_bundled_4stem(tmp_path, monkeypatch):
-    """Lesson 04's LoRA stage fine-tunes the shipped 4-stem separator; no lesson pretrain run is trained for it."""
-    from msr_lib.models.checkpoint import bundled_separators
-    from msr_lib.train import curriculum
-
-    assert "4stem" in bundled_separators()  # shipped in the repo: nothing to skip
-    monkeypatch.setenv("MSR_DATA_DIR", str(tmp_path / "data"))
-    calls = []
-
-    def fake_train_separator(stage, run, *, init=None, **options):
-        calls.append((stage, init))
-
-    monkeypatch.setattr(curriculum, "train_separator", fake_train_separator)
-    run = curriculum.lesson_run("lora-clean", preset="quick", progress=False)
-    assert run == tmp_path / "data" / "runs" / "quick" / "lora-clean"
-    assert calls == [("lora-clean", "bundled:4stem")]
-    assert build_stage_model("lora-clean", init=calls[0][1])[1] == FOUR_STEMS

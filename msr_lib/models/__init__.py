@@ -1,5 +1,8 @@
-"""Models: the BS-RoFormer separator (MSST weight compatible) and its checkpoints."""
-from msr_lib.models.bs_roformer import BSRoformer, load_msst
-from msr_lib.models.checkpoint import Separator, load_separator, save_separator
+"""Models: the BS-RoFormer separator (MSST weight compatible) and its checkpoints.
 
-__all__ = ["BSRoformer", "Separator", "load_msst", "load_separator", "save_separator"]
+Lesson: notebooks/03_bs_roformer.ipynb
+"""
+from msr_lib.models.bs_roformer import BSRoformer, load_msst
+from msr_lib.models.checkpoint import Separator, export_separator, load_separator, save_separator
+
+__all__ = ["BSRoformer", "Separator", "export_separator", "load_msst", "load_separator", "save_separator"]

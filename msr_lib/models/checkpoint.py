@@ -12,8 +12,12 @@ An MSST checkpoint is a torch file (``.ckpt``/``.pt``/``.pth``, read with ``weig
 file in that folder. Its stems come from ``training.target_instrument`` (single-stem models) or
 ``training.instruments``, mapped to canonical names in the model's output order.
 
+:func:`export_separator` (``msr export``) writes a copy with fp16 weights: how the bundled separators were made.
+
 Every failure a user can cause (missing or corrupt file, unknown ``model_type``, weights that do not fit the config)
 raises :class:`~msr_lib.errors.MSRError` with one line.
+
+Lesson: notebooks/03_bs_roformer.ipynb
 """
 from __future__ import annotations
 
@@ -26,13 +30,12 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from msr_lib.audio import _umask, atomic_output_dir
+from msr_lib.audio import SAMPLE_RATE, _umask, atomic_output_dir
 from msr_lib.errors import MSRError
 from msr_lib.models.bs_roformer import BSRoformer, _unwrap_state_dict, load_msst
 from msr_lib.stems import canonical_stem
 
 FORMAT_VERSION = 1
-SAMPLE_RATE = 44100
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 BUNDLED_DIR = Path(__file__).resolve().parent / "bundled"  # <name>/config.json + model.safetensors (fp16)
@@ -129,6 +132,15 @@ def write_separator_files(
     (folder / CONFIG_NAME).write_text(config_text)
     save_file(tensors, str(folder / WEIGHTS_NAME), metadata={"format": "pt"})
     os.chmod(folder / WEIGHTS_NAME, 0o666 & ~_umask())  # safetensors writes 0600
+
+
+def export_separator(source, folder, *, dtype: torch.dtype = torch.float16) -> Path:
+    """Write the separator at ``source`` (anything :func:`load_separator` reads, e.g. a training run) as a checkpoint
+    folder with ``dtype`` weights (fp16 halves the size; loading casts back to float32). The config keeps the
+    source's ``training`` record plus ``training.run`` (where it came from). Returns the folder."""
+    separator = load_separator(source)
+    training = dict(separator.config.get("training", {}), run=str(source))
+    return save_separator(separator.model, folder, stems=separator.stems, dtype=dtype, extra={"training": training})
 
 
 # ---------------------------------------------------------------- loading

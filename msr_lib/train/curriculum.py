@@ -1,11 +1,12 @@
-"""The separator curriculum of CP-JKU (arXiv 2603.04032): 4-stem warm-up → LoRA on clean sums → LoRA on mastered
-mixes → expansion to the 9 canonical stems.
+"""The separator curriculum of CP-JKU (arXiv 2603.04032): 4-stem warm-up → LoRA on clean mixes → LoRA on mastered
+mixes → expansion to the 9 canonical stems. Each stage is a :class:`Stage` record in :data:`STAGES`; the code reads
+its fields (``mix``, ``trains``, ``starts_from``, ``stems``), never its name:
 
 ========================  =========================  ============================  ==============================
-stage                     data                        trained                       starts from (``init``)
+stage                     data (``mix``, ``stems``)   trained (``trains``)          starts from (``starts_from``)
 ========================  =========================  ============================  ==============================
-``pretrain``              clean sums, 4 stems         everything                    nothing (or a checkpoint)
-``lora-clean``            clean sums, 4 stems         LoRA on attention q and v     a 4-stem separator
+``pretrain``              clean mixes, 4 stems        everything                    nothing (or a checkpoint)
+``lora-clean``            clean mixes, 4 stems        LoRA on attention q and v     a 4-stem separator
 ``lora-mastered``         mastered mixes, 4 stems     LoRA on attention q and v     the ``lora-clean`` run
 ``expand``                mastered mixes, 9 stems     the 5 new mask estimators     the ``lora-mastered`` run
 ========================  =========================  ============================  ==============================
@@ -23,59 +24,89 @@ outputs for the original 4 stems do not change (tested) — ``other`` keeps its 
 new stems only.
 
 **Choice for mastered mixes:** mastering changes the level (−14 LUFS), so the clean targets are scaled per item by
-the least-squares gain that best maps the clean sum onto the mastered mix; the model learns to separate *at the
-mix's level* and the restorer later repairs the rest.
+the RMS ratio of the mastered mix to the clean mix (:func:`match_mix_level`); the model learns to separate *at the
+mix's level* and the restorer later repairs the rest. Not a least-squares waveform gain: mastering's EQ and
+compression shift phases, so on some chunks the mastered mix is nearly uncorrelated with the clean sum and that gain
+falls towards 0 (0.004 on one lesson-04 chunk: targets 47 dB too quiet, a loss of 135 on that item).
+
+Lesson: notebooks/04_curriculum_lora.ipynb
 """
 from __future__ import annotations
 
 import copy
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from msr_lib.audio import ACTIVE_STEM_PEAK, SAMPLE_RATE
 from msr_lib.errors import MSRError
 from msr_lib.models.bs_roformer import BSRoformer
 from msr_lib.models.checkpoint import load_separator, write_separator_files
-from msr_lib.presets import Preset, data_dir, get_preset
+from msr_lib.presets import Preset, get_preset
 from msr_lib.stems import FOUR_STEMS, STEMS
 from msr_lib.train.loop import CHECKPOINT, TrainConfig, TrainResult, train, trainable_parameters
 from msr_lib.train.losses import separation_loss
 
 __all__ = [
-    "STAGES", "Stage", "LORA", "apply_lora", "merge_lora", "expand_stems", "build_stage_model", "stage_train_config",
-    "prepare_songs", "train_separator", "lesson_run", "RUN_INFO",
+    "STAGES", "Stage", "get_stage", "full_fine_tune", "LORA", "apply_lora", "merge_lora", "expand_stems",
+    "build_stage_model", "match_mix_level", "stage_train_config", "train_separator", "RUN_INFO",
 ]
 
 RUN_INFO = "run.json"
 #: CP-JKU's LoRA settings.
 LORA = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.05, "target_modules": ["to_q", "to_v"]}
+MIXES = ("clean", "mastered")
+TRAINS = ("all", "lora", "new-heads")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Stage:
+    """One curriculum stage: everything that differs between stages. Code reads these fields, never the name."""
+
     name: str
-    stems: tuple[str, ...]
-    mastered: bool
-    needs_init: bool
     description: str
+    #: what the model hears: ``"clean"`` mixes (the sum of the stems) or ``"mastered"`` mixes (``degrade_mix``)
+    mix: str
+    #: what trains: ``"all"`` weights, ``"lora"`` adapters on q and v, or the ``"new-heads"`` it adds
+    trains: str
+    #: the stems of the separator it starts from; ``None``: a new model (an ``init`` checkpoint is optional)
+    starts_from: tuple[str, ...] | None
+    #: the stems it puts out (a ``"new-heads"`` stage adds the missing ones)
+    stems: tuple[str, ...]
+
+    def __post_init__(self):
+        if self.mix not in MIXES or self.trains not in TRAINS:
+            raise MSRError(f"stage {self.name!r}: mix must be one of {MIXES} and trains one of {TRAINS}")
 
 
-STAGES: dict[str, Stage] = {
-    "pretrain": Stage("pretrain", FOUR_STEMS, False, False, "4-stem warm-up on clean sums, every weight trained"),
-    "lora-clean": Stage("lora-clean", FOUR_STEMS, False, True, "LoRA (q, v) on clean sums"),
-    "lora-mastered": Stage("lora-mastered", FOUR_STEMS, True, True, "LoRA (q, v) on mastered mixes"),
-    "expand": Stage("expand", STEMS, True, True, "9 stems: only the 5 new mask estimators train"),
-}
+STAGES: dict[str, Stage] = {stage.name: stage for stage in (
+    Stage(name="pretrain", description="4-stem warm-up on clean mixes, every weight trained",
+          mix="clean", trains="all", starts_from=None, stems=FOUR_STEMS),
+    Stage(name="lora-clean", description="LoRA (q, v) on clean mixes",
+          mix="clean", trains="lora", starts_from=FOUR_STEMS, stems=FOUR_STEMS),
+    Stage(name="lora-mastered", description="LoRA (q, v) on mastered mixes",
+          mix="mastered", trains="lora", starts_from=FOUR_STEMS, stems=FOUR_STEMS),
+    Stage(name="expand", description="9 stems: only the 5 new mask estimators train",
+          mix="mastered", trains="new-heads", starts_from=FOUR_STEMS, stems=STEMS),
+)}
 
 
-def _stage(name: str) -> Stage:
+def get_stage(name: str) -> Stage:
+    """The :class:`Stage` called ``name`` (one-line error for an unknown one)."""
     if name not in STAGES:
         raise MSRError(f"unknown stage {name!r}; choose one of {', '.join(STAGES)}")
     return STAGES[name]
+
+
+def full_fine_tune(stage: Stage) -> Stage:
+    """``stage`` with every weight trained instead of LoRA adapters (lesson 04's comparison)."""
+    if stage.trains != "lora":
+        raise MSRError(f"a full fine-tune replaces LoRA; stage {stage.name!r} trains {stage.trains!r}")
+    return replace(stage, trains="all", description=f"full fine-tune on {stage.mix} mixes, every weight trained")
 
 
 # ---------------------------------------------------------------- model surgery
@@ -119,58 +150,47 @@ def expand_stems(model: BSRoformer, stems: tuple[str, ...], new_stems: tuple[str
     return expanded
 
 
-def build_stage_model(stage: str, *, init=None, model_config: dict | None = None) -> tuple[nn.Module, tuple]:
-    """The model to train in ``stage`` and its stems. ``init``: a checkpoint path (run folder, our folder, MSST file);
-    ``model_config``: BSRoformer keyword arguments for a new ``pretrain`` model."""
-    spec = _stage(stage)
-    if spec.needs_init and init is None:
-        raise MSRError(f"stage {stage!r} starts from a trained separator: pass --init RUN (the previous stage's run)")
+def build_stage_model(stage: str | Stage, *, init=None, model_config: dict | None = None) -> tuple[nn.Module, tuple]:
+    """The model to train in ``stage`` and its stems, as the stage's record says. ``init``: a checkpoint path (run
+    folder, our folder, MSST file, ``bundled:<name>``); ``model_config``: BSRoformer keyword arguments for a new
+    model."""
+    spec = stage if isinstance(stage, Stage) else get_stage(stage)
     if init is None:
+        if spec.starts_from is not None:
+            raise MSRError(f"stage {spec.name!r} starts from a trained separator: pass --init RUN (the previous "
+                           "stage's run)")
         if not model_config:
             raise MSRError("a new model needs a model config (the preset's `model` section)")
         return BSRoformer(**{"stereo": True, **model_config, "num_stems": len(spec.stems)}), spec.stems
     separator = load_separator(init)
     model, stems = separator.model.train(), separator.stems
-    if stage == "pretrain":
-        return model.requires_grad_(True), stems
-    if stage in ("lora-clean", "lora-mastered"):
-        if set(stems) != set(FOUR_STEMS):
-            raise MSRError(f"stage {stage!r} expects a 4-stem separator {list(FOUR_STEMS)}, {init} has {list(stems)}")
+    if spec.starts_from is not None and set(stems) != set(spec.starts_from):
+        raise MSRError(f"stage {spec.name!r} starts from a {len(spec.starts_from)}-stem separator "
+                       f"{list(spec.starts_from)}; {init} has {list(stems)}")
+    if spec.trains == "lora":
         return apply_lora(model), stems
-    if set(stems) == set(STEMS):
-        raise MSRError(f"{init} already has all 9 stems; expand starts from a 4-stem run")
-    return expand_stems(model, tuple(stems)), STEMS
+    if spec.trains == "new-heads":
+        return expand_stems(model, stems, spec.stems), spec.stems
+    return model.requires_grad_(True), stems
 
 
 # ---------------------------------------------------------------- data
 
-def prepare_songs(preset: Preset, *, progress: bool = True) -> tuple[Path, Path]:
-    """Render (once) the preset's training and validation songs under :func:`~msr_lib.presets.data_dir`; different
-    seeds, so validation songs are never trained on."""
-    from msr_lib.data.synth import synthesize_songs
-
-    root = data_dir()
-    train_dir, valid_dir = root / f"train_{preset.name}", root / f"valid_{preset.name}"
-    seconds = preset.synth["seconds"]
-    synthesize_songs(train_dir, songs=preset.data["songs"], seconds=seconds, seed=1000, progress=progress,
-                     skip_existing=True)
-    synthesize_songs(valid_dir, songs=preset.train["valid_songs"], seconds=seconds, seed=2000, progress=progress,
-                     skip_existing=True)
-    return train_dir, valid_dir
-
-
-def _match_mix_level(targets: torch.Tensor, clean_mixture: torch.Tensor, mixture: torch.Tensor) -> torch.Tensor:
-    """targets (b, n, c, s) × per-item least-squares gain from the clean sum to the (mastered) mixture."""
-    num = (clean_mixture * mixture).sum(dim=(-2, -1))
-    den = clean_mixture.square().sum(dim=(-2, -1)).clamp_min(1e-8)
-    return targets * (num / den)[:, None, None, None]
+def match_mix_level(targets: torch.Tensor, clean_mix: torch.Tensor, mixture: torch.Tensor) -> torch.Tensor:
+    """targets (b, n, c, s) × the per-item level ratio RMS(mixture) / RMS(clean_mix), so the stems sum to a mix as
+    loud as the (mastered) mixture whatever mastering did to the phases. An item whose clean mix peaks below
+    :data:`~msr_lib.audio.ACTIVE_STEM_PEAK` (nothing plays) keeps gain 1: its targets stay masked as silent."""
+    clean_rms = clean_mix.square().mean(dim=(-2, -1)).sqrt()
+    gain = mixture.square().mean(dim=(-2, -1)).sqrt() / clean_rms.clamp_min(ACTIVE_STEM_PEAK)
+    playing = clean_mix.abs().amax(dim=(-2, -1)) >= ACTIVE_STEM_PEAK
+    return targets * torch.where(playing, gain, torch.ones_like(gain))[:, None, None, None]
 
 
 def separation_batch_loss(model: nn.Module, batch: dict, *, mastered: bool, train_mask: torch.Tensor | None = None):
     """The CP-JKU loss of one batch (see :func:`~msr_lib.train.losses.separation_loss`)."""
     targets, active = batch["targets"], batch["active"]
     if mastered:
-        targets = _match_mix_level(targets, batch["clean_mixture"], batch["mixture"])
+        targets = match_mix_level(targets, batch["clean_mix"], batch["mixture"])
     if train_mask is not None:
         active = active & train_mask.to(active.device)[None, :]
     estimate = model(batch["mixture"])
@@ -188,8 +208,8 @@ def separation_scores(model: nn.Module, batches: list[dict], stems, *, mastered:
         mixture = batch["mixture"].to(device)
         targets = batch["targets"].to(device)
         if mastered:
-            targets = _match_mix_level(targets, batch["clean_mixture"].to(device), mixture)
-        scores = multi_mel_snr_batch(model(mixture).float(), targets, 44100)  # (b, n)
+            targets = match_mix_level(targets, batch["clean_mix"].to(device), mixture)
+        scores = multi_mel_snr_batch(model(mixture).float(), targets, SAMPLE_RATE)  # (b, n)
         for i, stem in enumerate(stems):
             for item, value in zip(batch["active"][:, i].tolist(), scores[:, i].tolist()):
                 if item and value == value:
@@ -228,12 +248,13 @@ def train_separator(
 ) -> TrainResult:
     """Train one curriculum stage into the run folder ``out_dir`` (see the module docstring and
     :mod:`msr_lib.train.loop`). ``train_songs``/``valid_songs``: song folders (default: the preset's, rendered on
-    first use). ``on_log(row)`` sees each log row (live plots). ``method="full"`` trains every weight in a LoRA
-    stage instead of adapters (full fine-tuning, for comparison in lesson 04). ``overrides`` change :class:`~msr_lib.train.loop.TrainConfig` fields."""
+    first use by :func:`msr_lib.lessons.prepare_songs`). ``on_log(row)`` sees each log row (live plots).
+    ``method="full"`` trains every weight of a LoRA stage instead of adapters (:func:`full_fine_tune`, compared in
+    lesson 04). ``overrides`` change :class:`~msr_lib.train.loop.TrainConfig` fields."""
     from msr_lib.data.datasets import MultitrackDataset
+    from msr_lib.lessons import prepare_songs
 
     preset = preset if isinstance(preset, Preset) else get_preset(preset)
-    spec = _stage(stage)
     out_dir = Path(out_dir)
     info_path = out_dir / RUN_INFO
     if resume:
@@ -246,16 +267,12 @@ def train_separator(
         method = info.get("method", method)
     elif (out_dir / CHECKPOINT).exists():
         raise MSRError(f"{out_dir} already holds a run; pass --resume to continue it or choose another --out")
-    config = stage_train_config(preset, stage, steps=steps, **overrides)
-    torch.manual_seed(config.seed)  # new weights (pretrain, LoRA's A, …) depend on the seed only
     if method not in ("lora", "full"):
         raise MSRError(f"method must be 'lora' or 'full', got {method!r}")
-    if method == "full" and stage in ("lora-clean", "lora-mastered"):
-        if init is None:
-            raise MSRError(f"stage {stage!r} starts from a trained separator: pass --init RUN")
-        model, stems = build_stage_model("pretrain", init=init)  # a trained model with every weight trainable
-    else:
-        model, stems = build_stage_model(stage, init=init, model_config=preset.model)
+    spec = full_fine_tune(get_stage(stage)) if method == "full" else get_stage(stage)
+    config = stage_train_config(preset, stage, steps=steps, **overrides)
+    torch.manual_seed(config.seed)  # new weights (pretrain, LoRA's A, …) depend on the seed only
+    model, stems = build_stage_model(spec, init=init, model_config=preset.model)
     if train_songs is None or valid_songs is None:
         default_train, default_valid = prepare_songs(preset, progress=progress)
         train_songs, valid_songs = train_songs or default_train, valid_songs or default_valid
@@ -273,27 +290,28 @@ def train_separator(
         info_path.write_text(json.dumps(info, indent=2) + "\n")
 
     world = max(1, int(os.environ.get("WORLD_SIZE", "1")))
+    mastered = spec.mix == "mastered"
     train_data = MultitrackDataset(
         train_songs, stems=stems, chunk_seconds=preset.train["chunk_seconds"],
-        length=config.steps * config.batch_size * world, seed=config.seed, degrade=True if spec.mastered else None,
+        length=config.steps * config.batch_size * world, seed=config.seed, degrade=True if mastered else None,
     )
     valid_data = MultitrackDataset(
         valid_songs, stems=stems, chunk_seconds=preset.train["valid_seconds"], length=preset.train["valid_items"],
-        seed=12345, remix_prob=0.0, gain_db=(0.0, 0.0), degrade=True if spec.mastered else None,
+        seed=12345, remix_prob=0.0, gain_db=(0.0, 0.0), degrade=True if mastered else None,
     )
     valid_batches = [
         {k: torch.stack([valid_data[i][k] for i in range(start, min(start + 4, len(valid_data)))]) for k in
-         ("mixture", "targets", "active", "clean_mixture")} for start in range(0, len(valid_data), 4)
+         ("mixture", "targets", "active", "clean_mix")} for start in range(0, len(valid_data), 4)
     ]
     train_mask = None
-    if stage == "expand":
+    if spec.trains == "new-heads":  # the loss counts the heads that train; the kept ones do not change
         train_mask = torch.tensor([any(p.requires_grad for p in head.parameters()) for head in model.mask_estimators])
 
     def loss_fn(m, batch):
-        return separation_batch_loss(m, batch, mastered=spec.mastered, train_mask=train_mask)
+        return separation_batch_loss(m, batch, mastered=mastered, train_mask=train_mask)
 
     def validate_fn(m):
-        return separation_scores(m, valid_batches, stems, mastered=spec.mastered)
+        return separation_scores(m, valid_batches, stems, mastered=mastered)
 
     def save_model(m, folder):
         plain = merge_lora(m)
@@ -310,43 +328,3 @@ def train_separator(
     return train(model, train_data, config=config, out_dir=out_dir, loss_fn=loss_fn, save_model=save_model,
                  validate_fn=validate_fn, resume=resume, device=device, progress=progress, describe=stage,
                  on_log=on_log)
-
-
-def lesson_run(stage: str, *, preset: str | Preset | None = None, init=None, fresh: bool = False,
-               name: str | None = None, **options) -> Path:
-    """The run folder of ``stage`` for the lessons: ``data_dir()/runs/<preset>/<name or stage>``.
-
-    A finished run is reused, an interrupted one resumed, a missing one trained (``fresh=True`` starts over).
-    ``init`` defaults to the warm start of ``stage``: for ``lora-clean`` the bundled 4-stem separator
-    (``"bundled:4stem"``, trained far longer than a lesson can) when this checkout ships it; otherwise, and for the
-    other stages, the previous stage's lesson run, trained first if it is missing — so every lesson can run on its
-    own. A run that started from another ``init`` than the one asked for is trained again. ``options`` go to
-    :func:`train_separator` (e.g. ``steps``, ``on_log``, ``progress``).
-    """
-    import shutil
-
-    from msr_lib.models.checkpoint import bundled_separators
-    from msr_lib.train.loop import TRAIN_STATE
-
-    preset = preset if isinstance(preset, Preset) else get_preset(preset)
-    order = list(STAGES)
-    if init is None and stage == "lora-clean" and "4stem" in bundled_separators():
-        init = "bundled:4stem"
-    if init is None and STAGES[stage].needs_init:
-        init = lesson_run(order[order.index(stage) - 1], preset=preset, progress=options.get("progress", True))
-    run = data_dir() / "runs" / preset.name / (name or stage)
-    recorded = json.loads((run / RUN_INFO).read_text()).get("init") if (run / RUN_INFO).is_file() else None
-    if run.exists() and (fresh or recorded != (str(init) if init is not None else None)):
-        shutil.rmtree(run)  # asked for, or the run started from another warm start: train it again
-    state_path = run / CHECKPOINT / TRAIN_STATE
-    if state_path.is_file():
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
-        wanted = options.get("steps") or preset.train["stages"][stage]["steps"]
-        if state["step"] >= wanted:
-            return run
-        train_separator(stage, run, preset=preset, init=init, resume=True, **options)
-        return run
-    if run.exists():
-        shutil.rmtree(run)  # started but no checkpoint yet: nothing to keep
-    train_separator(stage, run, preset=preset, init=init, **options)
-    return run

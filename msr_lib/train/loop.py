@@ -6,8 +6,8 @@ Read :func:`train` top to bottom: it is the whole algorithm. Per step:
 2. forward + loss under bf16 autocast on CUDA (float32 on CPU), ``backward``,
 3. clip the gradient norm, one AdamW step, one learning-rate schedule step (linear warm-up, cosine decay),
 4. update the exponential moving average (EMA) of the weights,
-5. log a JSON line; every ``validate_every`` steps score the EMA weights; every ``checkpoint_every`` steps write a
-   checkpoint atomically.
+5. log a JSON line; every ``validate_every`` steps (and before the first step, so a curve starts where the model
+   started) score the EMA weights; every ``checkpoint_every`` steps write a checkpoint atomically.
 
 A run folder holds::
 
@@ -23,6 +23,8 @@ then the same as in an uninterrupted run (tested). Log lines after the checkpoin
 Data parallel: started under ``torchrun --nproc_per_node N`` (``WORLD_SIZE`` > 1) the loop joins a process group
 (NCCL on CUDA, gloo on CPU), wraps the model in ``DistributedDataParallel`` and gives each rank its own slice of
 every step's items; rank 0 alone validates, logs and writes.
+
+Lesson: notebooks/03_bs_roformer.ipynb, notebooks/04_curriculum_lora.ipynb
 """
 from __future__ import annotations
 
@@ -57,6 +59,7 @@ class TrainConfig:
     """Everything that decides a run (saved in the train state, so ``resume`` can check it did not change)."""
 
     steps: int = 1000
+    schedule_steps: int | None = None  # the schedule's planned length (None: steps); a run may stop before its end
     batch_size: int = 4
     lr: float = 5e-4
     weight_decay: float = 0.01  # AdamW, on matrices only (not on norms' gains or biases)
@@ -82,12 +85,12 @@ class TrainConfig:
 
 @dataclass
 class TrainResult:
-    """What :func:`train` returns: the EMA (or raw) model, the step reached and the run folder."""
+    """What :func:`train` returns: the EMA (or raw) model, the step reached and the run folder. (An interrupted
+    run returns nothing: the ``KeyboardInterrupt`` propagates after its checkpoint is written.)"""
 
     model: nn.Module
     step: int
     out_dir: Path
-    interrupted: bool = False
 
 
 def trainable_parameters(model: nn.Module) -> tuple[int, int]:
@@ -99,10 +102,10 @@ def trainable_parameters(model: nn.Module) -> tuple[int, int]:
 
 def lr_at_step(config: TrainConfig, step: int) -> float:
     """Learning rate for optimizer step ``step`` (0-based): linear warm-up to ``lr``, then cosine to
-    ``lr · min_lr_ratio`` at the last step."""
+    ``lr · min_lr_ratio`` at the schedule's last step (``schedule_steps``, default ``steps``)."""
     if step < config.warmup_steps:
         return config.lr * (step + 1) / config.warmup_steps
-    span = max(1, config.steps - config.warmup_steps - 1)
+    span = max(1, (config.schedule_steps or config.steps) - config.warmup_steps - 1)
     progress = min(1.0, (step - config.warmup_steps) / span)
     floor = config.lr * config.min_lr_ratio
     return floor + (config.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
@@ -156,8 +159,8 @@ def _distributed() -> tuple[int, int, int]:
 
 def _pick_device(device, local_rank: int) -> torch.device:
     """``auto``: this process's GPU (``cuda:LOCAL_RANK``) when there is one; otherwise as
-    :func:`msr_lib.separate.resolve_device` (one-line errors for unknown or missing devices)."""
-    from msr_lib.separate import resolve_device
+    :func:`msr_lib.environment.resolve_device` (one-line errors for unknown or missing devices)."""
+    from msr_lib.environment import resolve_device
 
     if device in (None, "auto") and torch.cuda.is_available():
         return torch.device(f"cuda:{local_rank}")
@@ -257,7 +260,8 @@ def train(
 
     ``loss_fn(model, batch) -> (loss, parts)`` computes the loss of one batch (``parts``: floats to log);
     ``save_model(model, folder)`` writes the model files into a folder; ``validate_fn(model) -> {name: float}``
-    scores the EMA model (called on rank 0 in eval mode under ``torch.no_grad``). ``on_log(row)`` sees every log
+    scores the EMA model (called on rank 0 in eval mode under ``torch.no_grad``, at step 0 of a fresh run, every
+    ``validate_every`` steps and at the last step). ``on_log(row)`` sees every log
     row as it is written (e.g. a live loss plot in a notebook). Only parameters with
     ``requires_grad`` are trained, so freezing is decided by the caller (e.g. LoRA stages).
     A ``KeyboardInterrupt`` writes a checkpoint at the last finished step before it propagates.
@@ -310,8 +314,20 @@ def train(
     trainable, total = trainable_parameters(model)
     bar = tqdm(total=config.steps, initial=step, desc=describe, unit="step", disable=not progress or rank > 0,
                postfix={"trainable": f"{trainable:,}/{total:,}"})
+
+    def log_validation() -> None:
+        ema_model.eval()
+        with torch.no_grad():
+            scores = validate_fn(ema_model)
+        valid_row = {"step": step, **{f"valid/{k}": v for k, v in scores.items()}}
+        _append_log(out_dir, valid_row)
+        if on_log is not None:
+            on_log(valid_row)
+
     started = time.perf_counter()
     try:
+        if validate_fn is not None and rank == 0 and step == 0:
+            log_validation()
         for batch in loader:
             # 1-2. forward and backward
             model.train()
@@ -343,13 +359,7 @@ def train(
                 bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{row['lr']:.1e}")
             bar.update(1)
             if validate_fn is not None and rank == 0 and (step % config.validate_every == 0 or step == config.steps):
-                ema_model.eval()
-                with torch.no_grad():
-                    scores = validate_fn(ema_model)
-                valid_row = {"step": step, **{f"valid/{k}": v for k, v in scores.items()}}
-                _append_log(out_dir, valid_row)
-                if on_log is not None:
-                    on_log(valid_row)
+                log_validation()
             if rank == 0 and (step % config.checkpoint_every == 0 or step == config.steps):
                 _write_checkpoint(out_dir, save_model=save_model, ema_model=ema_model, model=model,
                                   optimizer=optimizer, config=config, step=step)

@@ -1,0 +1,93 @@
+"""Lesson support: the songs the lessons train on, and the lessons' training runs, reused across lessons.
+
+- :func:`prepare_songs` renders (once) the preset's training and validation songs;
+- :func:`lesson_run` trains a curriculum stage into ``data_dir()/runs/<preset>/<stage>`` or reuses the run there;
+- :func:`warm_start` is the 4-stem separator the curriculum's later stages start from.
+
+Lesson: notebooks/03_bs_roformer.ipynb, notebooks/04_curriculum_lora.ipynb
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from msr_lib.environment import data_dir
+from msr_lib.presets import Preset, get_preset
+
+__all__ = ["prepare_songs", "lesson_run", "warm_start", "BUNDLED_WARM_START"]
+
+#: the shipped 4-stem separator, trained far longer than a lesson can (docs/MODEL_CARD.md)
+BUNDLED_WARM_START = "bundled:4stem"
+
+
+def _preset(preset: str | Preset | None) -> Preset:
+    return preset if isinstance(preset, Preset) else get_preset(preset)
+
+
+def prepare_songs(preset: str | Preset | None = None, *, progress: bool = True) -> tuple[Path, Path]:
+    """Render (once) the preset's training and validation songs under :func:`~msr_lib.environment.data_dir`;
+    different seeds, so validation songs are never trained on. Returns ``(train_dir, valid_dir)``."""
+    from msr_lib.data.synth import synthesize_songs
+
+    preset = _preset(preset)
+    root = data_dir()
+    train_dir, valid_dir = root / f"train_{preset.name}", root / f"valid_{preset.name}"
+    seconds = preset.synth["seconds"]
+    synthesize_songs(train_dir, songs=preset.data["songs"], seconds=seconds, seed=1000, progress=progress,
+                     skip_existing=True)
+    synthesize_songs(valid_dir, songs=preset.train["valid_songs"], seconds=seconds, seed=2000, progress=progress,
+                     skip_existing=True)
+    return train_dir, valid_dir
+
+
+def warm_start(preset: str | Preset | None = None, *, progress: bool = True) -> str | Path:
+    """The 4-stem separator the LoRA stages start from: :data:`BUNDLED_WARM_START` when this checkout ships it,
+    else the lesson's own ``pretrain`` run (trained first if it is missing)."""
+    from msr_lib.models.checkpoint import bundled_separators
+
+    if BUNDLED_WARM_START.split(":", 1)[1] in bundled_separators():
+        return BUNDLED_WARM_START
+    return lesson_run("pretrain", preset=preset, progress=progress)
+
+
+def lesson_run(stage: str, *, preset: str | Preset | None = None, init=None, fresh: bool = False,
+               name: str | None = None, **options) -> Path:
+    """The run folder of ``stage`` for the lessons: ``data_dir()/runs/<preset>/<name or stage>``.
+
+    A finished run is reused, an interrupted one resumed, a missing one trained (``fresh=True`` starts over).
+    ``init`` defaults to what the stage starts from: the stage after the warm-up starts from :func:`warm_start`,
+    a later one from the previous stage's lesson run (trained first if it is missing), so every lesson can run on
+    its own. A run that started from another ``init`` than the one asked for is trained again. ``options`` go to
+    :func:`~msr_lib.train.curriculum.train_separator` (e.g. ``steps``, ``on_log``, ``progress``).
+    """
+    import torch
+
+    from msr_lib.train import curriculum
+    from msr_lib.train.loop import CHECKPOINT, TRAIN_STATE
+
+    preset = _preset(preset)
+    spec = curriculum.get_stage(stage)
+    if init is None and spec.starts_from is not None:
+        order = list(curriculum.STAGES)
+        previous = curriculum.STAGES[order[order.index(stage) - 1]]
+        progress = options.get("progress", True)
+        init = (warm_start(preset, progress=progress) if previous.starts_from is None
+                else lesson_run(previous.name, preset=preset, progress=progress))
+    run = data_dir() / "runs" / preset.name / (name or stage)
+    info = run / curriculum.RUN_INFO
+    recorded = json.loads(info.read_text()).get("init") if info.is_file() else None
+    if run.exists() and (fresh or recorded != (str(init) if init is not None else None)):
+        shutil.rmtree(run)  # asked for, or the run started from another warm start: train it again
+    state_path = run / CHECKPOINT / TRAIN_STATE
+    if state_path.is_file():
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        wanted = options.get("steps") or preset.train["stages"][stage]["steps"]
+        if state["step"] >= wanted:
+            return run
+        curriculum.train_separator(stage, run, preset=preset, init=init, resume=True, **options)
+        return run
+    if run.exists():
+        shutil.rmtree(run)  # started but no checkpoint yet: nothing to keep
+    curriculum.train_separator(stage, run, preset=preset, init=init, **options)
+    return run
