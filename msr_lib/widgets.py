@@ -5,10 +5,12 @@ Lessons: notebooks/00_welcome.ipynb, notebooks/01_data_and_mastering.ipynb (play
 Rules every player here follows (docs/DESIGN.md): never autoplay, never loop, never peak-normalise. When several
 signals are compared they share **one** gain: 1.0, unless one of them would clip the player, in which case all are
 scaled by the same factor and the label says so — so louder stays louder and an A/B comparison stays honest.
-Players embed lossless 16-bit FLAC; ``seconds`` plays only the first seconds of a signal (the label says so), which
-keeps an executed lesson small.
+Players embed lossless 16-bit FLAC, each sound once (a player of the same samples reuses its control); ``seconds``
+plays only the first seconds of a signal (the label says so). Both keep an executed lesson small.
 """
 from __future__ import annotations
+
+from collections import OrderedDict
 
 import numpy as np
 
@@ -34,16 +36,31 @@ def flac_bytes(audio, sample_rate: int = SAMPLE_RATE, *, gain: float = 1.0) -> b
     return buffer.getvalue()
 
 
+#: The latest audio controls by the SHA-1 of their FLAC: a player of the same samples at the same gain shows the
+#: control it already has, so a lesson embeds each sound once (kept to the latest ``_CONTROLS_KEPT``).
+_controls: OrderedDict = OrderedDict()
+_CONTROLS_KEPT = 64
+
+
 def audio_control(audio, sample_rate: int = SAMPLE_RATE, *, gain: float = 1.0):
     """An ``ipywidgets.Audio`` control: no autoplay, no loop, no normalisation (``gain`` applied first).
 
     The FLAC travels as a binary widget buffer, not as base64 text in a display message, so long songs do not
-    trip JupyterLab's output rate limit.
+    trip JupyterLab's output rate limit. The same samples at the same gain give the same control (one embed).
     """
+    import hashlib
+
     import ipywidgets as widgets
 
-    return widgets.Audio(value=flac_bytes(audio, sample_rate, gain=gain), format="flac", autoplay=False, loop=False,
-                         controls=True, layout=widgets.Layout(width="420px"))
+    data = flac_bytes(audio, sample_rate, gain=gain)
+    key = hashlib.sha1(data).hexdigest()
+    if key not in _controls:
+        _controls[key] = widgets.Audio(value=data, format="flac", autoplay=False, loop=False, controls=True,
+                                       layout=widgets.Layout(width="420px"))
+        while len(_controls) > _CONTROLS_KEPT:
+            _controls.popitem(last=False)
+    _controls.move_to_end(key)
+    return _controls[key]
 
 
 def excerpt(audio, sample_rate: int = SAMPLE_RATE, seconds: float | None = None) -> np.ndarray:

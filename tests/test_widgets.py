@@ -32,6 +32,15 @@ def test_player_keeps_level_and_never_autoplays():
     assert abs(np.max(np.abs(data)) - 0.1) < 1e-3  # a normalising player would make this 1.0
 
 
+def test_the_same_sound_is_embedded_once():
+    x = tone(440, seconds=0.3, amplitude=0.3)
+    first = widgets.player(x, label="drums")
+    again = widgets.compare_players({"before": x.copy(), "after": 0.5 * x})
+    assert again.children[0].children[1] is first.children[1]  # same samples, same gain: the same control
+    assert again.children[1].children[1] is not first.children[1]
+    assert widgets.audio_control(x, gain=0.5) is not first.children[1]
+
+
 def test_shared_gain_keeps_ratios():
     a = tone(440, seconds=0.2, amplitude=0.4)
     b = 5 * a  # would clip
