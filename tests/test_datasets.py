@@ -13,7 +13,7 @@ from msr_lib.data.datasets import (
     MOISESDB_STEMS, MultitrackDataset, SongEntry, detect_layout, load_entry, make_dataloader, scan_dataset,
     scan_moisesdb, scan_msrbench, scan_musdb18hq, scan_rawstems, scan_song_folders,
 )
-from msr_lib.audio import ACTIVE_STEM_PEAK
+from msr_lib.audio import ACTIVE_STEM_RMS
 from msr_lib.errors import MSRError
 from msr_lib.stems import FOUR_STEMS, STEMS
 
@@ -267,12 +267,13 @@ def test_active_mask_false_for_absent_and_silent_stems(songs):
     assert active["vocals"] and active["bass"] and active["synthesizers"]
     assert not active["guitars"] and not active["drums"] and not active["orchestral"]
     assert torch.all(item["targets"][ds.stems.index("drums")] == 0)
-    assert torch.all(item["targets"][~item["active"]].abs().max() < ACTIVE_STEM_PEAK)
+    assert torch.all(item["targets"][~item["active"]].square().mean(dim=(-2, -1)).sqrt() < ACTIVE_STEM_RMS)
 
 
-@pytest.mark.parametrize("peak_ratio,active", [(0.5, False), (2.0, True)])
-def test_active_mask_follows_active_stem_peak(tmp_path, peak_ratio, active):
-    bass = tone(55, 1.0, amp=peak_ratio * ACTIVE_STEM_PEAK)
+@pytest.mark.parametrize("rms_ratio,active", [(0.5, False), (2.0, True)])
+def test_active_mask_follows_active_stem_rms(tmp_path, rms_ratio, active):
+    # tone() puts amp on the left channel and amp/2 on the right: RMS = amp · sqrt(5/16)
+    bass = tone(55, 1.0, amp=rms_ratio * ACTIVE_STEM_RMS / np.sqrt(5 / 16))
     quiet = entry_from(tmp_path, "q", {"vocals": tone(440, 1.0), "bass": bass})
     item = dataset([quiet], gain_db=(0.0, 0.0), remix_prob=0.0)[0]
     assert item["active"].tolist()[:2] == [True, active]

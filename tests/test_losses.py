@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from msr_lib.audio import ACTIVE_STEM_PEAK
+from msr_lib.audio import ACTIVE_STEM_RMS
 from msr_lib.train import multi_resolution_stft_loss, separation_loss, si_snr_loss
 from msr_lib.train.losses import auto_scaled_l1
 
@@ -61,12 +61,12 @@ def test_silent_target_stem_is_masked():
     assert all(torch.isfinite(torch.tensor(v)) for v in parts_a.values())
 
 
-def test_a_stem_plays_from_the_active_peak_on():
+def test_a_stem_plays_from_the_active_rms_on():
     target = _batch()
     estimate = target + 0.1 * torch.randn_like(target)
-    for scale, playing in ((0.9, 5), (1.1, 6)):       # stem (1, 2) peaks just below / just above the threshold
+    for scale, playing in ((0.9, 5), (1.1, 6)):       # stem (1, 2) just below / just above the threshold
         quiet = target.clone()
-        quiet[1, 2] *= scale * ACTIVE_STEM_PEAK / quiet[1, 2].abs().max()
+        quiet[1, 2] *= scale * ACTIVE_STEM_RMS / quiet[1, 2].square().mean().sqrt()
         _, parts = separation_loss(estimate, quiet, resolutions=SMALL_RES)
         assert parts["active_stems"] == playing
 

@@ -123,9 +123,9 @@ def test_mix_level_is_an_rms_ratio_whatever_the_phase():
 
 
 def test_mix_level_leaves_an_item_where_nothing_plays():
-    from msr_lib.audio import ACTIVE_STEM_PEAK
+    from msr_lib.audio import ACTIVE_STEM_RMS
 
-    quiet = torch.full((1, 2, 2, 100), 0.4 * ACTIVE_STEM_PEAK)
+    quiet = torch.full((1, 2, 2, 100), 0.4 * ACTIVE_STEM_RMS)
     loud = torch.full((1, 2, 100), 0.5)
     torch.testing.assert_close(match_mix_level(quiet, quiet.sum(1), loud), quiet)
 

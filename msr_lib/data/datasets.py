@@ -45,7 +45,7 @@ import soundfile as sf
 from torch.utils.data import Dataset
 
 from msr_lib.audio import (
-    ACTIVE_STEM_PEAK, AUDIO_EXTENSIONS, SAMPLE_RATE, fit_length, load_audio, load_stem_files, mix_kind, resample,
+    ACTIVE_STEM_RMS, AUDIO_EXTENSIONS, SAMPLE_RATE, fit_length, load_audio, load_stem_files, mix_kind, resample,
     song_files, to_stereo, unreadable,
 )
 from msr_lib.errors import AudioError, MSRError
@@ -418,8 +418,8 @@ class MultitrackDataset(Dataset):
     - ``clean_mix`` ``(2, T)``: their sum;
     - ``mixture`` ``(2, T)``: the model's input, ``clean_mix`` when ``degrade`` is ``None``, otherwise the mastered
       mix;
-    - ``active`` ``(S,)`` bool: False where a stem is absent from the chunk or its peak there is below
-      :data:`~msr_lib.audio.ACTIVE_STEM_PEAK` (not playing) — the mask for losses that skip silent targets.
+    - ``active`` ``(S,)`` bool: False where a stem is absent from the chunk or its RMS there is below
+      :data:`~msr_lib.audio.ACTIVE_STEM_RMS` (not playing) — the mask for losses that skip silent targets.
 
     How an item is drawn (all randomness from a generator seeded by ``(seed, epoch, index)`` only, so results
     do not depend on worker count or order; call :meth:`set_epoch` to get new chunks each epoch):
@@ -597,7 +597,7 @@ class MultitrackDataset(Dataset):
                 continue
             present[t] = True
             targets[t] = chunk * np.float32(10.0 ** ((low + gain * (high - low)) / 20.0))
-            active[t] = float(np.max(np.abs(targets[t]))) >= ACTIVE_STEM_PEAK
+            active[t] = float(np.sqrt(np.mean(np.square(targets[t])))) >= ACTIVE_STEM_RMS
 
         clean_mix = targets.sum(axis=0)
         if self.degrade is None:

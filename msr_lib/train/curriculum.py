@@ -42,7 +42,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from msr_lib.audio import ACTIVE_STEM_PEAK, SAMPLE_RATE
+from msr_lib.audio import ACTIVE_STEM_RMS, SAMPLE_RATE
 from msr_lib.errors import MSRError
 from msr_lib.models.bs_roformer import BSRoformer
 from msr_lib.models.checkpoint import load_separator, write_separator_files
@@ -178,11 +178,11 @@ def build_stage_model(stage: str | Stage, *, init=None, model_config: dict | Non
 
 def match_mix_level(targets: torch.Tensor, clean_mix: torch.Tensor, mixture: torch.Tensor) -> torch.Tensor:
     """targets (b, n, c, s) × the per-item level ratio RMS(mixture) / RMS(clean_mix), so the stems sum to a mix as
-    loud as the (mastered) mixture whatever mastering did to the phases. An item whose clean mix peaks below
-    :data:`~msr_lib.audio.ACTIVE_STEM_PEAK` (nothing plays) keeps gain 1: its targets stay masked as silent."""
+    loud as the (mastered) mixture whatever mastering did to the phases. An item whose clean mix has an RMS below
+    :data:`~msr_lib.audio.ACTIVE_STEM_RMS` (nothing plays) keeps gain 1: its targets stay masked as silent."""
     clean_rms = clean_mix.square().mean(dim=(-2, -1)).sqrt()
-    gain = mixture.square().mean(dim=(-2, -1)).sqrt() / clean_rms.clamp_min(ACTIVE_STEM_PEAK)
-    playing = clean_mix.abs().amax(dim=(-2, -1)) >= ACTIVE_STEM_PEAK
+    gain = mixture.square().mean(dim=(-2, -1)).sqrt() / clean_rms.clamp_min(ACTIVE_STEM_RMS)
+    playing = clean_rms >= ACTIVE_STEM_RMS
     return targets * torch.where(playing, gain, torch.ones_like(gain))[:, None, None, None]
 
 

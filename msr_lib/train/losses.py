@@ -25,7 +25,7 @@ import functools
 
 import torch
 
-from msr_lib.audio import ACTIVE_STEM_PEAK
+from msr_lib.audio import ACTIVE_STEM_RMS
 
 #: (n_fft, hop) of the default STFT loss: three resolutions at hop = n_fft / 4 (cheap; see the module docstring)
 STFT_RESOLUTIONS = ((2048, 512), (1024, 256), (512, 128))
@@ -181,12 +181,12 @@ def separation_loss(
     si_snr_weight: float = 0.1,
     resolutions=STFT_RESOLUTIONS,
     max_snr_db: float | None = 60.0,
-    active_peak: float = ACTIVE_STEM_PEAK,
+    active_rms: float = ACTIVE_STEM_RMS,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The CP-JKU training loss on ``(batch, stems, channels, samples)`` batches.
 
     A stem takes part when it is active (``active``, a ``(batch, stems)`` bool mask; ``None`` = all) **and** its
-    target is playing (peak ≥ ``active_peak``, by default :data:`msr_lib.audio.ACTIVE_STEM_PEAK`, −80 dBFS). For
+    target is playing (RMS ≥ ``active_rms``, by default :data:`msr_lib.audio.ACTIVE_STEM_RMS`, −60 dBFS). For
     each of the N participating stems (channels scored jointly), with the parts defined in :func:`auto_scaled_l1`,
     :func:`multi_resolution_stft_loss` and :func:`si_snr_loss`:
 
@@ -206,7 +206,7 @@ def separation_loss(
     if estimate.ndim != 4:
         raise ValueError(f"expected (batch, stems, channels, samples), got shape {tuple(estimate.shape)}")
     _check_pair(estimate, target, 2)
-    keep = target.detach().abs().amax(dim=(-2, -1)) >= active_peak
+    keep = target.detach().square().mean(dim=(-2, -1)).sqrt() >= active_rms
     if active is not None:
         if tuple(active.shape) != tuple(estimate.shape[:2]):
             raise ValueError(f"active must be (batch, stems) = {tuple(estimate.shape[:2])}, got {tuple(active.shape)}")
