@@ -76,7 +76,9 @@ PRESETS: dict[str, Preset] = {
         # step keep a training step near 1.5 GB and 1-2 s on a 2-core CPU
         model=_model(48, 2, 4, 16, 1, 2, 1),
         train={"batch_size": 2, "chunk_seconds": 2.0, "warmup_steps": 20, "validate_every": 20, "checkpoint_every": 50,
-               "valid_songs": 4, "valid_items": 8, "valid_seconds": 4.0, "stages": _stages(120, 60, 60, 1e-3)},
+               "valid_songs": 4, "valid_items": 8, "valid_seconds": 4.0, "stages": _stages(120, 60, 60, 1e-3),
+               # activation checkpointing of the transformers: −0.46 GB peak per training step (1.45 → 0.99 GB)
+               "checkpoint_activations": True},
     ),
     "gpu": Preset(
         name="gpu",

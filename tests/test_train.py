@@ -275,6 +275,20 @@ def test_resume_after_interrupt_gives_the_same_losses(pretrain_run, songs, tmp_p
     assert 0 < adapter.stat().st_size < (tmp_path / "whole" / "checkpoint" / "model.safetensors").stat().st_size / 10
 
 
+def test_activation_checkpointing_changes_memory_not_results(pretrain_run, songs, tmp_path):
+    """The laptop preset's checkpoint_activations recomputes activations in backward: same losses, LoRA dropout included."""
+    from dataclasses import replace
+
+    checkpointed = replace(QUICK, train={**QUICK.train, "checkpoint_activations": True})
+    kwargs = dict(init=pretrain_run, steps=3, train_songs=songs[0], valid_songs=songs[1], progress=False)
+    train_separator("lora-clean", tmp_path / "plain", preset=QUICK, **kwargs)
+    train_separator("lora-clean", tmp_path / "checkpointed", preset=checkpointed, **kwargs)
+    plain, recomputed = _losses(tmp_path / "plain"), _losses(tmp_path / "checkpointed")
+    assert sorted(plain) == [1, 2, 3]
+    assert recomputed == pytest.approx(plain, rel=1e-5)
+    assert get_preset("laptop").train["checkpoint_activations"] is True
+
+
 def test_resume_refuses_changed_settings(pretrain_run, songs, tmp_path):
     import shutil
 

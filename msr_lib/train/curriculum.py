@@ -273,6 +273,11 @@ def train_separator(
     config = stage_train_config(preset, stage, steps=steps, **overrides)
     torch.manual_seed(config.seed)  # new weights (pretrain, LoRA's A, …) depend on the seed only
     model, stems = build_stage_model(spec, init=init, model_config=preset.model)
+    if preset.train.get("checkpoint_activations"):
+        # recompute each transformer's activations in backward instead of keeping them (less memory, more time)
+        for module in model.modules():
+            if isinstance(module, BSRoformer):
+                module.use_torch_checkpoint = True
     if train_songs is None or valid_songs is None:
         default_train, default_valid = prepare_songs(preset, progress=progress)
         train_songs, valid_songs = train_songs or default_train, valid_songs or default_valid
