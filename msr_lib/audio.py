@@ -280,6 +280,11 @@ class SongFiles:
     unknown: tuple[Path, ...] = ()
 
 
+#: the two mixes a song has: ``"clean"`` (the plain sum of its stems) and ``"mastered"`` (produced by
+#: :func:`msr_lib.degrade.degrade_mix`) — what a curriculum stage trains on and what a separator is scored on
+MIXES = ("clean", "mastered")
+
+
 def mix_kind(name: str) -> str | None:
     """``"clean_mix"`` or ``"mastered_mix"`` when a file name (without extension, any case) names a mix, else
     ``None``."""
@@ -345,14 +350,19 @@ def song_files(folder, *, unknown: str = "error") -> SongFiles:
                      unknown=tuple(unknown_files))
 
 
+def load_stem(files: Sequence[Path], sample_rate: int | None = SAMPLE_RATE) -> tuple[np.ndarray, int]:
+    """The files of one stem as one stereo float32 ``(2, samples)`` array, summed (zero-padded at the end to the
+    longest): ``(audio, rate)``; ``sample_rate=None`` keeps the first file's rate."""
+    audio, rate = load_audio_with_rate(files[0], sample_rate)
+    parts = [audio] + [load_audio(path, rate) for path in files[1:]]
+    length = max(a.shape[1] for a in parts)
+    return np.sum([fit_length(a, length) for a in parts], axis=0, dtype=np.float32), rate
+
+
 def load_stem_files(stems: dict[str, Sequence[Path]], sample_rate: int = SAMPLE_RATE) -> dict[str, np.ndarray]:
-    """Load ``{stem: files}`` as ``{stem: float32 (2, samples)}``: the files of a stem summed, every stem zero-padded
-    at the end to the longest (documented conversion). Keeps the order of ``stems``."""
-    loaded = {}
-    for stem, files in stems.items():
-        parts = [load_audio(path, sample_rate) for path in files]
-        length = max(a.shape[1] for a in parts)
-        loaded[stem] = np.sum([fit_length(a, length) for a in parts], axis=0, dtype=np.float32)
+    """Load ``{stem: files}`` as ``{stem: float32 (2, samples)}``: the files of a stem summed (:func:`load_stem`),
+    every stem zero-padded at the end to the longest (documented conversion). Keeps the order of ``stems``."""
+    loaded = {stem: load_stem(files, sample_rate)[0] for stem, files in stems.items()}
     if not loaded:
         return {}
     length = max(a.shape[1] for a in loaded.values())

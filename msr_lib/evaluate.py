@@ -41,14 +41,12 @@ from pathlib import Path
 
 import numpy as np
 
-from msr_lib.audio import SAMPLE_RATE, SILENT_PEAK, atomic_file
+from msr_lib.audio import MIXES, SAMPLE_RATE, SILENT_PEAK, atomic_file, load_stem
 from msr_lib.baselines import BASELINE_TITLES, BASELINES, baseline_estimates
 from msr_lib.errors import MSRError
 from msr_lib.metrics import METRICS, Metric
 
 DEFAULT_METRICS = ("multi_mel_snr", "si_snr")
-#: what :func:`score_separator` separates: the plain sum of the reference stems, or that sum mastered
-MIXES = ("clean", "mastered")
 
 
 def resolve_metrics(metrics) -> list[Metric]:
@@ -264,19 +262,6 @@ def _scan_stems(folder: Path) -> tuple[dict[str, tuple[Path, ...]], list[str]]:
     return files.stems, [path.name for path in files.unknown]
 
 
-def _load_stem(paths, sample_rate: int | None) -> tuple[np.ndarray, int]:
-    """The files of one stem, stereo at ``sample_rate`` (``None``: the first file's rate), summed (zero-padded to
-    the longest): ``(audio, rate)``."""
-    from msr_lib.audio import fit_length, load_audio_with_rate
-
-    audio, rate = load_audio_with_rate(paths[0], sample_rate)
-    for path in paths[1:]:
-        more, _ = load_audio_with_rate(path, rate)
-        length = max(audio.shape[1], more.shape[1])
-        audio = fit_length(audio, length) + fit_length(more, length)
-    return audio, rate
-
-
 def _songs(root, role: str) -> tuple[dict[str, tuple[dict[str, tuple[Path, ...]], list[str]]], bool]:
     """``({song: (stems, unknown)}, flat)`` of a folder in either layout."""
     root = Path(root)
@@ -329,8 +314,8 @@ def evaluate(estimates, references, *, metrics=DEFAULT_METRICS, sample_rate: int
     for song in tqdm(matched, desc="evaluate", unit="song", disable=disable):
         ref_files, _ = ref_songs[song]
         est_files, est_unknown = est_songs[song]
-        refs = {stem: (lambda p=paths: _load_stem(p, sample_rate)) for stem, paths in ref_files.items()}
-        ests = {stem: (lambda rate, p=paths: _load_stem(p, rate)) for stem, paths in est_files.items()}
+        refs = {stem: (lambda p=paths: load_stem(p, sample_rate)) for stem, paths in ref_files.items()}
+        ests = {stem: (lambda rate, p=paths: load_stem(p, rate)) for stem, paths in est_files.items()}
         scorer.add_song(song, ests, refs, sample_rate)
         scorer.add_unmatched_song(song, est_unknown, kind="extra")
     return scorer.result(info={"estimates": str(estimates), "references": str(references),
@@ -413,7 +398,7 @@ class ScoreBoard:
             stems, unknown = _scan_stems(Path(estimates))
             if not stems:
                 raise MSRError(f"{song}: row {row!r}: no stem audio files in {estimates}")
-            return {stem: (lambda rate, p=paths: _load_stem(p, rate)) for stem, paths in stems.items()}, unknown
+            return {stem: (lambda rate, p=paths: load_stem(p, rate)) for stem, paths in stems.items()}, unknown
         if _is_separator(estimates):
             from msr_lib.separate import separate
 

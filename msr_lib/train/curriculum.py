@@ -42,7 +42,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from msr_lib.audio import ACTIVE_STEM_RMS, SAMPLE_RATE
+from msr_lib.audio import ACTIVE_STEM_RMS, MIXES, SAMPLE_RATE
 from msr_lib.errors import MSRError
 from msr_lib.models.bs_roformer import BSRoformer
 from msr_lib.models.checkpoint import load_separator, write_separator_files
@@ -59,7 +59,6 @@ __all__ = [
 RUN_INFO = "run.json"
 #: CP-JKU's LoRA settings.
 LORA = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.05, "target_modules": ["to_q", "to_v"]}
-MIXES = ("clean", "mastered")
 TRAINS = ("all", "lora", "new-heads")
 
 
