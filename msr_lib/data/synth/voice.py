@@ -13,6 +13,7 @@ import numpy as np
 from scipy import signal
 
 from msr_lib.audio import SAMPLE_RATE
+from msr_lib.errors import MSRError
 from msr_lib.data.synth.theory import midi_to_hz
 
 AIR_BAND_HZ = (3500.0, 9000.0)         # upper harmonics and breath above the formant cascade
@@ -196,3 +197,30 @@ def sing(notes, n_samples: int, rng: np.random.Generator, *, formant_scale: floa
         shape = np.exp(-np.linspace(0, 5, n)) if plosive else np.sin(np.linspace(0, np.pi, n)) ** 2
         out[a:a + n] += level * shape * burst / (np.std(burst) + 1e-12) * 0.3
     return out.astype(np.float32)
+
+
+#: The ways this module can make a sung line (``voice["kind"]``).
+VOICE_KINDS = ("formant",)
+
+
+def choose_voice(rng: np.random.Generator, *, high: bool) -> dict:
+    """Draw a singing voice's settings (JSON-able) for a high or a low melody."""
+    return {"kind": "formant", "register": "high" if high else "low", "formant_scale": 1.12 if high else 1.0,
+            "vibrato_hz": float(rng.uniform(5.0, 6.2)), "vibrato_cents": float(rng.uniform(25, 55)),
+            "breathiness": float(rng.uniform(0.02, 0.08))}
+
+
+def render_vocals(notes, n_samples: int, rng: np.random.Generator, voice: dict) -> np.ndarray:
+    """Sing ``notes`` with ``voice`` (from :func:`choose_voice`): stereo float32 of shape (2, n_samples)."""
+    kind = voice.get("kind")
+    if kind not in VOICE_KINDS:
+        raise MSRError(f"unknown voice kind {kind!r}; expected one of {', '.join(VOICE_KINDS)}")
+    settings = {k: v for k, v in voice.items() if k not in ("kind", "register")}
+    mono = sing(notes, n_samples, rng, **settings)
+    return np.stack([mono, mono])
+
+
+def describe_voice(voice: dict) -> str:
+    """One line naming a voice, e.g. ``"formant high, vibrato 5.6 Hz, breathy 0.05"``."""
+    return (f"{voice['kind']} {voice['register']}, vibrato {voice['vibrato_hz']:.1f} Hz, "
+            f"breathy {voice['breathiness']:.2f}")
