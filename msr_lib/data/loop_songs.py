@@ -324,7 +324,7 @@ def _render_one_shots(sample: LoopSample, plan: _Plan) -> tuple[np.ndarray, dict
         bars = sorted({int(b) for b in rng.choice(plan.bars, size=max(1, plan.bars // 4), replace=False)})
         for bar in bars:
             _place(out, audio, plan.at(bar, 0.0), audio.shape[1])
-        facts["notes"] = [[round(plan.at(b, 0.0) / SAMPLE_RATE, 4), None] for b in bars]
+        facts["notes"] = [[round(plan.at(b, 0.0) / SAMPLE_RATE, 6), None, None] for b in bars]
         return out, facts
     root = root_hz(sample.path) if sample.role != "hits" else None
     root_midi = 69.0 + 12.0 * math.log2(root / 440.0) if root else 0.0
@@ -353,7 +353,7 @@ def _render_one_shots(sample: LoopSample, plan: _Plan) -> tuple[np.ndarray, dict
         start = plan.at(bar, beat)
         gain = 10 ** ((rng.uniform(-3.0, 0.0) + (1.5 if beat == 0.0 else 0.0)) / 20)
         _place(out, cache[pitch] * np.float32(gain), start, plan.at(bar, beat + beats) - start)
-        notes.append([round(start / SAMPLE_RATE, 4), round((plan.at(bar, beat + beats)) / SAMPLE_RATE, 4), pitch])
+        notes.append([round(start / SAMPLE_RATE, 6), round(plan.at(bar, beat + beats) / SAMPLE_RATE, 6), pitch])
     facts["notes"] = notes
     return out, facts
 
@@ -453,7 +453,7 @@ def render_loop_song(seed: int, seconds: float, samples: list[LoopSample]) -> tu
         record["gain"] = round(float(record["gain"] * scale), 6)
     info = {
         "generator": "msr_lib.data.loop_songs", "purpose": PURPOSE, "library_version": __version__, "seed": int(seed),
-        "tempo": round(tempo, 3), "key": f"{NOTE_NAMES[tonic]} {mode}", "meter": "4/4", "seconds": float(seconds),
+        "tempo": tempo, "key": f"{NOTE_NAMES[tonic]} {mode}", "meter": "4/4", "seconds": float(seconds),
         "sample_rate": SAMPLE_RATE, "stems": list(stems), "omitted": [s for s in STEMS if s not in stems],
         "chords": [chord_name((tonic + c[0]) % 12, [x - c[0] for x in c]) for c in chords],
         "parts": records,
