@@ -5,6 +5,7 @@ Times inside the composer are (bar, 16th-step) positions on a :class:`Grid`; par
 """
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
 
@@ -13,12 +14,13 @@ import numpy as np
 from msr_lib.data.synth.styles import (KIT_NOTES, ORCHESTRAL_LINES, ORCHESTRAL_PADS, PERCUSSION_NOTES, STYLES,
                                        SYNTH_LEADS, SYNTH_PADS, Style)
 from msr_lib.data.synth.theory import NOTE_NAMES, PROGRESSIONS, chord_name, diatonic_chord, scale_pitch_classes
+from msr_lib.data.synth.voice import choose_voice
 from msr_lib.stems import INSTRUMENT_STEMS
 
 HARMONY_STEMS = ("guitars", "keyboards", "synthesizers", "orchestral")
 #: Mix level of each stem relative to the vocals, before a random ±2.5 dB.
 BASE_LEVEL_DB = {"vocals": 0.0, "bass": -2.0, "drums": -1.0, "guitars": -5.0, "keyboards": -5.0,
-                 "synthesizers": -6.0, "percussion": -9.0, "orchestral": -6.0}
+                 "synthesizers": -6.0, "percussion": -9.0, "orchestral": -6.0, "other": -7.0}
 SECTION_INTENSITY = {"intro": 0.7, "verse": 0.82, "chorus": 1.0, "bridge": 0.88, "outro": 0.75}
 VOWELS = ("a", "o", "e", "i", "u")
 CONSONANTS = ("", "l", "n", "m", "d", "t", "k", "s", "h", "b", "w", "y")
@@ -40,13 +42,13 @@ class Part:
     """The notes one stem plays, with the instrument, its role and its place in the mix."""
 
     stem: str
-    program: int | None          # GM program (0-based); None for the synthesised singing voice
+    program: int | None          # GM program (0-based); None for the singing voice
     is_drums: bool
     role: str
     notes: list[Note] = field(default_factory=list)
     level_db: float = 0.0
     pan: float = 0.0             # -1 (left) … +1 (right)
-    voice: dict = field(default_factory=dict)   # singing-voice settings (vocals only)
+    voice: dict = field(default_factory=dict)   # singing-voice settings from voice.choose_voice (vocals only)
 
 
 @dataclass
@@ -491,13 +493,10 @@ def melody(rng, bars: list[Bar], scale: list[int], low: int, high: int, steps_pe
 
 
 def vocal_part(rng, bars: list[Bar], grid: Grid, scale: list[int]) -> Part:
-    """The lead vocal: a melody with one sung syllable per note, for the formant voice in :mod:`.voice`."""
+    """The lead vocal: a melody with one sung syllable per note, for a voice of :mod:`.voice`."""
     high_voice = bool(rng.random() < 0.5)
     low = int(rng.integers(57, 61)) if high_voice else int(rng.integers(48, 52))
-    part = Part("vocals", None, False, "lead melody",
-                voice={"register": "high" if high_voice else "low", "formant_scale": 1.12 if high_voice else 1.0,
-                       "vibrato_hz": float(rng.uniform(5.0, 6.2)), "vibrato_cents": float(rng.uniform(25, 55)),
-                       "breathiness": float(rng.uniform(0.02, 0.08))})
+    part = Part("vocals", None, False, "lead melody", voice=choose_voice(rng, high=high_voice))
     singing = ("verse", "chorus", "bridge", "outro") if len(bars) > 6 else ("intro", "verse", "chorus", "bridge")
     line = melody(rng, bars, scale, low, low + 15, grid.steps_per_bar, sections=singing)
     vowel_p = np.array([0.32, 0.22, 0.2, 0.14, 0.12])
@@ -506,6 +505,75 @@ def vocal_part(rng, bars: list[Bar], grid: Grid, scale: list[int]) -> Part:
         _add(part, grid, bar, step, steps, pitch, grid.velocity(90 * bars[bar].intensity, 5), jitter=0.01,
              legato=0.97, min_seconds=0.08, syllable=syllable)
     return part
+
+
+# ---------------------------------------------------------------- the `other` stem
+
+#: How often a song carries a part outside the 8 classes (the `other` stem), and its random stream.
+OTHER_PROBABILITY = 1 / 3
+OTHER_STREAM = 0x4F5448
+#: GM programs of the `other` stem: ethnic instruments (sitar, banjo, shamisen, koto, kalimba, bagpipe, fiddle,
+#: shanai) with their lowest comfortable note, tuned and untuned percussion, and sound effects.
+ETHNIC_LOW_NOTES = {104: 52, 105: 55, 106: 52, 107: 55, 108: 60, 109: 60, 110: 55, 111: 60}
+TUNED_PERCUSSION = (112, 114)                 # tinkle bell, steel drums
+PERCUSSIVE_PROGRAMS = (113, 115, 116, 117, 118)   # agogo, woodblock, taiko, melodic tom, synth drum
+SOUND_EFFECTS = tuple(range(119, 128))       # reverse cymbal … gunshot
+OTHER_RHYTHMS = ("x..x..x.x..x..x.", "x...x...x.x.x...", "x.x...x.x.x...x.", "x..x...xx..x....")
+
+
+def other_part(rng, style: Style, bars: list[Bar], grid: Grid, scale: list[int]) -> Part:
+    """A part outside the 8 classes: an ethnic instrument's riff in key, tuned percussion on chord tones, a
+    rhythm on the grid, or sparse sound effects at section starts."""
+    kind = str(rng.choice(["ethnic", "ethnic", "tuned percussion", "percussive", "effects"]))
+    grid = copy.copy(grid)
+    grid.rng = rng
+    steps = grid.steps_per_bar
+    sections = ("verse", "chorus", "bridge", "outro", "intro")
+    if len(bars) > 8:
+        sections = tuple(s for s in sections if rng.random() < 0.6) or ("chorus",)
+    playing = [bar for bar in bars if bar.section in sections]
+    if kind == "ethnic":
+        program = int(rng.choice(sorted(ETHNIC_LOW_NOTES)))
+        low = ETHNIC_LOW_NOTES[program]
+        part = Part("other", program, False, "ethnic riff")
+        for bar, step, length, pitch in melody(rng, bars, scale, low, low + 14, steps, durations=(2, 2, 4, 6),
+                                               weights=(0.4, 0.2, 0.3, 0.1), rest_prob=0.3, sections=sections):
+            _add(part, grid, bar, step, length, pitch, grid.velocity(86 * bars[bar].intensity))
+    elif kind == "tuned percussion":
+        part = Part("other", int(rng.choice(TUNED_PERCUSSION)), False, "tuned percussion")
+        for bar in playing:
+            voicing = _close_voicing(bar.chord, 67, None)
+            for k, step in enumerate(range(0, steps, 2)):
+                if rng.random() < 0.7:
+                    _add(part, grid, bar.index, step, 2, voicing[k % len(voicing)], grid.velocity(84, 8))
+    elif kind == "percussive":
+        part = Part("other", int(rng.choice(PERCUSSIVE_PROGRAMS)), False, "percussion pattern")
+        pattern = str(rng.choice(OTHER_RHYTHMS))[:steps]
+        pitch = _in_range(int(rng.integers(12)), 48)
+        for bar in playing:
+            for step, _, _ in _pattern_events(pattern):
+                _add(part, grid, bar.index, step, 1, pitch, grid.velocity(90 if step % 4 == 0 else 74),
+                     jitter=0.003, min_seconds=0.1)
+    else:
+        part = Part("other", int(rng.choice(SOUND_EFFECTS)), False, "sound effects")
+        for bar in playing:
+            if bar.is_section_start or bar.section_bar % 4 == 2 and rng.random() < 0.5:
+                _add(part, grid, bar.index, 0, steps * 1.5, 60 + int(rng.integers(-5, 6)), grid.velocity(90, 8),
+                     legato=1.0)
+    part.level_db = BASE_LEVEL_DB["other"] + float(rng.uniform(-2.5, 2.5))
+    part.pan = float(rng.uniform(-0.6, 0.6))
+    return part
+
+
+def add_other_part(seed: int, parts: dict[str, Part], style: Style, bars: list[Bar], grid: Grid,
+                   scale: list[int]) -> None:
+    """In about :data:`OTHER_PROBABILITY` of the songs, add an `other` part (own random stream, so the other
+    parts do not change)."""
+    rng = np.random.default_rng([int(seed), OTHER_STREAM])
+    if rng.random() < OTHER_PROBABILITY:
+        part = other_part(rng, style, bars, grid, scale)
+        if part.notes:
+            parts["other"] = part
 
 
 # ---------------------------------------------------------------- the song
@@ -584,6 +652,7 @@ def compose(seed: int, seconds: float, rng: np.random.Generator | None = None) -
     scale = scale_pitch_classes(tonic, mode)
     stems = choose_stems(rng, style)
     parts = build_parts(rng, style, bars, grid, scale, stems)
+    add_other_part(seed, parts, style, bars, grid, scale)
     return Arrangement(
         seed=seed, seconds=seconds, source="procedural", style=style.name, tempo=float(tempo),
         beats_per_bar=style.beats_per_bar, key=f"{NOTE_NAMES[tonic]} {mode}",

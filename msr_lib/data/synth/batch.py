@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from msr_lib.audio import atomic_output_dir, save_audio
-from msr_lib.data.synth.song import check_request, render_song
+from msr_lib.data.synth.song import check_request, prepare_sound_sources, render_song
 from msr_lib.errors import MSRError
 
 #: The clean mix of a rendered song (the exact sum of its stems), named as :func:`msr_lib.audio.song_files` reads it.
@@ -35,10 +35,12 @@ def song_source(source: str, index: int) -> str:
     return source
 
 
-def write_song(out_dir, seed: int, index: int, seconds: float, source: str, soundfont: str) -> Path:
+def write_song(out_dir, seed: int, index: int, seconds: float, source: str, soundfont: str | None,
+               sound_sources: tuple[str, ...] | None) -> Path:
     """Render song ``index`` and write its folder atomically; returns the folder."""
     folder = Path(out_dir) / song_id(seed, index)
-    song = render_song(song_seed(seed, index), seconds, source=song_source(source, index), soundfont=soundfont)
+    song = render_song(song_seed(seed, index), seconds, source=song_source(source, index), soundfont=soundfont,
+                       sound_sources=sound_sources)
     info = {"song_id": folder.name, "index": index, "base_seed": int(seed), **song.info}
     with atomic_output_dir(folder) as tmp:
         for stem, audio in song.stems.items():
@@ -50,7 +52,8 @@ def write_song(out_dir, seed: int, index: int, seconds: float, source: str, soun
 
 def _already_written(out_dir: Path, seed: int, index: int, seconds: float, source: str) -> Path | None:
     """The song's folder if a previous run already wrote it with the same request (folders are atomic). A folder of
-    an older layout (``mix.flac``, no :data:`CLEAN_MIX_FILE`) does not count: it is rendered again."""
+    an older layout (``mix.flac``, no :data:`CLEAN_MIX_FILE`; no ``sound_sources`` in ``song.json``: one GM set
+    for every stem) does not count: it is rendered again."""
     folder = out_dir / song_id(seed, index)
     if not (folder / CLEAN_MIX_FILE).is_file():
         return None
@@ -58,7 +61,8 @@ def _already_written(out_dir: Path, seed: int, index: int, seconds: float, sourc
         info = json.loads((folder / "song.json").read_text())
     except (OSError, ValueError):
         return None
-    same = info.get("seconds") == float(seconds) and info.get("source") == song_source(source, index)
+    same = (info.get("seconds") == float(seconds) and info.get("source") == song_source(source, index)
+            and "sound_sources" in info)
     return folder if same else None
 
 
@@ -73,16 +77,17 @@ def _check_out_dir(out_dir: Path) -> None:
 
 
 def synthesize_songs(out_dir, *, songs: int, seconds: float, seed: int, source: str = "procedural", soundfont=None,
-                     workers: int | None = None, progress: bool = True, skip_existing: bool = False) -> list[Path]:
+                     sound_sources=None, workers: int | None = None, progress: bool = True,
+                     skip_existing: bool = False) -> list[Path]:
     """Render ``songs`` songs of ``seconds`` seconds into ``out_dir/<song_id>/`` and return their folders.
 
+    ``sound_sources`` / ``soundfont`` as in :func:`~msr_lib.data.synth.song.render_song` (``None``: every
+    available source); a missing source fails in one line before any folder is made.
     ``workers`` processes render in parallel (default: CPU count; 1 renders in this process).
     ``skip_existing`` keeps song folders a previous run already wrote for the same seed, length and source (so an
     interrupted run can be resumed, and a lesson re-run does not render again); folders in an older layout are
     rendered again.
     """
-    from msr_lib.data.synth.render import find_soundfont, load_soundfont
-
     if not isinstance(songs, (int, np.integer)) or songs < 1:
         raise MSRError(f"songs must be at least 1, got {songs!r}")
     check_request(seconds, source)
@@ -90,8 +95,7 @@ def synthesize_songs(out_dir, *, songs: int, seconds: float, seed: int, source: 
         raise MSRError(f"workers must be at least 1, got {workers!r}")
     out_dir = Path(out_dir)
     _check_out_dir(out_dir)
-    font = find_soundfont(soundfont)
-    load_soundfont(font)                     # a corrupt SoundFont fails here, before any folder is made
+    pinned, allowed = prepare_sound_sources(soundfont, sound_sources)   # fails here, before any folder is made
     if source != "procedural":
         from msr_lib.data.synth.corpus import piece_paths
 
@@ -105,7 +109,8 @@ def synthesize_songs(out_dir, *, songs: int, seconds: float, seed: int, source: 
     done = {i: _already_written(out_dir, seed, i, seconds, source) for i in range(songs)} if skip_existing else {}
     done = {i: path for i, path in done.items() if path is not None}
     bar.update(len(done))
-    args = [(out_dir, seed, i, float(seconds), source, str(font)) for i in range(songs) if i not in done]
+    font = str(pinned) if pinned is not None else None
+    args = [(out_dir, seed, i, float(seconds), source, font, allowed) for i in range(songs) if i not in done]
     workers = max(1, min(workers, len(args)))
     try:
         if workers == 1:

@@ -1,8 +1,8 @@
 """Real composed note material: music21 corpus pieces (Bach chorales, Haydn/Mozart string quartets) on stems.
 
 Soprano (or first violin) → vocals melody, bass (or cello) → bass, the inner voices → keyboards, orchestral or
-guitars; a drum and percussion groove in the piece's metre is added at the chosen tempo. The piece loops if the
-song is longer than it.
+guitars; a drum and percussion groove in the piece's metre is added at the chosen tempo, and sometimes an `other`
+part in the piece's key. The piece loops if the song is longer than it.
 """
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ import math
 import numpy as np
 
 from msr_lib.data.synth.arrangement import (CONSONANTS, VOWELS, Arrangement, Bar, Chord, Grid, Note, Part,
-                                            choose_stems, drum_part, percussion_part, place_in_mix)
+                                            add_other_part, choose_stems, drum_part, percussion_part, place_in_mix)
 from msr_lib.data.synth.styles import STYLES
-from msr_lib.data.synth.theory import NOTE_NAMES, chord_name
+from msr_lib.data.synth.theory import NOTE_NAMES, chord_name, scale_pitch_classes
+from msr_lib.data.synth.voice import choose_voice
 from msr_lib.errors import MSRError
 
 QUARTET_COMPOSERS = ("haydn", "mozart")
@@ -108,8 +109,7 @@ def arrange_corpus_piece(seed: int, seconds: float, rng: np.random.Generator) ->
     vocal_shift = 0 if kind == "chorale" else -12 * int(np.mean([m for _, _, m in soprano]) > 76)
     fixed["vocals"] = Part("vocals", None, False, "lead melody (soprano)" if kind == "chorale" else "lead melody",
                            to_notes(soprano, vocal_shift),
-                           voice={"register": "high", "formant_scale": 1.12, "vibrato_hz": float(rng.uniform(5.0, 6.2)),
-                                  "vibrato_cents": float(rng.uniform(25, 50)), "breathiness": float(rng.uniform(0.02, 0.07))})
+                           voice=choose_voice(rng, high=True))
     fixed["bass"] = Part("bass", int(rng.choice((32, 33, 35))), False, "bass voice", to_notes(bass, -12))
     for stem, line, name in zip(inner, (alto, tenor), ("alto", "tenor")):
         fixed[stem] = Part(stem, int(rng.choice(INNER_PROGRAMS[stem])), False, f"{name} voice", to_notes(line, 0))
@@ -155,6 +155,8 @@ def arrange_corpus_piece(seed: int, seconds: float, rng: np.random.Generator) ->
             parts[stem] = fixed[stem]
     place_in_mix(rng, parts)
     key = _key_name(voices)
+    tonic, mode = key.split()
+    add_other_part(seed, parts, style, bars, grid, scale_pitch_classes(NOTE_NAMES.index(tonic), mode))
     sections = [{"name": b.section, "start_bar": b.index, "bars": 4, "time": round(grid.offset + b.index * bar_seconds, 4)}
                 for b in bars if b.section_bar == 0 and b.index * bar_seconds < seconds]
     return Arrangement(seed=seed, seconds=seconds, source="corpus", style=style.name, tempo=bpm, beats_per_bar=beats,

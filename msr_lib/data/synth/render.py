@@ -1,4 +1,5 @@
-"""SoundFont discovery and sample-accurate, dry rendering of one note part with TinySoundFont.
+"""SoundFont discovery and sample-accurate, dry rendering of one note part with TinySoundFont (``.sf2``, and
+``.sf3`` whose Ogg-compressed samples it decodes on loading).
 
 Each SoundFont is loaded once per process and its synthesiser reused for every stem: :func:`render_part` stops
 all voices after a part and renders their quick release away, so nothing rings over into the next stem (a real
@@ -24,12 +25,6 @@ SYSTEM_SOUNDFONTS = (
     "/usr/share/sounds/sf3/MuseScore_General.sf3",
     "/usr/share/sounds/sf2/TimGM6mb.sf2",
 )
-#: The avldrums.lv2 acoustic kit (GM drum map), used for the drum stem where installed.
-AVL_DRUMS_SOUNDFONTS = (
-    "/usr/share/sounds/sf2/avldrums/BlackPearl.sf2",
-    "/usr/lib/lv2/avldrums.lv2/BlackPearl.sf2",
-    "/usr/share/avldrums/BlackPearl.sf2",
-)
 ENV_VAR = "MSR_SOUNDFONT"
 
 #: GM drum kits (bank 128 presets) by style, tried in order; preset 0 (Standard) always exists.
@@ -44,6 +39,13 @@ def bundled_soundfont() -> Path:
     if spec is None or not spec.origin:
         raise MSRError("no SoundFont found: install fluid-soundfont-gm or the pretty_midi package")
     return Path(spec.origin).parent / "TimGM6mb.sf2"
+
+
+def pinned_soundfont(explicit=None) -> Path | None:
+    """The SoundFont a caller pinned: ``explicit`` if given, else ``$MSR_SOUNDFONT``, else ``None``."""
+    if explicit is None and not os.environ.get(ENV_VAR):
+        return None
+    return find_soundfont(explicit)
 
 
 def find_soundfont(explicit=None) -> Path:
@@ -62,14 +64,6 @@ def find_soundfont(explicit=None) -> Path:
         if Path(candidate).is_file():
             return Path(candidate)
     return bundled_soundfont()
-
-
-def find_drum_soundfont() -> Path | None:
-    """The avldrums.lv2 acoustic drum kit where installed, else ``None``."""
-    for candidate in AVL_DRUMS_SOUNDFONTS:
-        if Path(candidate).is_file():
-            return Path(candidate)
-    return None
 
 
 _LOADED: dict[str, tuple] = {}
@@ -92,7 +86,7 @@ def load_soundfont(path) -> tuple:
         except Exception as exc:  # tinysoundfont raises SoundFontException or RuntimeError on bad files
             raise MSRError(f"{path}: cannot load SoundFont ({type(exc).__name__}: {exc})") from None
         if not synth.sfpreset_name(sfid, 0, 0):
-            raise MSRError(f"{path}: SoundFont has no General-MIDI piano (bank 0, preset 0)")
+            raise MSRError(f"{path}: SoundFont has no preset 0 in bank 0 (a General-MIDI piano or a drum kit)")
         _warm_up(synth, sfid)
         _LOADED[key] = (synth, sfid)
     return _LOADED[key]
@@ -112,16 +106,17 @@ def _silence(synth, sfid) -> None:
     synth.generate_simple(_FLUSH_SAMPLES)
 
 
-def _select(synth, sfid, channel: int, program: int, is_drums: bool, kits=()) -> int:
-    """Select a program (for drums: the first kit of ``kits`` the SoundFont has, else Standard); returns it."""
+def _select(synth, sfid, channel: int, program: int, is_drums: bool, kits=(), drum_bank: int = 128) -> int:
+    """Select a program (for drums: the first kit of ``kits`` in ``drum_bank`` the SoundFont has, else preset 0
+    there); returns it. A kit-only SoundFont (avldrums) keeps its kit as preset 0 of bank 0."""
+    bank = drum_bank if is_drums else 0
     choices = list(kits) + [program] if is_drums else [program]
-    for preset in choices:
-        bank = 128 if is_drums else 0
-        if synth.sfpreset_name(sfid, bank, preset):
-            synth.program_select(channel, sfid, 0, preset, is_drums)
-            return preset
-    synth.program_select(channel, sfid, 0, 0, is_drums)
-    return 0
+    preset = next((p for p in choices if synth.sfpreset_name(sfid, bank, p)), 0)
+    if bank == 128:
+        synth.program_select(channel, sfid, 0, preset, True)
+    else:
+        synth.program_select(channel, sfid, bank, preset, False)
+    return preset
 
 
 def _events(notes, n_samples: int) -> list[tuple[int, int, int, int]]:
@@ -146,11 +141,13 @@ def _events(notes, n_samples: int) -> list[tuple[int, int, int, int]]:
     return events
 
 
-def render_part(part, n_samples: int, soundfont, *, drum_kits=()) -> tuple[np.ndarray, int]:
-    """Render one part dry to ``(2, n_samples)`` float32; returns the audio and the program/kit actually used."""
+def render_part(part, n_samples: int, soundfont, *, drum_kits=(), drum_bank: int = 128) -> tuple[np.ndarray, int, str]:
+    """Render one part dry to ``(2, n_samples)`` float32; returns the audio, the program/kit actually used and its
+    preset name in the SoundFont."""
     synth, sfid = load_soundfont(soundfont)
     channel = 9 if part.is_drums else 0
-    program = _select(synth, sfid, channel, part.program or 0, part.is_drums, drum_kits)
+    program = _select(synth, sfid, channel, part.program or 0, part.is_drums, drum_kits, drum_bank)
+    name = (synth.sfpreset_name(sfid, drum_bank if part.is_drums else 0, program) or "").strip()
     out = np.zeros((n_samples, 2), dtype=np.float32)
     pos = 0
     for sample, on, pitch, velocity in _events(part.notes, n_samples):
@@ -164,4 +161,4 @@ def render_part(part, n_samples: int, soundfont, *, drum_kits=()) -> tuple[np.nd
     if pos < n_samples:
         synth.generate_simple(n_samples - pos, buffer=memoryview(out[pos:]).cast("B"))
     _silence(synth, sfid)
-    return np.ascontiguousarray(out.T), program
+    return np.ascontiguousarray(out.T), program, name

@@ -1,4 +1,5 @@
-"""One song in memory: arrange, render every stem, set levels and pans, normalise, quantise, sum.
+"""One song in memory: arrange, draw a sound source per stem, render every stem, set levels and pans, normalise,
+quantise, sum.
 
 The clean mix is the exact sum of the stems even after a 24-bit FLAC round trip: the song is scaled so that the
 clean mix and every stem peak at or below −1 dBFS, every stem is rounded to the 24-bit grid, and only then summed.
@@ -11,7 +12,7 @@ import numpy as np
 
 from msr_lib.audio import SAMPLE_RATE, SILENT_PEAK
 from msr_lib.errors import MSRError
-from msr_lib.stems import INSTRUMENT_STEMS
+from msr_lib.stems import INSTRUMENT_STEMS, STEMS
 
 SOURCES = ("procedural", "corpus", "mixed")
 PEAK_DBFS = -1.0
@@ -51,14 +52,34 @@ def arrange(seed: int, seconds: float, source: str):
     return compose(seed, seconds, rng)
 
 
-def render_song(seed: int, seconds: float, *, source: str = "procedural", soundfont=None) -> Song:
-    """Compose and render one song in memory (for notebooks); the same seed always gives the same samples."""
-    from msr_lib.data.synth.render import find_soundfont, load_soundfont
+def render_song(seed: int, seconds: float, *, source: str = "procedural", soundfont=None,
+                sound_sources=None) -> Song:
+    """Compose and render one song in memory (for notebooks); the same seed always gives the same samples on a
+    machine with the same sound sources.
 
+    ``sound_sources``: names in :data:`~msr_lib.data.synth.sounds.SOUND_SOURCES` to draw from (``None``: every
+    available one); a named source that is missing is one clear error. ``soundfont`` (or ``$MSR_SOUNDFONT``)
+    pins one SoundFont file in place of every sampled GM set drawn.
+    """
     check_request(seconds, source)
-    path = find_soundfont(soundfont)
-    load_soundfont(path)
-    return render_arrangement(arrange(int(seed), float(seconds), source), path)
+    pinned, allowed = prepare_sound_sources(soundfont, sound_sources)
+    return render_arrangement(arrange(int(seed), float(seconds), source), pinned=pinned, allowed=allowed)
+
+
+def prepare_sound_sources(soundfont=None, sound_sources=None):
+    """``(pinned SoundFont or None, allowed source names or None)``, checked (missing sources fail in one line,
+    a bad pinned SoundFont fails on loading) before any rendering."""
+    from msr_lib.data.synth.render import load_soundfont, pinned_soundfont
+    from msr_lib.data.synth.sounds import require_sound_sources
+
+    pinned = pinned_soundfont(soundfont)
+    if pinned is not None:
+        load_soundfont(pinned)
+    allowed = None
+    if sound_sources is not None:
+        allowed = tuple(sound_sources)
+        require_sound_sources(allowed, install=False)
+    return pinned, allowed
 
 
 def _pan_gains(pan: float) -> tuple[float, float]:
@@ -79,33 +100,28 @@ def _active_rms(audio: np.ndarray) -> float:
     return float(np.sqrt(active.mean())) if active.size else 0.0
 
 
-def render_arrangement(arr, soundfont) -> Song:
-    """Render an :class:`~msr_lib.data.synth.arrangement.Arrangement` to stems and their clean mix."""
+def render_arrangement(arr, *, pinned=None, allowed=None) -> Song:
+    """Render an :class:`~msr_lib.data.synth.arrangement.Arrangement` to stems and their clean mix, each stem on
+    the sound source :func:`~msr_lib.data.synth.sounds.choose_sources` draws for it."""
     from msr_lib import __version__
-    from msr_lib.data.synth.render import STYLE_DRUM_KITS, find_drum_soundfont, load_soundfont, render_part
-    from msr_lib.data.synth.voice import sing
+    from msr_lib.data.synth.sounds import RENDER_STREAM, SOUND_SOURCES, choose_sources, pinned_soundfont_source
 
     n = int(round(arr.seconds * SAMPLE_RATE))
-    drum_font = find_drum_soundfont()
+    chosen = choose_sources(arr.seed, list(arr.parts), allowed=allowed)
+    pinned_source = pinned_soundfont_source(pinned) if pinned is not None else None
     stems: dict[str, np.ndarray] = {}
-    used: dict[str, int | None] = {}
-    names: dict[str, str] = {}
+    played: dict[str, dict] = {}
     fade = np.linspace(1.0, 0.0, min(int(_FADE_OUT_SECONDS * SAMPLE_RATE), n), dtype=np.float32)
-    for stem in INSTRUMENT_STEMS:
+    for index, stem in enumerate(STEMS):
         part = arr.parts.get(stem)
         if part is None:
             continue
-        if stem == "vocals":
-            voice_rng = np.random.default_rng([arr.seed, 0x766F78])
-            mono = sing(part.notes, n, voice_rng, **part.voice)
-            audio, used[stem] = np.stack([mono, mono]), None
-            names[stem] = "msr_lib formant singing voice"
-        else:
-            font = drum_font if (stem == "drums" and drum_font is not None) else soundfont
-            kits = STYLE_DRUM_KITS.get(arr.style, ()) if stem == "drums" else ()
-            audio, used[stem] = render_part(part, n, font, drum_kits=kits)
-            font_synth, font_id = load_soundfont(font)
-            names[stem] = (font_synth.sfpreset_name(font_id, 128 if part.is_drums else 0, used[stem]) or "").strip()
+        sound = SOUND_SOURCES[chosen[stem]]
+        if pinned_source is not None and sound.kind == "soundfont":
+            sound = pinned_source
+        rng = np.random.default_rng([arr.seed, RENDER_STREAM, index])
+        audio, facts = sound.render(part, n, rng, style=arr.style)
+        played[stem] = {"sound_source": sound.name, **facts}
         audio[:, n - fade.size:] *= fade
         rms = _active_rms(audio)
         if rms <= SILENT_PEAK:
@@ -124,12 +140,14 @@ def render_arrangement(arr, soundfont) -> Song:
     clean_mix = np.sum([s.astype(np.float64) for s in stems.values()], axis=0).astype(np.float32)
 
     instruments = {}
-    for stem, part in arr.parts.items():
-        if stem not in stems:
-            continue
-        instruments[stem] = {"program": used[stem], "program_name": names[stem], "is_drums": part.is_drums,
-                             "role": part.role, "level_db": round(part.level_db, 2), "pan": round(part.pan, 3),
-                             "notes": sum(1 for x in part.notes if x.start < arr.seconds)}
+    for stem in stems:
+        part, facts = arr.parts[stem], played[stem]
+        instruments[stem] = {"sound_source": facts["sound_source"],
+                             "program": facts["program"] if facts["program"] is not None else part.program,
+                             "program_name": facts["patch"], "is_drums": part.is_drums, "role": part.role,
+                             "level_db": round(part.level_db, 2), "pan": round(part.pan, 3),
+                             "notes": sum(1 for x in part.notes if x.start < arr.seconds),
+                             **{k: v for k, v in facts.items() if k in ("kit", "soundfont", "voice")}}
     drum_notes = {stem: sorted({x.pitch for x in arr.parts[stem].notes if x.start < arr.seconds})
                   for stem in ("drums", "percussion") if stem in stems}
     info = {
@@ -142,9 +160,8 @@ def render_arrangement(arr, soundfont) -> Song:
         "melody": [[round(x.start, 4), round(x.end, 4), x.pitch, x.syllable] for x in arr.parts["vocals"].notes
                    if x.start < arr.seconds] if "vocals" in stems else [],
         "voice": arr.parts["vocals"].voice if "vocals" in stems else None,
-        "sound_source": {"renderer": "tinysoundfont", "soundfont": str(soundfont),
-                         "drum_soundfont": str(drum_font) if drum_font and "drums" in stems else None,
-                         "vocals": "msr_lib.data.synth.voice (numpy formant synthesis)"},
+        "sound_sources": {s: v["sound_source"] for s, v in instruments.items()},
+        "pinned_soundfont": str(pinned) if pinned is not None else None,
         "peak_dbfs": round(float(20 * np.log10(max(np.abs(clean_mix).max(), 1e-12))), 3),
     }
     return Song(stems=stems, clean_mix=clean_mix, info=info)
@@ -161,8 +178,8 @@ def summarize_song(info: dict) -> str:
     if chords:
         lines.append("chords:   " + " ".join(c["chord"] for c in chords))
     for stem, inst in (info.get("instruments") or {}).items():
-        lines.append(f"  {stem:<13} {inst.get('program_name', ''):<30} {inst.get('role', ''):<18} "
-                     f"level {inst.get('level_db', 0):+5.1f} dB, pan {inst.get('pan', 0):+.2f}")
+        lines.append(f"  {stem:<13} {inst.get('sound_source', ''):<18} {inst.get('program_name', ''):<30} "
+                     f"{inst.get('role', ''):<18} level {inst.get('level_db', 0):+5.1f} dB, pan {inst.get('pan', 0):+.2f}")
     if info.get("omitted"):
         lines.append("left out: " + ", ".join(info["omitted"]))
     return "\n".join(lines)
