@@ -1,9 +1,13 @@
-"""Score separators on held-out synthetic songs: the numbers of docs/MODEL_CARD.md, rerunnable by anyone.
+"""Score separators on held-out songs: the numbers of docs/MODEL_CARD.md, rerunnable by anyone.
 
     python scripts/score_separators.py --model bundled:4stem --mix clean     [--songs 12] [--json out.json]
     python scripts/score_separators.py --model bundled:8stem --mix mastered
+    python scripts/score_separators.py --set loops --model bundled:8stem --mix mastered
 
-Test songs are rendered with seed 3000 (training used 1000, validation 2000: never seen) and scored by
+``--set synthetic`` (default): synthetic test songs rendered with seed 3000 (training used 1000, validation 2000:
+never seen). ``--set loops``: the real-recordings development set, songs assembled from the recorded loops and
+one-shots of Debian's lmms-common by :mod:`msr_lib.data.loop_songs` with seed 4000 — for scoring only, never for
+training or tuning. Both are cached under ``data_dir()`` and scored by
 ``msr_lib.evaluate.score_separator``: each song's reference stems are grouped into the model's stems (stems the
 model does not have fold into ``other``), the mix is their plain sum (``clean``) or that sum mastered by
 ``msr_lib.degrade.degrade_mix`` with a per-song seed (``mastered``). Rows: the model, the mixture as estimate
@@ -20,20 +24,39 @@ from pathlib import Path
 import numpy as np
 
 TEST_SEED = 3000
+SETS = ("synthetic", "loops")
 
 
-def score(model: str, mix: str, songs: int, seconds: float, progress: bool = True) -> dict:
-    """Render (or reuse) the test songs, score ``model`` on them: the result that :func:`markdown` and ``--json``
-    show."""
-    from msr_lib.data.synth import synthesize_songs
+def scored_songs(song_set: str, songs: int, seconds: float, progress: bool = True,
+               samples_dir=None) -> tuple[list[Path], int]:
+    """The song folders of a set (rendered on first use, then reused) and the seed that built them; ``samples_dir``:
+    the loops' samples folder (default lmms-common's)."""
     from msr_lib.environment import data_dir
+
+    if song_set == "loops":
+        from msr_lib.data.loop_songs import DEV_SET_SEED, LMMS_SAMPLES, build_loop_songs
+
+        folders = build_loop_songs(data_dir() / f"loops_s{DEV_SET_SEED}_{seconds:g}s", songs=songs, seconds=seconds,
+                                   seed=DEV_SET_SEED, samples_dir=samples_dir or LMMS_SAMPLES, progress=progress,
+                                   skip_existing=True)
+        return folders, DEV_SET_SEED
+    from msr_lib.data.synth import synthesize_songs
+
+    folders = synthesize_songs(data_dir() / f"test_s{TEST_SEED}_{seconds:g}s", songs=songs, seconds=seconds,
+                               seed=TEST_SEED, progress=progress, skip_existing=True)
+    return folders, TEST_SEED
+
+
+def score(model: str, mix: str, songs: int, seconds: float, progress: bool = True, song_set: str = "synthetic",
+          samples_dir=None) -> dict:
+    """Render (or reuse) the songs of ``song_set``, score ``model`` on them: the result that :func:`markdown` and
+    ``--json`` show."""
     from msr_lib.evaluate import score_separator
     from msr_lib.models import load_separator
 
     separator = load_separator(model)
-    folders = synthesize_songs(data_dir() / f"test_s{TEST_SEED}_{seconds:g}s", songs=songs, seconds=seconds,
-                               seed=TEST_SEED, progress=progress, skip_existing=True)
-    board = score_separator(separator, folders, mix=mix, baselines=("mixture", "irm"), seed=TEST_SEED, name=model,
+    folders, seed = scored_songs(song_set, songs, seconds, progress, samples_dir)
+    board = score_separator(separator, folders, mix=mix, baselines=("mixture", "irm"), seed=seed, name=model,
                             progress=progress)
     means = board.means()
     table = {}
@@ -42,14 +65,15 @@ def score(model: str, mix: str, songs: int, seconds: float, progress: bool = Tru
         table[key] = {stem: means[row].get(stem) for stem in separator.stems} | {
             "mean": mean if np.isfinite(mean) else None}
     counts = board.counts(model)
-    return {"model": model, "mix": mix, "songs": songs, "seconds": seconds, "test_seed": TEST_SEED,
+    return {"model": model, "mix": mix, "songs": songs, "seconds": seconds, "set": song_set, "test_seed": seed,
             "multi_mel_snr_db": table, "scored_songs_per_stem": {stem: counts.get(stem, 0) for stem in separator.stems}}
 
 
 def markdown(result: dict) -> str:
     table = result["multi_mel_snr_db"]
     stems = [s for s in table["model"] if s != "mean"]
-    lines = [f"| Multi-Mel-SNR (dB), {result['songs']} held-out songs, {result['mix']} mixes | "
+    songs = {"synthetic": "held-out synthetic songs", "loops": "real-recordings development songs (lmms-common)"}
+    lines = [f"| Multi-Mel-SNR (dB), {result['songs']} {songs[result['set']]}, {result['mix']} mixes | "
              + " | ".join(stems) + " | mean |", "|---" * (len(stems) + 2) + "|"]
     titles = {"model": f"`{result['model']}`", "mixture": "mixture as estimate", "irm": "ideal ratio mask (oracle)"}
     for row, title in titles.items():
@@ -64,6 +88,10 @@ def main(argv=None) -> int:
     from msr_lib.errors import MSRError
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--set", dest="song_set", choices=SETS, default="synthetic",
+                        help="synthetic test songs (seed 3000) or the real-recordings development set (seed 4000)")
+    parser.add_argument("--samples-dir", type=Path, default=None,
+                        help="samples folder of --set loops (default /usr/share/lmms/samples, package lmms-common)")
     parser.add_argument("--model", default="bundled:8stem")
     parser.add_argument("--mix", choices=["clean", "mastered"], default="clean")
     parser.add_argument("--songs", type=int, default=12)
@@ -71,7 +99,8 @@ def main(argv=None) -> int:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     try:
-        result = score(args.model, args.mix, args.songs, args.seconds)
+        result = score(args.model, args.mix, args.songs, args.seconds, song_set=args.song_set,
+                       samples_dir=args.samples_dir)
     except MSRError as exc:
         print(f"score_separators: error: {exc}", file=sys.stderr)
         return 2

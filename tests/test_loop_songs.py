@@ -19,13 +19,13 @@ def _tone(hz, seconds, decay):
     return (np.sin(2 * np.pi * hz * t) + 0.2 * np.sin(4 * np.pi * hz * t)) * np.exp(-t / decay)
 
 
-@pytest.fixture(scope="module")
-def samples(tmp_path_factory):
-    root = tmp_path_factory.mktemp("samples")
+def write_samples(root):
+    """A samples folder in lmms-common's layout: a one-bar drum loop (120 BPM, one hit on the downbeat), a one-bar
+    bass loop at 110 Hz, a piano one-shot at 261.63 Hz, a flute one-shot at 440 Hz and an unreadable file."""
     rng = np.random.default_rng(0)
     for folder in ("beats", "bassloops", "instruments"):
-        (root / folder).mkdir()
-    loop = np.zeros(2 * SR)                                   # one bar at 120 BPM: a single hit on the downbeat
+        (root / folder).mkdir(parents=True)
+    loop = np.zeros(2 * SR)
     loop[: SR // 50] = rng.standard_normal(SR // 50) * np.exp(-np.arange(SR // 50) / 200)
     sf.write(root / "beats" / "break01.wav", 0.8 * loop, SR)
     t = np.arange(2 * SR) / SR
@@ -33,8 +33,13 @@ def samples(tmp_path_factory):
     sf.write(root / "bassloops" / "techno_bass01.wav", bass, SR)
     sf.write(root / "instruments" / "piano01.wav", 0.5 * _tone(PIANO_HZ, 1.0, 0.3), SR)
     sf.write(root / "instruments" / "flute01.wav", 0.5 * _tone(FLUTE_HZ, 2.0, 10.0), SR)
-    (root / "instruments" / "harpsichord01.ogg").write_bytes(b"RIFF0000WAVEfmt broken")  # unreadable: left out
+    (root / "instruments" / "harpsichord01.ogg").write_bytes(b"RIFF0000WAVEfmt broken")
     return root
+
+
+@pytest.fixture(scope="module")
+def samples(tmp_path_factory):
+    return write_samples(tmp_path_factory.mktemp("samples"))
 
 
 @pytest.fixture(scope="module")

@@ -55,3 +55,28 @@ def test_score_separators_rows_and_table(tmp_path, monkeypatch, capsys):
     assert {s for s, n in result["scored_songs_per_stem"].items() if n} == set(scored)
     printed = capsys.readouterr().out
     assert "ideal ratio mask (oracle)" in printed and printed.count("\n|") >= 4
+
+
+def test_score_separators_on_the_loop_songs(tmp_path, monkeypatch):
+    from tests.test_loop_songs import write_samples
+
+    monkeypatch.setenv("MSR_DATA_DIR", str(tmp_path / "data"))
+    score = _script("score_separators")
+    samples = write_samples(tmp_path / "samples")
+    torch.manual_seed(0)
+    model = BSRoformer(dim=16, depth=1, heads=2, dim_head=8, stereo=True, num_stems=4, stft_hop_length=441,
+                       time_transformer_depth=1, freq_transformer_depth=1, mask_estimator_depth=1,
+                       mlp_expansion_factor=1)
+    ckpt = save_separator(model, tmp_path / "tiny", stems=list(FOUR_STEMS))
+    out = tmp_path / "scores.json"
+    assert score.main(["--set", "loops", "--samples-dir", str(samples), "--model", str(ckpt), "--mix", "clean",
+                       "--songs", "2", "--seconds", "3", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["set"] == "loops" and result["test_seed"] == 4000
+    songs = sorted((tmp_path / "data" / "loops_s4000_3s").iterdir())
+    assert [p.name for p in songs] == ["song_00000_s4000", "song_00001_s4000"]
+    assert json.loads((songs[0] / "song.json").read_text())["generator"] == "msr_lib.data.loop_songs"
+    table = result["multi_mel_snr_db"]
+    assert table["model"]["drums"] is not None and table["model"]["vocals"] is None   # the loop songs have no vocals
+    assert table["irm"]["drums"] > table["mixture"]["drums"]
+    assert score.main(["--set", "loops", "--samples-dir", str(tmp_path / "none"), "--model", str(ckpt)]) == 2
