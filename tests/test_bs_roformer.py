@@ -112,6 +112,30 @@ def test_load_msst_unwraps_and_accepts_missing_rope_keys(tiny_config, tiny_weigh
         load_msst(tiny_config, {**tiny_weights, "extra.weight": torch.zeros(1)})
 
 
+def _sum_snr_db(stems: torch.Tensor, mixture: torch.Tensor) -> float:
+    """SNR (dB) of the sum over stems (dim 1) against the mixture."""
+    error = (stems.double().sum(dim=1) - mixture.double()).square().sum()
+    return float(10 * torch.log10(mixture.double().square().sum() / error))
+
+
+@pytest.mark.parametrize("num_stems", [4, 9])
+def test_residual_stem_makes_the_stems_add_up_to_the_input(tiny_config, num_stems):
+    torch.manual_seed(0)
+    model = BSRoformer(**{**tiny_config, "num_stems": num_stems, "residual_stem": True}).eval()
+    assert len(model.mask_estimators) == num_stems - 1 and model.config["residual_stem"] is True
+    x = 0.1 * torch.randn(2, 2, 44100 + 77, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        out = model(x)
+    assert out.shape == (2, num_stems, 2, 44100 + 77)
+    assert _sum_snr_db(out, x) >= 60
+    torch.testing.assert_close(out[:, -1], x - out[:, :-1].sum(dim=1), rtol=0, atol=1e-6)  # the residual itself
+    masked = BSRoformer(**{**tiny_config, "num_stems": num_stems}).eval()    # masks alone need not add up
+    with torch.no_grad():
+        assert _sum_snr_db(masked(x), x) < 20
+    with pytest.raises(ValueError, match="at least 2 stems"):
+        BSRoformer(**{**tiny_config, "num_stems": 1, "residual_stem": True})
+
+
 def test_unsupported_options_raise(tiny_config):
     with pytest.raises(ValueError, match="linear_transformer_depth"):
         BSRoformer(**{**tiny_config, "linear_transformer_depth": 1})

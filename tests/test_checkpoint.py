@@ -57,6 +57,20 @@ def test_round_trip_gives_identical_outputs(model, audio, tmp_path):
     with torch.no_grad():
         assert torch.equal(sep(audio), model(audio))
     assert load_separator(out / "config.json").stems == sep.stems  # the config file names the folder too
+    assert config["model"]["residual_stem"] is False and sep.model.residual_stem is False
+
+
+def test_a_residual_separator_round_trips(tiny_config, audio, tmp_path):
+    torch.manual_seed(0)
+    model = BSRoformer(**{**tiny_config, "residual_stem": True}).eval()
+    save_separator(model, tmp_path / "sep", stems=["vocals", "bass", "drums", "other"])
+    assert json.loads((tmp_path / "sep" / "config.json").read_text())["model"]["residual_stem"] is True
+    sep = load_separator(tmp_path / "sep")
+    assert sep.model.residual_stem is True and len(sep.model.mask_estimators) == 3
+    with torch.no_grad():
+        out = sep(audio)
+        assert torch.equal(out, model(audio))
+    torch.testing.assert_close(out.sum(dim=1), audio, rtol=0, atol=1e-6)
 
 
 def test_save_maps_aliases_and_checks_stem_count(model, tmp_path):
@@ -115,6 +129,7 @@ def test_msst_ckpt_with_yaml_reproduces_fixture(tiny_config, tiny_weights, tiny_
     sep = load_separator(path)
     assert sep.stems == ("drums", "bass", "other", "vocals") and sep.sample_rate == 44100
     assert sep.config["training"]["instruments"] == MSST_STEMS
+    assert sep.model.residual_stem is False and len(sep.model.mask_estimators) == 4  # MSST: a mask per stem
     with torch.no_grad():
         out = sep(tiny_io["input"])
     assert out.shape == tiny_io["output"].shape

@@ -1,10 +1,13 @@
-"""The training loss (msr_lib.train.losses): values at the extremes, masking, scale behaviour, gradients, shapes."""
+"""The training loss (msr_lib.train.losses): values at the extremes, masking, scale behaviour, the level term,
+gradients, shapes."""
+import math
+
 import pytest
 import torch
 
 from msr_lib.audio import ACTIVE_STEM_RMS
 from msr_lib.train import multi_resolution_stft_loss, separation_loss, si_snr_loss
-from msr_lib.train.losses import auto_scaled_l1
+from msr_lib.train.losses import auto_scaled_l1, level_error_db
 
 SMALL_RES = ((256, 64), (128, 32))  # keep the tests fast
 
@@ -21,6 +24,7 @@ def test_perfect_estimate_parts():
     assert parts["stft"] == pytest.approx(0.0, abs=1e-5)
     # SI-SNR part at its documented minimum: −max_snr_db (soft cap, default 60 dB)
     assert parts["neg_si_snr"] == pytest.approx(-60.0, abs=1e-2)
+    assert parts["level_db"] == pytest.approx(0.0, abs=1e-5)
     assert float(total) == pytest.approx(-6.0, abs=1e-3)
     assert parts["active_stems"] == 6
     assert si_snr_loss(target, target, max_snr_db=30.0).max() == pytest.approx(-30.0, abs=1e-2)
@@ -31,7 +35,7 @@ def test_loss_grows_with_noise():
     g = torch.Generator().manual_seed(1)
     noise = torch.randn(target.shape, generator=g)
     values = [separation_loss(target + level * noise, target, resolutions=SMALL_RES)[1] for level in (0.01, 0.1, 1.0)]
-    for key in ("l1", "stft", "neg_si_snr", "total"):
+    for key in ("l1", "stft", "neg_si_snr", "level_db", "total"):
         assert values[0][key] < values[1][key] < values[2][key], key
 
 
@@ -76,7 +80,7 @@ def test_all_inactive_is_zero_and_backward_works():
     estimate = torch.randn_like(target).requires_grad_()
     total, parts = separation_loss(estimate, target, torch.zeros(2, 3, dtype=torch.bool), resolutions=SMALL_RES)
     assert float(total.detach()) == 0.0 and torch.isfinite(total)
-    assert parts["active_stems"] == 0 and parts["l1"] == 0.0
+    assert parts["active_stems"] == 0 and parts["l1"] == 0.0 and parts["level_db"] == 0.0
     total.backward()
     assert estimate.grad is not None and torch.all(estimate.grad == 0)
 
@@ -101,7 +105,7 @@ def test_quiet_stem_counts_like_a_loud_one():
     quiet_e[:, 0] *= 0.01
     _, loud = separation_loss(estimate, target, resolutions=SMALL_RES)
     _, quiet = separation_loss(quiet_e, quiet_t, resolutions=SMALL_RES)
-    for key in ("l1", "neg_si_snr"):
+    for key in ("l1", "neg_si_snr", "level_db"):
         assert quiet[key] == pytest.approx(loud[key], rel=1e-3)
     assert quiet["stft"] == pytest.approx(loud["stft"], rel=5e-2)  # the power floor makes it only nearly so
 
@@ -114,15 +118,49 @@ def test_gradients_flow_to_estimate():
     assert torch.isfinite(estimate.grad).all()
     assert estimate.grad.abs().sum() > 0
     # each part on its own, and a perfect estimate, give finite gradients too
-    for w in ({"l1_weight": 1, "stft_weight": 0, "si_snr_weight": 0},
-              {"l1_weight": 0, "stft_weight": 1, "si_snr_weight": 0},
-              {"l1_weight": 0, "stft_weight": 0, "si_snr_weight": 1}):
+    for w in ({"l1_weight": 1, "stft_weight": 0, "si_snr_weight": 0, "level_weight": 0},
+              {"l1_weight": 0, "stft_weight": 1, "si_snr_weight": 0, "level_weight": 0},
+              {"l1_weight": 0, "stft_weight": 0, "si_snr_weight": 1, "level_weight": 0},
+              {"l1_weight": 0, "stft_weight": 0, "si_snr_weight": 0, "level_weight": 1}):
         est = (target + 0.1 * torch.randn_like(target)).requires_grad_()
         separation_loss(est, target, resolutions=SMALL_RES, **w)[0].backward()
         assert torch.isfinite(est.grad).all() and est.grad.abs().sum() > 0, w
     perfect = target.clone().requires_grad_()
     separation_loss(perfect, target, resolutions=SMALL_RES)[0].backward()
     assert torch.isfinite(perfect.grad).all()
+
+
+def test_level_error_is_the_rms_level_difference_in_db():
+    target = _batch()
+    torch.testing.assert_close(level_error_db(0.5 * target, target), torch.full((2, 3), 6.0206), atol=1e-3, rtol=0)
+    torch.testing.assert_close(level_error_db(10 * target, target), torch.full((2, 3), 20.0), atol=1e-3, rtol=0)
+    assert float(level_error_db(target.flip(-1), target).max()) < 1e-5  # any shape at the right level costs 0
+    silent = level_error_db(torch.zeros_like(target), target)
+    assert torch.isfinite(silent).all() and (silent > 60).all()       # eps: −80 dBFS against a −10 dBFS target
+
+
+def test_a_right_shape_at_the_wrong_level_costs_more_and_the_gradient_fixes_the_level():
+    target = _batch()
+    shape = target + _batch(seed=1)                      # an imperfect estimate (0 dB SNR), as a separator's is
+
+    def rms(x):
+        return x.square().mean((-2, -1), keepdim=True).sqrt()
+
+    shape = shape * rms(target) / rms(shape)              # each stem at its target's level
+    right, parts = separation_loss(shape, target, resolutions=SMALL_RES)
+    assert parts["level_db"] < 0.01
+    for gain, direction in ((0.1, -1.0), (0.5, -1.0), (2.0, 1.0)):   # 20 and 6 dB too quiet, 6 dB too loud
+        scale = torch.tensor(gain, requires_grad=True)
+        total, parts = separation_loss(scale * shape, target, resolutions=SMALL_RES)
+        assert float(total.detach()) > float(right) and parts["level_db"] == pytest.approx(abs(20 * math.log10(gain)), abs=0.05)
+        total.backward()
+        assert direction * float(scale.grad) > 0, gain                # descent moves the gain towards 1
+        level_only = torch.tensor(gain, requires_grad=True)
+        separation_loss(level_only * shape, target, resolutions=SMALL_RES, l1_weight=0, stft_weight=0,
+                        si_snr_weight=0, level_weight=1)[0].backward()
+        assert direction * float(level_only.grad) > 0, gain
+    # the drift it fixes: the auto-scaled L1 prefers an imperfect estimate quieter than its target
+    assert float(auto_scaled_l1(0.7 * shape, target).mean()) < float(auto_scaled_l1(shape, target).mean())
 
 
 @pytest.mark.parametrize("channels", [1, 2])

@@ -232,6 +232,10 @@ class BSRoformer(nn.Module):
     always use ``scaled_dot_product_attention`` (same maths as MSST's explicit softmax, ~1e-8 apart).
     ``skip_connection`` (add all previous depth layers' outputs before each layer, as MSST does) is implemented but
     not covered by the fixture. ``use_torch_checkpoint`` checkpoints each transformer while training.
+
+    ``residual_stem`` (ours, not an MSST key; MSST models are ``False``): the last stem gets no mask estimator, its
+    output is the input minus the sum of the other stems' outputs (in the waveform), so the stems add up to the
+    input exactly — the last stem (``other``) is "everything the others leave".
     STFT and iSTFT always run in float32, so the model can run under ``torch.autocast`` (e.g. bf16 on CUDA).
     """
 
@@ -260,6 +264,7 @@ class BSRoformer(nn.Module):
         mask_estimator_depth: int = 2,
         mlp_expansion_factor: int = 4,
         use_torch_checkpoint: bool = False,
+        residual_stem: bool = False,
         skip_connection: bool = False,
         zero_dc: bool = True,
         use_pope: bool = False,
@@ -286,7 +291,10 @@ class BSRoformer(nn.Module):
                 f"but n_fft {stft_n_fft} gives {n_bins} bins"
             )
         self.audio_channels = 2 if stereo else 1
+        if residual_stem and num_stems < 2:
+            raise ValueError(f"residual_stem needs at least 2 stems (the residual and one estimated), got {num_stems}")
         self.num_stems = num_stems
+        self.residual_stem = residual_stem
         self.skip_connection = skip_connection
         self.use_torch_checkpoint = use_torch_checkpoint
         self.zero_dc = zero_dc
@@ -308,7 +316,7 @@ class BSRoformer(nn.Module):
         self.band_split = BandSplit(dim, band_widths)
         self.mask_estimators = nn.ModuleList(
             MaskEstimator(dim, band_widths, depth=mask_estimator_depth, mlp_expansion_factor=mlp_expansion_factor)
-            for _ in range(num_stems)
+            for _ in range(num_stems - residual_stem)
         )
 
     def _run(self, block: nn.Module, x: Tensor) -> Tensor:
@@ -355,7 +363,7 @@ class BSRoformer(nn.Module):
 
         # 8. Final norm. 9. One mask per stem.
         x = self.final_norm(x)  # (b, t, k, d)
-        masks = torch.stack([est(x) for est in self.mask_estimators], dim=1)  # (b, n, t, f·c·r)
+        masks = torch.stack([est(x) for est in self.mask_estimators], dim=1)  # (b, n, t, f·c·r); n − 1 if residual
 
         # 10. Complex masking. 11. Unfold, zero DC (optional), iSTFT at the input length.
         with torch.autocast(device_type, enabled=False):
@@ -365,7 +373,11 @@ class BSRoformer(nn.Module):
             if self.zero_dc:
                 out = out.index_fill(-2, torch.tensor([0], device=out.device), 0)
             wav = torch.istft(out, **self.stft_kwargs, window=self.stft_window, center=True, length=s)  # (b·n·c, s)
-        return rearrange(wav, "(b n c) s -> b n c s", b=b, c=c)
+            wav = rearrange(wav, "(b n c) s -> b n c s", b=b, c=c)
+            if self.residual_stem:  # the last stem: what the estimated ones leave of the input
+                residual = audio.float() - wav.sum(dim=1)  # (b, c, s)
+                wav = torch.cat([wav, residual.unsqueeze(1)], dim=1)  # (b, n, c, s)
+        return wav
 
 
 def _unwrap_state_dict(state_dict: Mapping) -> Mapping:
