@@ -92,6 +92,8 @@ PAN_RANGE: dict[str, float] = {"drums": 0.05, "bass": 0.05, "guitars": 0.6, "key
 #: Probability that a song has a part of a class (drums always; a class without usable files is left out).
 PART_CHANCE: dict[str, float] = {"bass": 0.9, "guitars": 0.5, "keyboards": 0.7, "synthesizers": 0.5,
                                  "orchestral": 0.5, "percussion": 0.5, "other": 0.4}
+#: Chance that a drum loop of another kind and the same tempo is layered on the song's drum loop.
+LAYER_CHANCE = 0.7
 LOOP_BARS = (1, 2, 4, 8)
 TEMPO_RANGE = (70.0, 180.0)
 MAX_STRETCH = 1.25           # a pitched loop is used only if its stretch lies in [1/MAX_STRETCH, MAX_STRETCH]
@@ -267,26 +269,32 @@ class _Plan:
         return int(round((bar * 4 + beat) * 60.0 / self.tempo * SAMPLE_RATE))
 
 
+def _loop_bars(samples: int, tempo: float) -> int:
+    """The bar count (:data:`LOOP_BARS`) that asks a loop of ``samples`` samples for the stretch nearest 1 at
+    ``tempo``."""
+    return min(LOOP_BARS, key=lambda b: abs(math.log(samples / (b * 240.0 / tempo * SAMPLE_RATE))))
+
+
+def _stretch_of(sample: LoopSample, tempo: float) -> float:
+    samples = _load(sample.path).shape[1]
+    return _loop_bars(samples, tempo) * 240.0 / tempo * SAMPLE_RATE / samples
+
+
 def _render_loop(sample: LoopSample, plan: _Plan) -> tuple[np.ndarray, dict]:
     audio = _load(sample.path)
-    bar_samples = 240.0 / plan.tempo * SAMPLE_RATE
-    bars = min(LOOP_BARS, key=lambda b: abs(math.log(audio.shape[1] / (b * bar_samples))))
-    length = int(round(bars * bar_samples))
+    bars = _loop_bars(audio.shape[1], plan.tempo)
+    period = bars * 240.0 / plan.tempo * SAMPLE_RATE
+    length = int(round(period))
     keep_pitch = sample.role != "beat"
     tile = stretch_loop(audio, length, keep_pitch=keep_pitch)
     out = np.zeros((2, plan.n_samples), np.float32)
-    for k in range(int(math.ceil(plan.n_samples / length))):
-        start = int(round(k * bars * bar_samples))
-        _place_loop(out, tile, start)
+    for k in range(int(math.ceil(plan.n_samples / period))):
+        start = int(round(k * period))                  # no drift: each repetition starts on its own bar line
+        piece = tile[:, : out.shape[1] - start]
+        out[:, start:start + piece.shape[1]] += piece
     facts = {"bars": bars, "stretch": round(length / audio.shape[1], 5), "loop_samples": length,
              "method": "time_stretch (pitch kept)" if keep_pitch else "resample"}
     return out, facts
-
-
-def _place_loop(out: np.ndarray, tile: np.ndarray, start: int) -> None:
-    if start < out.shape[1]:
-        piece = tile[:, : out.shape[1] - start]
-        out[:, start:start + piece.shape[1]] += piece
 
 
 def _line(plan: _Plan, root_midi: float) -> list[tuple[int, float, float, int]]:
@@ -364,15 +372,16 @@ def _pan_gains(pan: float) -> np.ndarray:
     return np.array([[np.cos(angle)], [np.sin(angle)]], np.float32) * np.float32(np.sqrt(2.0))
 
 
-def _stretch_of(sample: LoopSample, tempo: float) -> float:
-    length = _load(sample.path).shape[1]
-    bar_samples = 240.0 / tempo * SAMPLE_RATE
-    return min((b * bar_samples / length for b in LOOP_BARS), key=lambda r: abs(math.log(r)))
+def _loop_kind(sample: LoopSample) -> str:
+    """A loop's name without its number (``beats/rave_kick02`` → ``beats/rave_kick``)."""
+    return sample.name.rstrip("0123456789")
 
 
 def _choose_parts(rng: np.random.Generator, samples: list[LoopSample]):
-    """``(parts, tempo, pitched loop or None)`` of one song: one drum loop (sometimes layered with a second one of
-    the same tempo) whose tempo, jittered, is the song's; then per class, by :data:`PART_CHANCE`, a loop or a
+    """``(parts, tempo, pitched loop or None)`` of one song: one drum loop (a family, the name up to its first
+    ``_``, drawn uniformly, then a file of it), layered by :data:`LAYER_CHANCE` with
+    one loop of each other kind of the same tempo (±3 %: ``rave_kick`` + ``rave_hihat`` + ``rave_snare``), whose
+    tempo, jittered, is the song's; then per class, by :data:`PART_CHANCE`, a loop or a
     one-shot part; at most one pitched loop, and only one whose stretch is within :data:`MAX_STRETCH`."""
     from msr_lib.stems import STEMS
 
@@ -380,12 +389,16 @@ def _choose_parts(rng: np.random.Generator, samples: list[LoopSample]):
     for s in samples:
         by_stem.setdefault(s.stem, []).append(s)
     beats = [s for s in by_stem["drums"] if s.kind == "loop"]
-    first = beats[int(rng.integers(len(beats)))]
+    families = sorted({_loop_kind(s).split("_")[0] for s in beats})      # beats/rave, beats/break, beats/909beat…
+    family = families[int(rng.integers(len(families)))]
+    members = [s for s in beats if _loop_kind(s).split("_")[0] == family]
+    first = members[int(rng.integers(len(members)))]
     parts = [first]
     native = loop_tempo(first.seconds)[1]
-    same_tempo = [s for s in beats if s is not first and abs(loop_tempo(s.seconds)[1] / native - 1) < 0.03]
-    if same_tempo and rng.random() < 0.4:
-        parts.append(same_tempo[int(rng.integers(len(same_tempo)))])
+    for kind in sorted({_loop_kind(s) for s in beats} - {_loop_kind(first)}):
+        layers = [s for s in beats if _loop_kind(s) == kind and abs(loop_tempo(s.seconds)[1] / native - 1) < 0.03]
+        if layers and rng.random() < LAYER_CHANCE:
+            parts.append(layers[int(rng.integers(len(layers)))])
     tempo = float(np.clip(native * rng.uniform(1 - _TEMPO_JITTER, 1 + _TEMPO_JITTER), *TEMPO_RANGE))
     pitched_loop = None
     for stem in [s for s in STEMS if s in PART_CHANCE]:
