@@ -15,11 +15,12 @@ Lessons: notebooks/00_welcome.ipynb, notebooks/01_data_and_mastering.ipynb
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -61,13 +62,24 @@ class SoundSource:
 
 @dataclass(frozen=True, kw_only=True)
 class SoundFontSource(SoundSource):
-    """A General-MIDI SoundFont (or a synth SoundFont with the GM program map): plays the part's GM program."""
+    """A General-MIDI SoundFont (or a synth SoundFont with the GM program map): plays the part's GM program.
+
+    ``velocity_gaps``: program → (low, high) velocities whose layer TinySoundFont renders wrongly (~20 dB quiet
+    and dull); notes there move to the nearest velocity outside."""
+
+    velocity_gaps: dict = field(default_factory=dict)
 
     def render(self, part, n_samples, rng, *, style):
         from msr_lib.data.synth.render import STYLE_DRUM_KITS, render_part
 
         path = self.paths()[0]
         kits = STYLE_DRUM_KITS.get(style, ()) if part.is_drums else ()
+        gap = None if part.is_drums else self.velocity_gaps.get(part.program)
+        if gap is not None:
+            low, high = gap
+            notes = [dataclasses.replace(n, velocity=(low - 1 if n.velocity - low < high - n.velocity else high + 1))
+                     if low <= n.velocity <= high else n for n in part.notes]
+            part = dataclasses.replace(part, notes=notes)
         audio, program, name = render_part(part, n_samples, path, drum_kits=kits)
         return audio, {"program": program, "patch": name, "soundfont": str(path)}
 
@@ -169,7 +181,8 @@ SOUND_SOURCES: dict[str, SoundSource] = {s.name: s for s in (
                     files=("/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/soundfonts/FluidR3_GM.sf2")),
     SoundFontSource(name="musescore_general", kind="soundfont", package="musescore-general-soundfont-small",
                     stems=_ALL_GM_STEMS, description="MuseScore_General: sampled GM set, Ogg-compressed .sf3",
-                    files=("/usr/share/sounds/sf3/MuseScore_General.sf3",)),
+                    files=("/usr/share/sounds/sf3/MuseScore_General.sf3",),
+                    velocity_gaps={0: (73, 107), 1: (73, 107), 3: (73, 107)}),   # measured: the pianos' mid layer
     BundledSoundFontSource(name="timgm6mb", kind="soundfont", package=None, stems=_ALL_GM_STEMS,
                            description="TimGM6mb: small sampled GM set (pretty_midi's copy, built in)"),
     SoundFontSource(name="opl3_fm", kind="synth", package="opl3-soundfont",
