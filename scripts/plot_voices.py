@@ -101,11 +101,11 @@ def main(argv=None) -> int:
     panels = render_all(args.seed)
     plot(panels, args.out)
     if args.wav_dir:
-        from msr_lib.audio import write_audio
+        from msr_lib.audio import save_audio
 
         for title, _, audio in panels:
             name = title.replace(" · ", "_").replace(", ", "_").replace(" + ", "_").replace(" ", "_")
-            write_audio(args.wav_dir / f"{name}.flac", audio / np.abs(audio).max() * 0.5)
+            save_audio(args.wav_dir / f"{name}.flac", audio / np.abs(audio).max() * 0.5)
     print(f"wrote {args.out}")
     return 0
 

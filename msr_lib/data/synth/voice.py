@@ -265,11 +265,11 @@ def _kernels():
                 out[i] = cascade_sample(sos_frames[f], state, 0, source[i])
         return out
 
-    @numba.njit(cache=True, boundscheck=False, fastmath=True)
+    @numba.njit(cache=True, boundscheck=False, fastmath={"contract"})     # fused multiply-adds
     def harmonic_bank(cycles, amps, hop, out):
         """Σ_k a_k(t)·sin(2π k·cycles(t)), ``amps`` (frames, harmonics) given at frame starts and interpolated
-        linearly; sin(kθ) by the Chebyshev recurrence sin((k+1)θ) = 2cos θ·sin(kθ) − sin((k−1)θ), all samples of a
-        frame side by side (SIMD)."""
+        linearly; sin(kθ) by the Chebyshev recurrence sin((k+1)θ) = 2cos θ·sin(kθ) − sin((k−1)θ), all samples
+        of a frame side by side (SIMD)."""
         n_frames, n_harmonics = amps.shape
         here, below, twice_cos = np.empty(hop), np.empty(hop), np.empty(hop)
         level, change, ramp = np.empty(hop), np.empty(hop), np.arange(hop) / hop
@@ -467,7 +467,9 @@ def check_voice(voice: dict) -> None:
         raise MSRError(f"unknown voice register {voice['register']!r}; expected one of {', '.join(REGISTERS)}")
     if voice["harmony"] not in ("", *HARMONY_STEPS):
         raise MSRError(f"unknown harmony {voice['harmony']!r}; expected '' or one of {', '.join(HARMONY_STEPS)}")
-    for written, sung in dict(voice["vowels"]).items():
+    if not isinstance(voice["vowels"], dict):
+        raise MSRError(f"voice vowels must map written to sung vowels, got {voice['vowels']!r}")
+    for written, sung in voice["vowels"].items():
         if written not in VOWEL_SHADES or (sung not in VOWEL_FORMANTS and sung not in DIPHTHONGS):
             raise MSRError(f"voice vowels: cannot sing {written!r} as {sung!r}")
     for name in (*_KIND_SETTINGS[kind], *LAYER_SETTINGS):
