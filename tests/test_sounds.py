@@ -200,6 +200,8 @@ def test_a_missing_source_fails_with_one_line_naming_its_package(monkeypatch, tm
         message = str(error.value)
         assert "\n" not in message and "fake_gm" in message and "apt-get install fake-soundfont-gm" in message
     assert not (tmp_path / "out").exists()
+    with pytest.raises(MSRError, match="plays drums, guitars, percussion, orchestral, other; add"):
+        synth.render_song(0, 1.0, sound_sources=["msr_fm"])            # a list must cover every stem
     with pytest.raises(MSRError, match="unknown sound source 'nope'"):
         require_sound_sources(["nope"], install=False)
     for name, source in SOUND_SOURCES.items():          # the real ones missing on this machine say the same

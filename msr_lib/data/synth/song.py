@@ -70,7 +70,7 @@ def prepare_sound_sources(soundfont=None, sound_sources=None):
     """``(pinned SoundFont or None, allowed source names or None)``, checked (missing sources fail in one line,
     a bad pinned SoundFont fails on loading) before any rendering."""
     from msr_lib.data.synth.render import load_soundfont, pinned_soundfont
-    from msr_lib.data.synth.sounds import require_sound_sources
+    from msr_lib.data.synth.sounds import check_stems_covered, require_sound_sources
 
     pinned = pinned_soundfont(soundfont)
     if pinned is not None:
@@ -79,6 +79,7 @@ def prepare_sound_sources(soundfont=None, sound_sources=None):
     if sound_sources is not None:
         allowed = tuple(sound_sources)
         require_sound_sources(allowed, install=False)
+        check_stems_covered(allowed)
     return pinned, allowed
 
 

@@ -180,8 +180,9 @@ SOUND_SOURCES: dict[str, SoundSource] = {s.name: s for s in (
                     description="FluidR3_GM: sampled General-MIDI set (142 MB)",
                     files=("/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/soundfonts/FluidR3_GM.sf2")),
     SoundFontSource(name="musescore_general", kind="soundfont", package="musescore-general-soundfont-small",
-                    stems=_ALL_GM_STEMS, description="MuseScore_General: sampled GM set, Ogg-compressed .sf3",
-                    files=("/usr/share/sounds/sf3/MuseScore_General.sf3",),
+                    stems=_ALL_GM_STEMS, description="MuseScore_General (Lite): sampled GM set, Ogg-compressed .sf3",
+                    files=("/usr/share/sounds/sf3/MuseScore_General_Lite.sf3",
+                           "/usr/share/sounds/sf3/MuseScore_General.sf3"),
                     velocity_gaps={0: (73, 107), 1: (73, 107), 3: (73, 107)}),   # measured: the pianos' mid layer
     BundledSoundFontSource(name="timgm6mb", kind="soundfont", package=None, stems=_ALL_GM_STEMS,
                            description="TimGM6mb: small sampled GM set (pretty_midi's copy, built in)"),
@@ -255,6 +256,15 @@ def require_sound_sources(names, *, install: bool) -> None:
         needs = "; ".join(f"{s.name} needs the Debian package {s.package} (apt-get install {s.package})"
                           if s.package else f"{s.name} is not available" for s in missing)
         raise MSRError(f"sound source missing: {needs}")
+
+
+def check_stems_covered(names) -> None:
+    """A restricted list of sources must play every stem a song can have (the singing voice is always added)."""
+    names = set(names) | {n for n, s in SOUND_SOURCES.items() if s.kind == "voice"}
+    uncovered = [stem for stem in STEMS if not any(stem in SOUND_SOURCES[n].stems for n in names)]
+    if uncovered:
+        raise MSRError(f"no sound source among {', '.join(sorted(names))} plays {', '.join(uncovered)}; "
+                       f"add a SoundFont set such as timgm6mb")
 
 
 def render_with_source(name: str, notes_or_part, seconds: float, *, stem: str = "keyboards", program: int = 0,
