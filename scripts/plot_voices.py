@@ -1,6 +1,6 @@
 """Spectrograms of the singing voices: one 4-bar melody sung by every kind in every register, plus the layers.
 
-    python scripts/plot_voices.py --out voices.png [--wav-dir voices/]
+    python scripts/plot_voices.py --out voices.png [--wav-dir voices/] [--registers tenor alto]
 
 Rows: the registers of ``msr_lib.data.synth.voice.REGISTERS`` (the melody moved by octaves into each one's range),
 then a tenor and an alto with a doubled take and a harmony in thirds. Columns: the kinds (``VOICE_KINDS``). Every
@@ -47,13 +47,15 @@ def plain_voice(kind: str, register: str, *, layered: bool = False) -> dict:
     return voice
 
 
-def render_all(seed: int = 0) -> list[tuple[str, dict, np.ndarray]]:
-    """(row label, voice, stereo audio) for every panel, row by row."""
+def render_all(seed: int = 0, registers=None) -> list[tuple[str, dict, np.ndarray]]:
+    """(panel title, voice, stereo audio) for every panel, row by row: each of ``registers`` (default: all), then
+    the tenor and the alto among them layered."""
     from msr_lib.audio import SAMPLE_RATE
     from msr_lib.data.synth.voice import REGISTERS, VOICE_KINDS, render_vocals
 
-    rows = [(name, name, False) for name in REGISTERS] + [("tenor", "tenor, doubled + harmony", True),
-                                                          ("alto", "alto, doubled + harmony", True)]
+    registers = list(registers or REGISTERS)
+    rows = [(name, name, False) for name in registers] + [(name, f"{name}, doubled + harmony", True)
+                                                          for name in ("tenor", "alto") if name in registers]
     seconds = 0.25 + 16 * 60.0 / BPM + 0.5
     panels = []
     for register, label, layered in rows:
@@ -97,8 +99,14 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=Path("voices.png"), help="the PNG to write")
     parser.add_argument("--wav-dir", type=Path, help="also write each panel's audio here as FLAC")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the performances")
+    parser.add_argument("--registers", nargs="+", help="only these registers (default: all)")
     args = parser.parse_args(argv)
-    panels = render_all(args.seed)
+    from msr_lib.data.synth.voice import REGISTERS
+
+    unknown = sorted(set(args.registers or ()) - set(REGISTERS))
+    if unknown:
+        parser.error(f"unknown register {unknown[0]!r}; expected one of {', '.join(REGISTERS)}")
+    panels = render_all(args.seed, args.registers)
     plot(panels, args.out)
     if args.wav_dir:
         from msr_lib.audio import save_audio

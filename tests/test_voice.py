@@ -257,3 +257,27 @@ def test_the_numba_kernels_match_their_plain_definitions():
     gains = amps[frame] * (1 - w[:, None]) + amps[frame + 1] * w[:, None]
     expected = (gains * np.sin(2 * np.pi * np.outer(cycles, np.arange(1, 8)))).sum(axis=1)
     np.testing.assert_allclose(out, expected, atol=1e-9)
+
+
+def test_plot_voices_script_draws_the_spectrograms_and_writes_the_audio(tmp_path, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    from msr_lib.audio import load_audio
+
+    path = Path(__file__).resolve().parent.parent / "scripts" / "plot_voices.py"
+    spec = importlib.util.spec_from_file_location("plot_voices", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    for kind in V.VOICE_KINDS:
+        V.check_voice(script.plain_voice(kind, "bass", layered=True))
+    assert script.main(["--out", str(tmp_path / "v.png"), "--wav-dir", str(tmp_path / "wav"),
+                        "--registers", "tenor"]) == 0
+    assert (tmp_path / "v.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    files = sorted(p.name for p in (tmp_path / "wav").iterdir())
+    assert files == sorted(f"{kind}_{row}.flac" for kind in V.VOICE_KINDS for row in ("tenor", "tenor_doubled_harmony"))
+    layered = load_audio(tmp_path / "wav" / "formant_tenor_doubled_harmony.flac")
+    assert layered.shape[1] > 9 * SAMPLE_RATE and not np.allclose(layered[0], layered[1], atol=1e-3)
+    with pytest.raises(SystemExit):
+        script.main(["--out", str(tmp_path / "w.png"), "--registers", "falsetto"])
+    assert "unknown register 'falsetto'" in capsys.readouterr().err
