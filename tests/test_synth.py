@@ -291,6 +291,13 @@ def test_skip_existing_resumes_without_rewriting(tmp_path):
     longer = synth.synthesize_songs(tmp_path, songs=1, seconds=1.5, seed=4, soundfont=SMALL_FONT, workers=1,
                                     progress=False, skip_existing=True)
     assert json.loads((longer[0] / "song.json").read_text())["seconds"] == 1.5  # a different request re-renders
+    stamp = (longer[0] / "clean_mix.flac").stat().st_mtime_ns
+    fewer = synth.synthesize_songs(tmp_path, songs=1, seconds=1.5, seed=4, soundfont=SMALL_FONT,
+                                   sound_sources=["timgm6mb"], workers=1, progress=False, skip_existing=True)
+    info = json.loads((fewer[0] / "song.json").read_text())                 # so does another sound-source pool
+    assert info["sound_source_pool"] == ["timgm6mb", "msr_voice"] and set(info["sound_sources"].values()) <= {
+        "soundfont_file", "msr_voice"}
+    assert (fewer[0] / "clean_mix.flac").stat().st_mtime_ns != stamp
 
 
 def test_skip_existing_renders_a_song_folder_of_the_old_layout_again(tmp_path):

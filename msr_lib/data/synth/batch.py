@@ -13,6 +13,7 @@ import numpy as np
 
 from msr_lib.audio import atomic_output_dir, save_audio
 from msr_lib.data.synth.song import check_request, prepare_sound_sources, render_song
+from msr_lib.data.synth.sounds import source_pool
 from msr_lib.errors import MSRError
 
 #: The clean mix of a rendered song (the exact sum of its stems), named as :func:`msr_lib.audio.song_files` reads it.
@@ -50,10 +51,12 @@ def write_song(out_dir, seed: int, index: int, seconds: float, source: str, soun
     return folder
 
 
-def _already_written(out_dir: Path, seed: int, index: int, seconds: float, source: str) -> Path | None:
-    """The song's folder if a previous run already wrote it with the same request (folders are atomic). A folder of
-    an older layout (``mix.flac``, no :data:`CLEAN_MIX_FILE`; no ``sound_sources`` in ``song.json``: one GM set
-    for every stem) does not count: it is rendered again."""
+def _already_written(out_dir: Path, seed: int, index: int, seconds: float, source: str, pool: list[str],
+                     pinned: str | None) -> Path | None:
+    """The song's folder if a previous run already wrote it with the same request (folders are atomic): same
+    length, note source, sound-source pool and pinned SoundFont. A folder of an older layout (``mix.flac``, no
+    :data:`CLEAN_MIX_FILE`; no sound-source pool in ``song.json``: one GM set for every stem) does not count: it
+    is rendered again."""
     folder = out_dir / song_id(seed, index)
     if not (folder / CLEAN_MIX_FILE).is_file():
         return None
@@ -62,7 +65,7 @@ def _already_written(out_dir: Path, seed: int, index: int, seconds: float, sourc
     except (OSError, ValueError):
         return None
     same = (info.get("seconds") == float(seconds) and info.get("source") == song_source(source, index)
-            and "sound_sources" in info)
+            and info.get("sound_source_pool") == pool and info.get("pinned_soundfont") == pinned)
     return folder if same else None
 
 
@@ -106,10 +109,12 @@ def synthesize_songs(out_dir, *, songs: int, seconds: float, seed: int, source: 
     from tqdm.auto import tqdm
 
     bar = tqdm(total=songs, desc="synth songs", unit="song", disable=not progress)
-    done = {i: _already_written(out_dir, seed, i, seconds, source) for i in range(songs)} if skip_existing else {}
+    font = str(pinned) if pinned is not None else None
+    pool = source_pool(allowed)
+    done = ({i: _already_written(out_dir, seed, i, seconds, source, pool, font) for i in range(songs)}
+            if skip_existing else {})
     done = {i: path for i, path in done.items() if path is not None}
     bar.update(len(done))
-    font = str(pinned) if pinned is not None else None
     args = [(out_dir, seed, i, float(seconds), source, font, allowed) for i in range(songs) if i not in done]
     workers = max(1, min(workers, len(args)))
     try:

@@ -105,7 +105,8 @@ def render_arrangement(arr, *, pinned=None, allowed=None) -> Song:
     """Render an :class:`~msr_lib.data.synth.arrangement.Arrangement` to stems and their clean mix, each stem on
     the sound source :func:`~msr_lib.data.synth.sounds.choose_sources` draws for it."""
     from msr_lib import __version__
-    from msr_lib.data.synth.sounds import RENDER_STREAM, SOUND_SOURCES, choose_sources, pinned_soundfont_source
+    from msr_lib.data.synth.sounds import (RENDER_STREAM, SOUND_SOURCES, choose_sources, pinned_soundfont_source,
+                                           source_pool)
 
     n = int(round(arr.seconds * SAMPLE_RATE))
     chosen = choose_sources(arr.seed, list(arr.parts), allowed=allowed)
@@ -162,7 +163,7 @@ def render_arrangement(arr, *, pinned=None, allowed=None) -> Song:
                    if x.start < arr.seconds] if "vocals" in stems else [],
         "voice": arr.parts["vocals"].voice if "vocals" in stems else None,
         "sound_sources": {s: v["sound_source"] for s, v in instruments.items()},
-        "pinned_soundfont": str(pinned) if pinned is not None else None,
+        "sound_source_pool": source_pool(allowed), "pinned_soundfont": str(pinned) if pinned is not None else None,
         "peak_dbfs": round(float(20 * np.log10(max(np.abs(clean_mix).max(), 1e-12))), 3),
     }
     return Song(stems=stems, clean_mix=clean_mix, info=info)

@@ -220,12 +220,18 @@ def available_sources() -> list[str]:
     return [name for name, source in SOUND_SOURCES.items() if source.available()]
 
 
-def choose_sources(seed: int, stems, *, allowed=None) -> dict[str, str]:
-    """The source of each stem of ``stems`` for a song seed, drawn among the available sources (only those in
-    ``allowed`` when given; the singing voice is always allowed). One draw per canonical stem, whatever is
-    present, so a stem's draw does not move when another stem comes or goes."""
-    pool = [name for name, source in SOUND_SOURCES.items()
+def source_pool(allowed=None) -> list[str]:
+    """The sources songs draw from: the available ones (only those in ``allowed`` when given; the singing voice
+    is always allowed), in registry order. Recorded in ``song.json``: the same seed gives the same song only
+    from the same pool."""
+    return [name for name, source in SOUND_SOURCES.items()
             if (allowed is None or name in allowed or source.kind == "voice") and source.available()]
+
+
+def choose_sources(seed: int, stems, *, allowed=None) -> dict[str, str]:
+    """The source of each stem of ``stems`` for a song seed, drawn from :func:`source_pool`. One draw per
+    canonical stem, whatever is present, so a stem's draw does not move when another stem comes or goes."""
+    pool = source_pool(allowed)
     draws = dict(zip(STEMS, np.random.default_rng([int(seed), CHOICE_STREAM]).random(len(STEMS))))
     chosen = {}
     for stem in STEMS:
