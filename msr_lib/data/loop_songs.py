@@ -19,15 +19,18 @@ package does not say), so these songs have no vocals stem. Files libsndfile cann
 the one of 1, 2, 4, 8 that puts the tempo in 70–180 BPM, nearest 120 BPM on a log scale when several do
 (:func:`loop_tempo`; ``break01``, 1.44 s → 1 bar at 166.8 BPM; ``909beat01``, 3.95 s → 2 bars at 121.5 BPM).
 
-**A song.** Its drum loop sets the tempo (the loop's own, ×0.94–1.06); loops are tempo-matched to the song by
-number of bars (the bar count nearest a stretch of 1): drum and percussion loops by resampling (transients stay
-sharp; the pitch moves by at most a semitone, harmless for unpitched sounds), pitched loops (bass, synth, guitar) by
+**A song.** Its drum loop (a family — ``rave``, ``break``, ``909beat``… — drawn uniformly, then a file; layered with
+loops of the other kinds of the same tempo, e.g. ``rave_kick`` + ``rave_hihat`` + ``rave_snare``) sets the tempo
+(the loop's own, ×0.94–1.06); loops are tempo-matched to the song by number of bars (the bar count nearest a
+stretch of 1): drum loops by resampling (transients stay sharp; the pitch moves by about a semitone at most,
+harmless for unpitched sounds), pitched loops (bass, synth, guitar) by
 a phase-vocoder time stretch that keeps the pitch (``librosa.effects.time_stretch``), so a loop stays in the song's
 key: the key's tonic is the root of the song's pitched loop (at most one per song). Pitched one-shots play a
 diatonic chord progression (or a line of chord and scale tones) on an eighth-note grid, pitch-shifted by
 resampling from their root (f0 estimated once per file with YIN, cached; one-shots whose pitch wanders more than
 a semitone are left out) to the target note placed within −6…+5 semitones of the root, so no note is shifted by
-more than half an octave. Levels (:data:`LEVEL_DB`, dB of active RMS, uniform jitter inside each class's range)
+more than half an octave. Percussion one-shots play a rhythm as recorded; effects (``other``) sound at the start
+of a few bars. Levels (:data:`LEVEL_DB`, dB of active RMS, uniform jitter inside each class's range)
 follow real mixes: drums and bass loud, pads and effects low; pans (:data:`PAN_RANGE`), a 30 ms release fade on
 every note and a 50 ms fade at the song's end. Several parts of one class are summed into that class's stem; the
 clean mix is the exact sum of the stems after a 24-bit FLAC round trip (the rule of :mod:`msr_lib.data.synth.song`).
