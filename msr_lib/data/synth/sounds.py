@@ -81,6 +81,8 @@ class SoundFontSource(SoundSource):
                      if low <= n.velocity <= high else n for n in part.notes]
             part = dataclasses.replace(part, notes=notes)
         audio, program, name = render_part(part, n_samples, path, drum_kits=kits)
+        if name.isdigit():                                   # OPL3's presets are named by number only
+            name = f"{path.stem} {'kit' if part.is_drums else 'program'} {program}"
         return audio, {"program": program, "patch": name, "soundfont": str(path)}
 
 
