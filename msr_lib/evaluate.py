@@ -29,7 +29,18 @@ pairs, not the mean of the stem means), prints a table and writes JSON atomicall
 
 A :class:`ScoreBoard` scores one metric: rows (a separator, a folder of estimates, a dict of arrays) × stems, the
 baselines of :mod:`msr_lib.baselines` first; its means per row are means over stems of the per-stem means, and the
-gain of a row is its mean improvement over the "mixture as estimate" floor.
+gain of a row is its mean improvement over the "mixture as estimate" floor. Every metric of the registry we report is
+scale-invariant or nearly so, so a board also measures two things they miss:
+
+- **level error** — per stem |LUFS(estimate) − LUFS(target)| in dB (:func:`level_error_db`), reported as the median
+  over songs. The target is the documented level of a separator's estimate: the clean stem scaled by
+  RMS(mixture) / RMS(clean mix), i.e. the clean stem itself on a clean mix and, on a mastered mix, the stem at the
+  mix's level (:func:`msr_lib.train.curriculum.match_mix_level`, the curriculum's convention). Silent references are
+  left out; loudness below the −70 LUFS gate of BS.1770 counts as −70 LUFS, so a silent estimate of a playing stem
+  is a large, finite error;
+- **sum SNR** — on a clean mixture (the sum of the references), the plain SNR (:func:`msr_lib.metrics.snr`) of
+  the sum of all a row's estimates against the mixture, reported as the median over songs: ≥ 60 dB when the
+  stems add up to the input, below 0 when they count some of it twice.
 """
 from __future__ import annotations
 
@@ -41,12 +52,29 @@ from pathlib import Path
 
 import numpy as np
 
-from msr_lib.audio import MIXES, SAMPLE_RATE, SILENT_PEAK, atomic_file, load_stem
+from msr_lib.audio import ACTIVE_STEM_RMS, MIXES, SAMPLE_RATE, SILENT_PEAK, atomic_file, load_stem
 from msr_lib.baselines import BASELINE_TITLES, BASELINES, baseline_estimates
 from msr_lib.errors import MSRError
 from msr_lib.metrics import METRICS, Metric
 
 DEFAULT_METRICS = ("multi_mel_snr", "si_snr")
+#: loudness floor of the level error: BS.1770's absolute gate (quieter audio reads −inf)
+LOUDNESS_FLOOR_LUFS = -70.0
+#: a mixture counts as clean when it differs from the sum of the references by less than this (RMS ratio, −60 dB)
+CLEAN_MIX_TOLERANCE = 1e-3
+
+
+def level_error_db(estimate: np.ndarray, target: np.ndarray, sample_rate: int) -> float:
+    """|LUFS(estimate) − LUFS(target)| in dB of two ``(channels, samples)`` signals (BS.1770 integrated loudness,
+    :func:`msr_lib.degrade.measure_loudness_lufs`), each floored at :data:`LOUDNESS_FLOOR_LUFS`."""
+    from msr_lib.degrade import measure_loudness_lufs
+
+    est, tgt = (max(measure_loudness_lufs(x, sample_rate), LOUDNESS_FLOOR_LUFS) for x in (estimate, target))
+    return abs(est - tgt)
+
+
+def _rms(audio: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(audio, dtype=np.float64))))
 
 
 def resolve_metrics(metrics) -> list[Metric]:
@@ -194,11 +222,16 @@ class Scorer:
         self.extra: list[dict] = []
         self.silent: list[dict] = []
         self.length_mismatches: list[dict] = []
+        #: ``{song: {stem: dB}}``: level errors (:func:`level_error_db`) of songs added with a ``level_gain``
+        self.level_errors: dict[str, dict[str, float]] = {}
 
-    def add_song(self, song: str, estimates: dict, references: dict, sample_rate: int) -> None:
+    def add_song(self, song: str, estimates: dict, references: dict, sample_rate: int, *,
+                 level_gain: float | None = None) -> None:
         """Score one song: ``{stem: (channels, samples)}`` estimates against references (arrays or loaders:
-        a zero-argument callable returning ``(audio, rate)`` is called only when the pair is scored)."""
+        a zero-argument callable returning ``(audio, rate)`` is called only when the pair is scored). With
+        ``level_gain``, also the level error of each scored stem against its reference × ``level_gain``."""
         scores = self.per_song.setdefault(song, {})
+        levels = self.level_errors.setdefault(song, {}) if level_gain is not None else None
         for stem in estimates:
             if stem not in references:
                 self.extra.append({"song": song, "stem": stem})
@@ -224,6 +257,8 @@ class Scorer:
                 value = float(m.fn(est, ref, rate))
                 values[m.name] = value if math.isfinite(value) else None
             scores[stem] = values
+            if levels is not None:
+                levels[stem] = level_error_db(est, ref * level_gain, rate)
 
     def add_unmatched_song(self, song: str, stems, *, kind: str) -> None:
         """Record ``stems`` of ``song`` as ``"missing"`` estimates or ``"extra"`` ones, unscored."""
@@ -346,7 +381,8 @@ class ScoreBoard:
     files (read by :func:`msr_lib.audio.song_files`, loaded at ``sample_rate``) or a loaded separator (``.stems``,
     ``.sample_rate``; it separates ``mixture`` here). The baselines are computed from ``mixture`` and the
     references the first time a song is added; adding the same song again (same references and mixture) adds
-    rows only. Silent references are left out and counted (:attr:`silent`).
+    rows only. Silent references are left out and counted (:attr:`silent`). Each row also gets its level errors
+    and, on clean mixtures, its sum SNR (module docstring; :meth:`level_errors`, :meth:`sum_snr`).
     """
 
     def __init__(self, *, metric: str = "multi_mel_snr", baselines=("mixture",), sample_rate: int = SAMPLE_RATE):
@@ -358,6 +394,8 @@ class ScoreBoard:
         self.sample_rate = int(sample_rate)
         self.rows: dict[str, Scorer] = {name: Scorer([self.metric]) for name in self.baselines}
         self._songs: dict[str, tuple] = {}
+        #: ``{row: {song: dB}}``: SNR of the sum of the row's estimates against a clean mixture
+        self._sum_snrs: dict[str, dict[str, float]] = {}
 
     # ------------------------------------------------------------ adding
     def add_song(self, song: str, *, references: Mapping, mixture, estimates: Mapping | None = None) -> None:
@@ -381,14 +419,32 @@ class ScoreBoard:
             if row in self.rows and song in self.rows[row].per_song:
                 raise MSRError(f"{song}: row {row!r} has scored this song already")
             rows[row] = self._estimates(song, row, estimate, mixture)
+        clean_mix = np.sum(list(references.values()), axis=0, dtype=np.float32)
+        clean_rms = _rms(clean_mix)
+        level_gain = _rms(mixture) / clean_rms if clean_rms >= ACTIVE_STEM_RMS else 1.0  # as match_mix_level
+        clean = mixture.shape == clean_mix.shape and _rms(mixture - clean_mix) <= CLEAN_MIX_TOLERANCE * clean_rms
         if song not in self._songs:
             for name, estimate in baseline_estimates(mixture, references, names=self.baselines).items():
-                self.rows[name].add_song(song, estimate, references, self.sample_rate)
+                self.rows[name].add_song(song, estimate, references, self.sample_rate, level_gain=level_gain)
+                if clean:
+                    self._add_sum_snr(name, song, estimate, mixture)
             self._songs[song] = key
         for row, (estimate, unknown) in rows.items():
+            if clean:  # loaded once here: the sum needs every stem, also those with silent references
+                estimate = {stem: est(self.sample_rate)[0] if callable(est) else est for stem, est in estimate.items()}
+                self._add_sum_snr(row, song, estimate, mixture)
             scorer = self.rows.setdefault(row, Scorer([self.metric]))
-            scorer.add_song(song, estimate, references, self.sample_rate)
+            scorer.add_song(song, estimate, references, self.sample_rate, level_gain=level_gain)
             scorer.add_unmatched_song(song, unknown, kind="extra")
+
+    def _add_sum_snr(self, row: str, song: str, estimates: Mapping, mixture: np.ndarray) -> None:
+        from msr_lib.audio import fit_length
+        from msr_lib.metrics import snr
+
+        total = np.zeros(mixture.shape, np.float64)
+        for audio in estimates.values():
+            total += fit_length(np.asarray(audio, np.float64), mixture.shape[-1])
+        self._sum_snrs.setdefault(row, {})[song] = snr(total, mixture)
 
     def _estimates(self, song: str, row: str, estimates, mixture: np.ndarray) -> tuple[dict, list[str]]:
         """``({stem: array or loader}, [unknown file names])`` of one row of one song."""
@@ -463,6 +519,24 @@ class ScoreBoard:
         gains = [sign * (value - floor[stem]) for stem, value in row_means.items() if stem in floor]
         return float(np.mean(gains)) if gains else float("nan")
 
+    def level_errors(self, row: str) -> dict[str, float]:
+        """``{stem: median over songs of the level error (dB)}`` of ``row`` (module docstring), canonical order."""
+        per_song = self._scorer(row).level_errors.values()
+        stems = _stem_order({stem for levels in per_song for stem in levels})
+        return {stem: float(np.median([levels[stem] for levels in per_song if stem in levels])) for stem in stems}
+
+    def level_error(self, row: str) -> float:
+        """The median level error (dB) of ``row`` over all scored song-stem pairs (``nan`` when none)."""
+        values = [v for levels in self._scorer(row).level_errors.values() for v in levels.values()]
+        return float(np.median(values)) if values else float("nan")
+
+    def sum_snr(self, row: str) -> float:
+        """The median over clean-mixture songs of the SNR (dB) of the sum of ``row``'s estimates against the
+        mixture (``nan`` when no clean mixture was added)."""
+        self._scorer(row)
+        values = list(self._sum_snrs.get(row, {}).values())
+        return float(np.median(values)) if values else float("nan")
+
     def _stems(self) -> list[str]:
         return _stem_order({stem for row in self.rows for stem in self.per_stem(row)})
 
@@ -481,24 +555,35 @@ class ScoreBoard:
                 return "–"
             return f"{value:+.2f}" if signed else f"{value:.2f}"
 
-        header = ["", "songs", *stems, "mean"] + (["gain"] if "mixture" in self.rows else [])
+        sums = any(self._sum_snrs.values())
+        header = ["", "songs", *stems, "mean"] + (["gain"] if "mixture" in self.rows else []) + (
+            ["sum SNR"] if sums else [])
         lines = [header]
         for row in self.rows:
             cells = [self.title(row), str(len(self.rows[row].per_song))]
             cells += [number(means[row].get(stem)) for stem in stems] + [number(self.mean(row))]
             if "mixture" in self.rows:
                 cells.append("floor" if row == "mixture" else number(self.gain(row), signed=True))
+            if sums:
+                cells.append(number(self.sum_snr(row)))
             lines.append(cells)
         first = next(iter(self.rows), None)
         if first is not None:
             counts = self.counts(first)
             lines.append(["songs scored per stem", ""] + [str(counts.get(stem, 0)) for stem in stems])
-        widths = [max(len(line[i]) for line in lines if i < len(line)) for i in range(len(header))]
         text = [f"{self._axis_label()}: per stem the mean over songs, mean = over stems"
-                + (", gain = over the floor (mixture as estimate)" if "mixture" in self.rows else "")]
-        for line in lines:
-            text.append("  ".join([line[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(line[1:], widths[1:])])
-                        .rstrip())
+                + (", gain = over the floor (mixture as estimate)" if "mixture" in self.rows else "")
+                + (", sum SNR = median over songs of the SNR (dB) of the sum of the estimates vs the clean mixture"
+                   if sums else "")]
+        text += _aligned(lines)
+        level_lines = [["", *stems, "all"]]
+        for row in self.rows:
+            levels = self.level_errors(row)
+            level_lines.append([self.title(row)] + [number(levels.get(stem)) for stem in stems]
+                               + [number(self.level_error(row))])
+        text.append("level error (dB, ↓ better): per stem the median over songs of |LUFS(estimate) − LUFS(target)|, "
+                    "all = over every song and stem")
+        text += _aligned(level_lines)
         if self.silent:
             text.append(f"silent references (left out): {len(self.silent)} ({_pairs(self.silent)})")
         for row, scorer in self.rows.items():
@@ -537,7 +622,9 @@ class ScoreBoard:
         return fig
 
     def to_dict(self) -> dict:
-        """JSON-able content: the metric, and per row its title, songs, per-stem summaries, mean and gain."""
+        """JSON-able content: the metric, and per row its title, songs, per-stem summaries, mean, gain, level
+        errors (``level_error_db``: per-stem medians, the median over all pairs, per song) and sum SNR
+        (``sum_snr_db``: the median and per song; ``None``/empty without clean mixtures)."""
         rows = {}
         for row, scorer in self.rows.items():
             rows[row] = {"title": self.title(row), "songs": len(scorer.per_song), "per_stem": self.per_stem(row),
@@ -545,11 +632,23 @@ class ScoreBoard:
                          "gain": _json_number(self.gain(row)) if "mixture" in self.rows else None,
                          "per_song": {song: {stem: v[self.metric.name] for stem, v in stems.items()}
                                       for song, stems in scorer.per_song.items()},
+                         "level_error_db": {"per_stem": self.level_errors(row),
+                                            "median": _json_number(self.level_error(row)),
+                                            "per_song": scorer.level_errors},
+                         "sum_snr_db": {"median": _json_number(self.sum_snr(row)),
+                                        "per_song": self._sum_snrs.get(row, {})},
                          "missing": scorer.missing, "extra": scorer.extra,
                          "length_mismatches": scorer.length_mismatches}
         return {"metric": {"name": self.metric.name, "label": self.metric.label, "unit": self.metric.unit,
                            "higher_is_better": self.metric.higher_is_better},
                 "sample_rate": self.sample_rate, "songs": self.songs, "rows": rows, "silent": self.silent}
+
+
+def _aligned(lines: list[list[str]]) -> list[str]:
+    """Text rows of a table: the first column left-aligned, the others right-aligned."""
+    widths = [max(len(line[i]) for line in lines if i < len(line)) for i in range(max(map(len, lines)))]
+    return ["  ".join([line[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(line[1:], widths[1:])]).rstrip()
+            for line in lines]
 
 
 def _pairs(items: list[dict], shown: int = 6) -> str:

@@ -9,8 +9,8 @@ import torch
 from msr_lib.baselines import ideal_ratio_mask
 from msr_lib.cli import main
 from msr_lib.errors import MSRError
-from msr_lib.evaluate import ScoreBoard, evaluate, resolve_metrics, score_separator
-from msr_lib.metrics import multi_mel_snr, si_snr
+from msr_lib.evaluate import ScoreBoard, evaluate, level_error_db, resolve_metrics, score_separator
+from msr_lib.metrics import multi_mel_snr, si_snr, snr
 from msr_lib.models import Separator
 from msr_lib.separate import separate
 
@@ -261,15 +261,55 @@ def test_score_board_rows_floor_gain_and_silent_stems():
     assert board.counts("noisy") == {"vocals": 1, "bass": 1}
     table = board.table()
     assert "SI-SNR (dB, ↑ better)" in table and "silent references (left out): 1 (a/keyboards)" in table
-    lines = {line.split("  ")[0].strip(): line for line in table.splitlines()}
-    assert lines["Mixture as estimate"].split()[-1] == "floor"
-    assert lines["noisy"].split()[-1] == f"{board.gain('noisy'):+.2f}"
-    assert lines["noisy"].split()[-2] == f"{board.mean('noisy'):.2f}"
+    scores, levels = table.split("level error (dB")
+    lines = {line.split("  ")[0].strip(): line for line in scores.splitlines()}
+    assert lines["Mixture as estimate"].split()[-2] == "floor"
+    assert lines["noisy"].split()[-1] == f"{board.sum_snr('noisy'):.2f}"   # a clean mixture: the sum SNR column
+    assert lines["noisy"].split()[-2] == f"{board.gain('noisy'):+.2f}"
+    assert lines["noisy"].split()[-3] == f"{board.mean('noisy'):.2f}"
+    level_lines = {line.split("  ")[0].strip(): line for line in levels.splitlines()[1:]}
+    assert level_lines["noisy"].split()[-1] == f"{board.level_error('noisy'):.2f}"
     data = board.to_dict()
     assert list(data["rows"]) == ["mixture", "irm", "noisy"] and data["silent"] == board.silent
     assert data["rows"]["noisy"]["gain"] == pytest.approx(board.gain("noisy"))
     assert data["rows"]["irm"]["per_stem"]["bass"]["mean"] == pytest.approx(expected["irm"]["bass"])
     json.dumps(data, allow_nan=False)
+
+
+def test_score_board_level_errors_and_sum_snr():
+    refs = {"vocals": 0.3 * signal(0), "bass": 0.3 * signal(1), "drums": 0.3 * signal(2), "guitars": signal(3),
+            "keyboards": signal(4), "other": 0.5 * signal(5), "orchestral": np.zeros((2, SR), np.float32)}
+    mixture = np.sum(list(refs.values()), axis=0)
+    rest = mixture - refs["vocals"] - refs["bass"] - refs["drums"]   # everything but vocals, bass and drums
+    quiet = {**refs, "vocals": refs["vocals"] * 10 ** (-6 / 20)}
+    double = {**refs, "guitars": rest, "keyboards": rest, "other": rest}  # the new stems each take `other`'s part
+    board = ScoreBoard(metric="si_snr", sample_rate=SR)
+    board.add_song("a", references=refs, mixture=mixture, estimates={"exact": dict(refs), "quiet": quiet,
+                                                                      "double": double})
+    assert board.level_errors("quiet")["vocals"] == pytest.approx(6.02, abs=0.1)
+    assert "orchestral" not in board.level_errors("quiet")                # silent references are left out
+    assert max(board.level_errors("exact").values()) < 0.01 and board.level_error("exact") < 0.01
+    assert board.level_errors("quiet")["bass"] < 0.01 and board.level_error("quiet") < 0.01  # a median over stems
+    assert board.sum_snr("exact") > 60
+    assert board.sum_snr("double") < 0
+    assert board.sum_snr("double") == pytest.approx(snr(mixture + 2 * rest, mixture), abs=1e-3)
+    assert board.sum_snr("mixture") == pytest.approx(-20 * np.log10(len(refs) - 1), abs=1e-3)  # 7 copies of it
+    assert board.level_errors("mixture")["guitars"] > 3                   # the mix is louder than any stem
+    data = board.to_dict()
+    assert data["rows"]["quiet"]["level_error_db"]["per_stem"]["vocals"] == pytest.approx(6.02, abs=0.1)
+    assert data["rows"]["quiet"]["level_error_db"]["per_song"]["a"]["vocals"] == pytest.approx(6.02, abs=0.1)
+    assert data["rows"]["double"]["sum_snr_db"]["median"] == pytest.approx(board.sum_snr("double"))
+    json.dumps(data, allow_nan=False)
+    assert "sum SNR" in board.table() and "level error (dB" in board.table()
+
+    # a mastered (here: louder) mixture: the target is the stem at the mix's level, and no sum SNR
+    loud = ScoreBoard(metric="si_snr", sample_rate=SR)
+    loud.add_song("b", references=refs, mixture=2 * mixture, estimates={
+        "clean level": dict(refs), "mix level": {stem: 2 * ref for stem, ref in refs.items()}})
+    assert loud.level_errors("clean level")["vocals"] == pytest.approx(6.02, abs=0.05)
+    assert loud.level_error("mix level") < 0.01
+    assert np.isnan(loud.sum_snr("mix level")) and "sum SNR" not in loud.table()
+    assert loud.to_dict()["rows"]["mix level"]["sum_snr_db"] == {"median": None, "per_song": {}}
 
 
 def test_score_board_same_song_later_rows_and_bad_rows():
@@ -388,6 +428,7 @@ def test_score_separator_matches_a_hand_computation(tmp_path, mix):
     board = score_separator(separator, tmp_path / "songs", mix=mix, seed=11, name="fake")
     assert list(board.rows) == ["mixture", "irm", "fake"] and board.songs == ["s1", "s2"]
     by_hand = {row: {} for row in board.rows}
+    levels = {row: {} for row in board.rows}
     for index, name in enumerate(("s1", "s2")):
         refs = group_stems(load_song_stems(tmp_path / "songs" / name), separator.stems)   # guitars, piano → other
         mixture = np.sum(list(refs.values()), axis=0)
@@ -396,12 +437,18 @@ def test_score_separator_matches_a_hand_computation(tmp_path, mix):
             mixture = degrade_mix(playing, SR, seed=song_seed(11, index)).mastered_mix
         estimates = {"mixture": {s: mixture for s in refs}, "irm": ideal_ratio_mask(mixture, refs),
                      "fake": separate(mixture, separator, progress=False)}
+        clean = np.sum(list(refs.values()), axis=0)
+        gain = np.sqrt(np.mean(mixture.astype(np.float64) ** 2) / np.mean(clean.astype(np.float64) ** 2))
+        assert (gain == pytest.approx(1.0)) == (mix == "clean")
         for row, est in estimates.items():
             for stem, ref in refs.items():
                 if ref.any():
                     by_hand[row].setdefault(stem, []).append(multi_mel_snr(est[stem], ref, SR))
+                    levels[row].setdefault(stem, []).append(level_error_db(est[stem], gain * ref, SR))
     for row, per_stem in by_hand.items():
         assert board.means()[row] == pytest.approx({s: np.mean(v) for s, v in per_stem.items()}, abs=1e-6)
+        assert board.level_errors(row) == pytest.approx({s: np.median(v) for s, v in levels[row].items()}, abs=1e-4)
+    assert np.isnan(board.sum_snr("fake")) == (mix == "mastered")
     assert board.counts("fake") == {"vocals": 2, "bass": 1, "other": 2}
     assert board.silent == [{"song": "s2", "stem": "bass"}]
     with pytest.raises(MSRError, match="mix must be one of"):
