@@ -383,3 +383,57 @@ def test_degrade_true_uses_the_mastering_module(songs):
     assert torch.isfinite(item["mixture"]).all()
     assert not torch.allclose(item["mixture"], item["clean_mix"])
     torch.testing.assert_close(ds[0]["mixture"], item["mixture"])
+
+
+# ---------------------------------------------------------------- pre-rendered mastered mixes
+
+def quarter_gain(stems, sample_rate, rng):
+    """A stand-in mastering: a quarter of the sum plus a seeded offset, so versions differ."""
+    return 0.25 * sum(stems.values()) + np.float32(rng.uniform(0.01, 0.02))
+
+
+def test_mastered_cache_items_read_the_cache_files(songs, tmp_path):
+    cache = tmp_path / "cache"
+    one = dataset(songs[:1], degrade=quarter_gain, mastered_cache=cache, mastered_versions=1, chunk_seconds=2.0,
+                  remix_prob=0.0)
+    (cached,) = sorted((cache / "a").glob("mastered_*.flac"))
+    assert cached.name == "mastered_0.flac"
+    item = one[0]
+    from_file = sf.read(str(cached), dtype="float32", always_2d=True)[0].T
+    np.testing.assert_allclose(item["mixture"].numpy(), from_file, atol=1e-6)
+    gains = 10.0 ** (np.array(json.loads((cache / "a" / "mastered.json").read_text())["gains_db"][0]) / 20.0)
+    audio = load_entry(songs[0], SR)
+    np.testing.assert_allclose(item["targets"][0].numpy(), gains[0] * audio["vocals"], atol=1e-6)
+    torch.testing.assert_close(item["clean_mix"], item["targets"].sum(0))
+    # the cached mix is the (stand-in) mastering of the gained stems of the whole song: a quarter of their sum
+    offset = item["mixture"] - 0.25 * item["clean_mix"]
+    assert float(offset.std()) < 1e-5 and 0.01 <= float(offset.mean()) <= 0.02
+
+
+def test_mastered_cache_is_deterministic_and_keeps_the_item_layout(songs, tmp_path):
+    options = dict(degrade=quarter_gain, mastered_versions=3, length=6)
+    first = dataset(songs, mastered_cache=tmp_path / "c1", **options)
+    again = dataset(songs, mastered_cache=tmp_path / "c2", preload=False, **options)
+    reused = dataset(songs, mastered_cache=tmp_path / "c1", **options)  # reads what is there
+    on_the_fly = dataset(songs, degrade=quarter_gain, length=6)
+    assert sorted(p.name for p in (tmp_path / "c1" / "b").iterdir()) == [
+        "mastered.json", "mastered_0.flac", "mastered_1.flac", "mastered_2.flac"]
+    for i in range(6):
+        items = [first[i], again[i], reused[i]]
+        assert {k: (v.shape, v.dtype) for k, v in items[0].items()} == {
+            k: (v.shape, v.dtype) for k, v in on_the_fly[i].items()}
+        for other in items[1:]:
+            for key in items[0]:
+                torch.testing.assert_close(other[key], items[0][key], atol=1e-6, rtol=0)
+    mixtures = {tuple(first[i]["mixture"][0, :4].tolist()) for i in range(6)}
+    assert len(mixtures) > 1
+
+
+def test_mastered_cache_refuses_other_settings_and_needs_degrade(songs, tmp_path):
+    dataset(songs, degrade=quarter_gain, mastered_cache=tmp_path / "c", mastered_versions=2)
+    with pytest.raises(MSRError, match="mastered with other settings .*versions"):
+        dataset(songs, degrade=quarter_gain, mastered_cache=tmp_path / "c", mastered_versions=3)
+    with pytest.raises(MSRError, match="mastered with other settings .*gain_db"):
+        dataset(songs, degrade=quarter_gain, mastered_cache=tmp_path / "c", mastered_versions=2, gain_db=(0, 0))
+    with pytest.raises(MSRError, match="needs degrade"):
+        dataset(songs, mastered_cache=tmp_path / "c")

@@ -35,6 +35,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -45,8 +46,8 @@ import soundfile as sf
 from torch.utils.data import Dataset
 
 from msr_lib.audio import (
-    ACTIVE_STEM_RMS, AUDIO_EXTENSIONS, SAMPLE_RATE, fit_length, load_audio, load_stem_files, mix_kind, resample,
-    song_files, to_stereo, unreadable,
+    ACTIVE_STEM_RMS, AUDIO_EXTENSIONS, SAMPLE_RATE, atomic_output_dir, fit_length, load_audio, load_stem_files,
+    mix_kind, resample, save_audio, song_files, to_stereo, unreadable,
 )
 from msr_lib.errors import AudioError, MSRError
 from msr_lib.stems import (
@@ -441,12 +442,24 @@ class MultitrackDataset(Dataset):
     ``entries`` is a list of :class:`SongEntry` or a folder (scanned with :func:`scan_dataset`). With
     ``preload=True`` every song is loaded once into memory (small sets); otherwise chunk windows are read from
     disk with soundfile (resampled per window when a file's rate differs).
+
+    **Pre-rendered mastered mixes** (``mastered_cache``, with ``degrade``): each song is mastered whole
+    ``mastered_versions`` times, once, into ``<mastered_cache>/<song>/mastered_<k>.flac`` (version k: one gain per
+    stem drawn in ``gain_db`` and one ``degrade`` generator, both seeded by ``(seed, song name, k)``; the gains are
+    recorded in ``mastered.json`` next to them), and an item is a chunk of one song and one version at one start:
+    ``mixture`` is read from the cached file, ``targets`` are that song's stems times that version's gains. Mastering
+    on the fly costs about a quarter of a second per 2-s item on a 2-core CPU (benchmarks/bench_training_throughput.py);
+    reading the cache costs a window read. **Trade-off:** no cross-song remixing (``remix_prob`` does not apply:
+    a cached mix holds one song's stems) and the stem gains take ``mastered_versions`` values per song instead of a
+    new draw per item; the mastering sees the whole song (as a real mastering does) rather than one chunk. A cache
+    folder rendered with other settings (stems, rate, gains, seed, versions, degrade function) is refused.
     """
 
     def __init__(self, entries: Sequence[SongEntry] | str | Path, *, stems: Sequence[str] = STEMS,
                  chunk_seconds: float = 3.0, sample_rate: int = SAMPLE_RATE, length: int = 1000, seed: int = 0,
                  remix_prob: float = 0.5, gain_db: tuple[float, float] = (-6.0, 3.0),
-                 degrade: bool | Callable | None = None, preload: bool = True):
+                 degrade: bool | Callable | None = None, preload: bool = True, mastered_cache: str | Path | None = None,
+                 mastered_versions: int = 4):
         if isinstance(entries, (str, Path)):
             entries = scan_dataset(entries)
         self.stems: tuple[str, ...] = tuple(canonical_stem(s) for s in stems)
@@ -458,6 +471,10 @@ class MultitrackDataset(Dataset):
             raise MSRError(f"remix_prob must be in [0, 1], got {remix_prob}")
         if degrade is not None and degrade is not True and degrade is not False and not callable(degrade):
             raise MSRError("degrade must be None, True or a callable(stems, sample_rate, rng) -> mixture")
+        if mastered_cache is not None and degrade in (None, False):
+            raise MSRError("mastered_cache holds mastered mixes: it needs degrade=True or a degrade callable")
+        if mastered_versions < 1:
+            raise MSRError(f"mastered_versions must be at least 1, got {mastered_versions}")
         self.sample_rate = int(sample_rate)
         self.chunk_samples = max(1, int(round(chunk_seconds * sample_rate)))
         self.length = int(length)
@@ -486,6 +503,11 @@ class MultitrackDataset(Dataset):
         if not self.entries:
             raise MSRError(f"no song has any of the requested stems ({', '.join(self.stems)})")
         self._songs_with = [[i for i, src in enumerate(self._sources) if t in src] for t in range(len(self.stems))]
+        #: per song, per cached version: (mastered mix source, stem gains (S,)); None without a cache
+        self._mastered: list[list[tuple[object, np.ndarray]]] | None = None
+        if mastered_cache is not None:
+            self._mastered = [self._cached_masters(song, Path(mastered_cache), int(mastered_versions))
+                              for song in range(len(self.entries))]
 
     # -- setup
     def _route(self, entry: SongEntry) -> dict[int, list[Path]]:
@@ -549,17 +571,19 @@ class MultitrackDataset(Dataset):
             raise AudioError(f"{window.path}: contains NaN or infinite samples")
         return fit_length(np.asarray(audio, dtype=np.float32), count)
 
-    def _chunk(self, song: int, target: int, start_fraction: float) -> np.ndarray | None:
-        source = self._sources[song].get(target)
-        if source is None:
-            return None
+    def _read(self, source, song: int, start_fraction: float) -> np.ndarray:
+        """The chunk of ``source`` (an array, or file windows summed) starting at ``start_fraction`` of the song."""
         count = self.chunk_samples
         start = int(start_fraction * max(0, self._lengths[song] - count))
-        if self.preload:
+        if isinstance(source, np.ndarray):
             return fit_length(source[:, start:start + count], count)
         return np.sum([self._read_window(w, start, count) for w in source], axis=0, dtype=np.float32)
 
-    def _degrade(self, stems: dict[str, np.ndarray], rng: np.random.Generator) -> np.ndarray:
+    def _chunk(self, song: int, target: int, start_fraction: float) -> np.ndarray | None:
+        source = self._sources[song].get(target)
+        return None if source is None else self._read(source, song, start_fraction)
+
+    def _degrade(self, stems: dict[str, np.ndarray], rng: np.random.Generator, length: int) -> np.ndarray:
         if self.degrade is True:
             from msr_lib.degrade import degrade_mix  # the mastering simulator loads only when it is used
 
@@ -569,13 +593,59 @@ class MultitrackDataset(Dataset):
         mixture = to_stereo(np.asarray(mixture, dtype=np.float32))
         if not np.all(np.isfinite(mixture)):
             raise AudioError("degraded mixture contains NaN or infinite samples")
-        return fit_length(mixture, self.chunk_samples)
+        return fit_length(mixture, length)
+
+    # -- pre-rendered mastered mixes
+    def _cache_settings(self, versions: int) -> dict:
+        degrade = "degrade_mix" if self.degrade is True else getattr(self.degrade, "__qualname__", repr(self.degrade))
+        return {"stems": list(self.stems), "sample_rate": self.sample_rate, "gain_db": list(self.gain_db),
+                "seed": self.seed, "versions": versions, "degrade": degrade}
+
+    def _whole_stem(self, song: int, target: int) -> np.ndarray:
+        source, length = self._sources[song][target], self._lengths[song]
+        if isinstance(source, np.ndarray):
+            return source
+        return np.sum([fit_length(load_audio(w.path, self.sample_rate), length) for w in source], axis=0,
+                      dtype=np.float32)
+
+    def _cached_masters(self, song: int, cache: Path, versions: int) -> list[tuple[object, np.ndarray]]:
+        """The song's cached mastered versions (rendered first when the folder is missing)."""
+        name = self.entries[song].name
+        folder = cache / name
+        settings = self._cache_settings(versions)
+        if not (folder / "mastered.json").is_file():
+            stems = {t: self._whole_stem(song, t) for t in sorted(self._sources[song])}
+            low, high = self.gain_db
+            gains_db = []
+            with atomic_output_dir(folder) as tmp:
+                for k in range(versions):
+                    rng = np.random.default_rng([self.seed, zlib.crc32(name.encode()), k])
+                    gains = rng.uniform(low, high, size=len(self.stems))
+                    gained = {self.stems[t]: audio * np.float32(10.0 ** (gains[t] / 20.0)) for t, audio in stems.items()}
+                    save_audio(tmp / f"mastered_{k}.flac", self._degrade(gained, rng, self._lengths[song]),
+                               self.sample_rate)
+                    gains_db.append([float(g) for g in gains])
+                (tmp / "mastered.json").write_text(json.dumps({**settings, "gains_db": gains_db}, indent=1) + "\n")
+        recorded = _read_json(folder / "mastered.json")
+        changed = sorted(k for k, v in settings.items() if recorded.get(k) != v)
+        if changed:
+            raise MSRError(f"{folder}: mastered with other settings ({', '.join(changed)}); choose another "
+                           "mastered_cache folder or delete this one")
+        out = []
+        for k, gains in enumerate(recorded["gains_db"]):
+            path = folder / f"mastered_{k}.flac"
+            if self.preload:
+                source = fit_length(load_audio(path, self.sample_rate), self._lengths[song])
+            else:
+                source = self._index_files({0: [path]})[0][0]
+            out.append((source, (10.0 ** (np.asarray(gains, dtype=np.float64) / 20.0)).astype(np.float32)))
+        return out
 
     def __getitem__(self, index: int) -> dict:
-        import torch
-
         if not 0 <= index < self.length:
             raise IndexError(index)
+        if self._mastered is not None:
+            return self._cached_item(index)
         rng = self.item_rng(index)
         n_songs, n_stems = len(self.entries), len(self.stems)
         base_song = int(rng.integers(n_songs))
@@ -604,13 +674,35 @@ class MultitrackDataset(Dataset):
             mixture = clean_mix
         else:
             degrade_rng = np.random.default_rng([self.seed, self.epoch, int(index), 1])
-            mixture = self._degrade({s: targets[i] for i, s in enumerate(self.stems) if present[i]}, degrade_rng)
-        return {
-            "mixture": torch.from_numpy(np.ascontiguousarray(mixture, dtype=np.float32)),
-            "targets": torch.from_numpy(targets),
-            "active": torch.from_numpy(active),
-            "clean_mix": torch.from_numpy(np.ascontiguousarray(clean_mix)),
-        }
+            mixture = self._degrade({s: targets[i] for i, s in enumerate(self.stems) if present[i]}, degrade_rng,
+                                    self.chunk_samples)
+        return _item(mixture, targets, active, clean_mix)
+
+    def _cached_item(self, index: int) -> dict:
+        """An item from the pre-rendered mastered mixes: one song, one cached version, one start."""
+        rng = self.item_rng(index)
+        song = int(rng.integers(len(self.entries)))
+        source, gains = self._mastered[song][int(rng.integers(len(self._mastered[song])))]
+        start_fraction = float(rng.random())
+        targets = np.zeros((len(self.stems), 2, self.chunk_samples), dtype=np.float32)
+        active = np.zeros(len(self.stems), dtype=bool)
+        for t in range(len(self.stems)):
+            chunk = self._chunk(song, t, start_fraction)
+            if chunk is not None:
+                targets[t] = chunk * gains[t]
+                active[t] = float(np.sqrt(np.mean(np.square(targets[t])))) >= ACTIVE_STEM_RMS
+        return _item(self._read(source, song, start_fraction), targets, active, targets.sum(axis=0))
+
+
+def _item(mixture: np.ndarray, targets: np.ndarray, active: np.ndarray, clean_mix: np.ndarray) -> dict:
+    import torch
+
+    return {
+        "mixture": torch.from_numpy(np.ascontiguousarray(mixture, dtype=np.float32)),
+        "targets": torch.from_numpy(targets),
+        "active": torch.from_numpy(active),
+        "clean_mix": torch.from_numpy(np.ascontiguousarray(clean_mix)),
+    }
 
 
 def seed_worker(worker_id: int) -> None:
