@@ -72,8 +72,10 @@ def test_every_available_source_plays_every_stem_it_claims(name, stem):
 def test_choice_is_seeded_recorded_and_varies_across_songs():
     present = list(STEMS)
     assert choose_sources(7, present) == choose_sources(7, present)
-    drums = {choose_sources(seed, present)["drums"] for seed in range(24)}
-    assert len(drums) == len([n for n in sounds.available_sources() if "drums" in SOUND_SOURCES[n].stems]) > 1
+    for stem in STEMS:                     # over 40 songs every available source of a stem gets drawn
+        drawn = {choose_sources(seed, present)[stem] for seed in range(40)}
+        assert drawn == {n for n in sounds.available_sources() if stem in SOUND_SOURCES[n].stems}, stem
+    assert len({choose_sources(seed, present)["bass"] for seed in range(40)}) >= 3     # built-in: 3 for bass
     restricted = choose_sources(7, present, allowed=["timgm6mb", "msr_fm"])
     assert set(restricted.values()) <= {"timgm6mb", "msr_fm", "msr_voice"} and restricted["vocals"] == "msr_voice"
     assert restricted["keyboards"] in ("timgm6mb", "msr_fm") and restricted["drums"] == "timgm6mb"

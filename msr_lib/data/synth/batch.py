@@ -110,12 +110,12 @@ def synthesize_songs(out_dir, *, songs: int, seconds: float, seed: int, source: 
 
     bar = tqdm(total=songs, desc="synth songs", unit="song", disable=not progress)
     font = str(pinned) if pinned is not None else None
-    pool = source_pool(allowed)
+    pool = source_pool(allowed)              # the workers draw from this same pool
     done = ({i: _already_written(out_dir, seed, i, seconds, source, pool, font) for i in range(songs)}
             if skip_existing else {})
     done = {i: path for i, path in done.items() if path is not None}
     bar.update(len(done))
-    args = [(out_dir, seed, i, float(seconds), source, font, allowed) for i in range(songs) if i not in done]
+    args = [(out_dir, seed, i, float(seconds), source, font, tuple(pool)) for i in range(songs) if i not in done]
     workers = max(1, min(workers, len(args)))
     try:
         if workers == 1:
