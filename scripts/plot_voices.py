@@ -39,9 +39,10 @@ def plain_voice(kind: str, register: str, *, layered: bool = False) -> dict:
     from msr_lib.data.synth.voice import VOWEL_SHADES
 
     voice = {"kind": kind, "register": register, "vowels": {v: v for v in VOWEL_SHADES}, "vibrato_hz": 5.5,
-             "vibrato_cents": 45.0, "vibrato_delay": 0.25, "breathiness": 0.08, "brightness": 0.4,
+             "vibrato_cents": 45.0, "vibrato_delay": 0.25, "breathiness": 0.08,
              "double": 0.8 if layered else 0.0, "spread": 0.6, "harmony": "third" if layered else "",
              "harmony_level": 0.6 if layered else 0.0, "harmony_phrases": 1.0 if layered else 0.0}
+    voice.update({"open_quotient": 0.6, "closing": 0.3} if kind == "glottal" else {"brightness": 0.4})
     if kind == "additive":
         voice["shimmer_db"] = 1.0
     return voice
@@ -56,7 +57,7 @@ def render_all(seed: int = 0, registers=None) -> list[tuple[str, dict, np.ndarra
     registers = list(registers or REGISTERS)
     rows = [(name, name, False) for name in registers] + [(name, f"{name}, doubled + harmony", True)
                                                           for name in ("tenor", "alto") if name in registers]
-    seconds = 0.25 + 16 * 60.0 / BPM + 0.5
+    seconds = 0.25 + max(start + length for start, length, _, _ in MELODY) * 60.0 / BPM + 0.5
     panels = []
     for register, label, layered in rows:
         low, high = REGISTERS[register]["range"]

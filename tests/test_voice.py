@@ -18,8 +18,9 @@ from msr_lib.errors import MSRError
 def plain(kind: str, register: str = "tenor", **changes) -> dict:
     """A voice without layers, vowel shades or random settings."""
     voice = {"kind": kind, "register": register, "vowels": {v: v for v in V.VOWEL_SHADES}, "vibrato_hz": 5.5,
-             "vibrato_cents": 40.0, "vibrato_delay": 0.2, "breathiness": 0.05, "brightness": 0.4,
+             "vibrato_cents": 40.0, "vibrato_delay": 0.2, "breathiness": 0.05,
              "double": 0.0, "spread": 0.5, "harmony": "", "harmony_level": 0.0, "harmony_phrases": 0.0}
+    voice.update({"open_quotient": 0.6, "closing": 0.3} if kind == "glottal" else {"brightness": 0.4})
     if kind == "additive":
         voice["shimmer_db"] = 1.0
     voice.update(changes)
@@ -259,7 +260,7 @@ def test_the_numba_kernels_match_their_plain_definitions():
     np.testing.assert_allclose(out, expected, atol=1e-9)
 
 
-def test_plot_voices_script_draws_the_spectrograms_and_writes_the_audio(tmp_path, capsys):
+def test_plot_voices_script_draws_the_spectrograms_and_writes_the_audio(tmp_path, capsys, monkeypatch):
     import importlib.util
     from pathlib import Path
 
@@ -269,6 +270,7 @@ def test_plot_voices_script_draws_the_spectrograms_and_writes_the_audio(tmp_path
     spec = importlib.util.spec_from_file_location("plot_voices", path)
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
+    monkeypatch.setattr(script, "MELODY", script.MELODY[:3])           # three notes: 2 s per panel
     for kind in V.VOICE_KINDS:
         V.check_voice(script.plain_voice(kind, "bass", layered=True))
     assert script.main(["--out", str(tmp_path / "v.png"), "--wav-dir", str(tmp_path / "wav"),
@@ -277,7 +279,28 @@ def test_plot_voices_script_draws_the_spectrograms_and_writes_the_audio(tmp_path
     files = sorted(p.name for p in (tmp_path / "wav").iterdir())
     assert files == sorted(f"{kind}_{row}.flac" for kind in V.VOICE_KINDS for row in ("tenor", "tenor_doubled_harmony"))
     layered = load_audio(tmp_path / "wav" / "formant_tenor_doubled_harmony.flac")
-    assert layered.shape[1] > 9 * SAMPLE_RATE and not np.allclose(layered[0], layered[1], atol=1e-3)
+    assert layered.shape[1] == int(2.55 * SAMPLE_RATE) and not np.allclose(layered[0], layered[1], atol=1e-3)
     with pytest.raises(SystemExit):
         script.main(["--out", str(tmp_path / "w.png"), "--registers", "falsetto"])
     assert "unknown register 'falsetto'" in capsys.readouterr().err
+
+
+def test_rosenberg_pulses_are_a_flow_derivative_closed_after_the_open_quotient():
+    cycles = np.cumsum(np.full(4 * 441, 100.0 / SAMPLE_RATE))             # 4 cycles of 100 Hz
+    phase = cycles % 1.0
+    pulses = V._rosenberg_pulses(phase, np.diff(cycles, prepend=0.0), 0.6, 0.3)
+    assert abs(pulses.min() + 1.0) < 0.05 and 0.3 < pulses.max() < 0.6   # closing is the steep side
+    assert np.all(pulses[(phase > 0.61) & (phase < 0.99)] == 0.0)        # closed
+    flow = np.cumsum(pulses)
+    assert abs(flow[-1]) < 0.02 * flow.max()                             # the flow returns to zero every cycle
+    assert abs(np.argmax(flow[:441]) / 441 - 0.42) < 0.02                # peak flow at the end of the opening
+
+
+def test_a_short_quick_closing_glottal_pulse_is_brighter_than_a_long_soft_one():
+    def highs_db(open_quotient: float, closing: float) -> float:
+        x = V.render_vocals([Note(0.0, 1.0, 50, 100, "a")], SAMPLE_RATE, np.random.default_rng(12),
+                            plain("glottal", vibrato_cents=0.0, breathiness=0.0, open_quotient=open_quotient,
+                                  closing=closing))[0, seconds(0.2, 0.9)]
+        return band_energy_db(x, SAMPLE_RATE, 2000, 5000) - band_energy_db(x, SAMPLE_RATE, 80, 400)
+
+    assert highs_db(0.45, 0.15) > highs_db(0.85, 0.5) + 6

@@ -10,6 +10,9 @@ phrase. High notes pull F1 up to the pitch (sopranos' formant tuning; Sundberg, 
 - ``"formant"`` — source-filter: a band-limited sawtooth (PolyBLEP) glottal pulse train with spectral tilt, jitter
   and aspiration noise gated by the glottal cycle, through a cascade of five time-varying formant resonators
   (the cascade branch of Klatt's synthesizer, J. Acoust. Soc. Am. 67(3), 1980), plus the "air" above F5.
+- ``"glottal"`` — the same vocal tract, excited by the derivative of a glottal-flow pulse (Rosenberg's pulse,
+  J. Acoust. Soc. Am. 49(2B), 1971) whose open quotient and closing time set the timbre, from pressed to soft,
+  with aspiration only while the glottis is open.
 - ``"additive"`` — a sum of sinusoids at the harmonics of f0 whose amplitudes sample a formant envelope (a sum of
   resonance peaks) frame by frame, each harmonic with its own shimmer, plus breath noise shaped by the same
   envelope in the STFT domain: the deterministic-plus-stochastic model of Serra & Smith, "Spectral Modeling
@@ -31,12 +34,13 @@ from msr_lib.data.synth.theory import midi_to_hz, scale_pitch_classes
 from msr_lib.errors import MSRError
 
 #: The ways this module can make a sung line (``voice["kind"]``).
-VOICE_KINDS = ("formant", "additive")
+VOICE_KINDS = ("formant", "glottal", "additive")
 HOP = 64                                  # control-rate hop (1.45 ms); formants and amplitudes update once per hop
 CONTROL_RATE = SAMPLE_RATE / HOP
 AIR_BAND_HZ = (3500.0, 9000.0)         # upper harmonics and breath above the formant cascade
 AIR_LEVEL = 0.6
 TAKE_GAIN = 0.07                        # a take's level: sung notes at about −20 dBFS RMS
+GLOTTAL_GAIN = 1.4                      # Rosenberg pulses → the sawtooth source's level
 HIGHEST_HARMONIC_HZ = 12000.0          # the additive voice's harmonics and breath stop here
 MAX_HARMONICS = 96
 ADDITIVE_GAIN = 4.5                     # brings the additive voice to the formant voice's level (and consonants')
@@ -90,7 +94,8 @@ NOISE_CONSONANTS = {
 HARMONY_STEPS = {"third": 2, "sixth": 5}     # scale steps above the melody note
 #: Settings of one take (the keyword arguments of the kind's renderer) and of the layers around it: (low, high).
 TAKE_SETTINGS = {"vibrato_hz": (0.0, 12.0), "vibrato_cents": (0.0, 200.0), "vibrato_delay": (0.0, 2.0),
-                 "breathiness": (0.0, 1.0), "brightness": (0.0, 1.0), "shimmer_db": (0.0, 6.0)}
+                 "breathiness": (0.0, 1.0), "brightness": (0.0, 1.0), "shimmer_db": (0.0, 6.0),
+                 "open_quotient": (0.3, 0.95), "closing": (0.1, 0.6)}
 LAYER_SETTINGS = {"double": (0.0, 1.0), "spread": (0.0, 1.0), "harmony_level": (0.0, 1.0),
                   "harmony_phrases": (0.0, 1.0)}
 PHRASE_GAP_SECONDS = 0.25                 # a rest this long starts a new phrase (and a breath)
@@ -127,6 +132,7 @@ class _Performance:
 
     def __init__(self, notes, n_samples: int, rng, *, register: str, vowels: dict, vibrato_hz: float,
                  vibrato_cents: float, vibrato_delay: float, breathiness: float, detune_cents: float):
+        self.n_samples, self.rng = n_samples, rng
         self.n_ctrl = n = n_samples // HOP + 2
         t_ctrl = np.arange(n) / CONTROL_RATE
         self.semis = semis = np.full(n, float(notes[0].pitch))
@@ -207,14 +213,14 @@ class _Performance:
         self.formants = np.minimum(formants, 0.45 * SAMPLE_RATE)
         self.bandwidths = BANDWIDTHS * REGISTERS[register]["formants"][0]
 
-    def at_audio_rate(self, values: np.ndarray, n_samples: int) -> np.ndarray:
+    def at_audio_rate(self, values: np.ndarray) -> np.ndarray:
         """A control-rate trajectory interpolated to every sample."""
-        return np.interp(np.arange(n_samples), np.arange(self.n_ctrl) * HOP, values)
+        return np.interp(np.arange(self.n_samples), np.arange(self.n_ctrl) * HOP, values)
 
-    def f0_phase(self, n_samples: int, rng) -> np.ndarray:
+    def f0_phase(self) -> np.ndarray:
         """Glottal phase in cycles (not wrapped), with cycle-to-cycle jitter."""
-        f0 = midi_to_hz(self.at_audio_rate(self.semis, n_samples))
-        f0 *= 1.0 + 0.004 * rng.standard_normal(n_samples).clip(-3, 3)
+        f0 = midi_to_hz(self.at_audio_rate(self.semis))
+        f0 *= 1.0 + 0.004 * self.rng.standard_normal(self.n_samples).clip(-3, 3)
         return np.cumsum(f0 / SAMPLE_RATE)
 
     def voiced(self) -> np.ndarray:
@@ -327,27 +333,11 @@ def _resonator_sos(freqs: np.ndarray, bandwidths: np.ndarray) -> np.ndarray:
     return np.stack([gain, zeros, zeros, np.ones_like(gain), a1, a2], axis=-1)
 
 
-def sing(notes, n_samples: int, rng: np.random.Generator, *, register: str = "baritone", vowels: dict | None = None,
-         vibrato_hz: float = 5.5, vibrato_cents: float = 40.0, vibrato_delay: float = 0.18,
-         breathiness: float = 0.05, brightness: float = 0.35, detune_cents: float = 0.0) -> np.ndarray:
-    """One take of the formant voice: sung notes (``syllable`` such as ``"la"``) as mono float32 of ``n_samples``."""
-    out = np.zeros(n_samples, dtype=np.float64)
-    notes = _sorted_notes(notes, n_samples)
-    if not notes:
-        return out.astype(np.float32)
-    perf = _Performance(notes, n_samples, rng, register=register, vowels=vowels or {}, vibrato_hz=vibrato_hz,
-                        vibrato_cents=vibrato_cents, vibrato_delay=vibrato_delay, breathiness=breathiness,
-                        detune_cents=detune_cents)
-    # source: band-limited pulse train with spectral tilt + aspiration gated by the glottal cycle
-    cycles = perf.f0_phase(n_samples, rng)
-    dt = np.diff(cycles, prepend=0.0)
-    phase = cycles % 1.0
-    pulse = _polyblep_saw(phase, dt)
-    b_tilt, a_tilt = signal.butter(1, 1800 / (SAMPLE_RATE / 2))
-    pulse = brightness * pulse + (1.0 - brightness) * signal.lfilter(b_tilt, a_tilt, pulse)
-    breath = rng.standard_normal(n_samples) * (0.4 + 0.6 * (phase < 0.5))
-    source = (pulse + perf.at_audio_rate(perf.aspiration, n_samples) * breath) * perf.at_audio_rate(perf.amp,
-                                                                                                   n_samples)
+def _through_the_vocal_tract(perf: _Performance, source: np.ndarray) -> np.ndarray:
+    """A take's excitation (pulses and aspiration, shaped by the amplitude) through the time-varying cascade of
+    formant resonators, plus the air and the consonants: mono float32 at the take level."""
+    n_samples = source.size
+    out = np.zeros(n_samples)
     voiced = perf.voiced()
     sos_frames = _resonator_sos(perf.formants, np.broadcast_to(perf.bandwidths, perf.formants.shape))
     _kernels()[0](source, np.ascontiguousarray(sos_frames), voiced, HOP, out)
@@ -356,8 +346,74 @@ def sing(notes, n_samples: int, rng: np.random.Generator, *, register: str = "ba
     band = [AIR_BAND_HZ[0] / (SAMPLE_RATE / 2), AIR_BAND_HZ[1] / (SAMPLE_RATE / 2)]
     air = signal.sosfilt(signal.butter(2, band, btype="band", output="sos"), source)
     out += AIR_LEVEL * air * np.repeat(voiced, HOP)[:n_samples]
-    _add_noise_events(out, perf.noise_events, rng)
+    _add_noise_events(out, perf.noise_events, perf.rng)
     return (TAKE_GAIN * out).astype(np.float32)
+
+
+def sing(notes, n_samples: int, rng: np.random.Generator, *, register: str = "baritone", vowels: dict | None = None,
+         vibrato_hz: float = 5.5, vibrato_cents: float = 40.0, vibrato_delay: float = 0.18,
+         breathiness: float = 0.05, brightness: float = 0.35, detune_cents: float = 0.0) -> np.ndarray:
+    """One take of the formant voice: sung notes (``syllable`` such as ``"la"``) as mono float32 of ``n_samples``.
+    The source is a band-limited sawtooth, low-passed above 1.8 kHz as far as it is not ``brightness``."""
+    notes = _sorted_notes(notes, n_samples)
+    if not notes:
+        return np.zeros(n_samples, np.float32)
+    perf = _Performance(notes, n_samples, rng, register=register, vowels=vowels or {}, vibrato_hz=vibrato_hz,
+                        vibrato_cents=vibrato_cents, vibrato_delay=vibrato_delay, breathiness=breathiness,
+                        detune_cents=detune_cents)
+    cycles = perf.f0_phase()
+    dt = np.diff(cycles, prepend=0.0)
+    phase = cycles % 1.0
+    pulse = _polyblep_saw(phase, dt)
+    b_tilt, a_tilt = signal.butter(1, 1800 / (SAMPLE_RATE / 2))
+    pulse = brightness * pulse + (1.0 - brightness) * signal.lfilter(b_tilt, a_tilt, pulse)
+    breath = rng.standard_normal(n_samples) * (0.4 + 0.6 * (phase < 0.5))       # louder in the open half
+    source = (pulse + perf.at_audio_rate(perf.aspiration) * breath) * perf.at_audio_rate(perf.amp)
+    return _through_the_vocal_tract(perf, source)
+
+
+# ---------------------------------------------------------------- kind "glottal": glottal-flow pulses
+
+def _rosenberg_pulses(phase: np.ndarray, dt: np.ndarray, open_quotient: float, closing: float) -> np.ndarray:
+    """The time derivative of Rosenberg's glottal flow (his pulse "B": a raised-cosine opening over the first
+    ``1 − closing`` of the open phase, a quarter-cosine closing over the rest, then closed), peak magnitude 1.
+    The flow stops abruptly at closure, a step in its derivative: PolyBLEP-corrected like the sawtooth."""
+    opening, shutting = open_quotient * (1.0 - closing), open_quotient * closing
+    out = np.zeros_like(phase)
+    rising = phase < opening
+    out[rising] = np.pi / (2 * opening) * np.sin(np.pi * phase[rising] / opening)
+    falling = ~rising & (phase < open_quotient)
+    out[falling] = -np.pi / (2 * shutting) * np.sin(np.pi * (phase[falling] - opening) / (2 * shutting))
+    half_step = np.pi / (4 * shutting)                  # the derivative jumps from −π/(2·shutting) to 0
+    after = (phase >= open_quotient) & (phase < open_quotient + dt)
+    x = (phase[after] - open_quotient) / dt[after]
+    out[after] += half_step * (x + x - x * x - 1.0)
+    before = (phase < open_quotient) & (phase > open_quotient - dt)
+    x = (phase[before] - open_quotient) / dt[before]
+    out[before] += half_step * (x * x + x + x + 1.0)
+    return out / (2 * half_step)
+
+
+def sing_glottal(notes, n_samples: int, rng: np.random.Generator, *, register: str = "baritone",
+                 vowels: dict | None = None, vibrato_hz: float = 5.5, vibrato_cents: float = 40.0,
+                 vibrato_delay: float = 0.18, breathiness: float = 0.05, open_quotient: float = 0.6,
+                 closing: float = 0.33, detune_cents: float = 0.0) -> np.ndarray:
+    """One take of the glottal voice: glottal-flow pulses (Rosenberg, "Effect of glottal pulse shape on the
+    quality of natural vowels", J. Acoust. Soc. Am. 49(2B), 1971) open for ``open_quotient`` of each cycle and
+    closing over its last ``closing`` share (a quick closure rings brightly, a long open phase sounds soft), with
+    aspiration only while the glottis is open, through the formant cascade. Mono float32 of ``n_samples``."""
+    notes = _sorted_notes(notes, n_samples)
+    if not notes:
+        return np.zeros(n_samples, np.float32)
+    perf = _Performance(notes, n_samples, rng, register=register, vowels=vowels or {}, vibrato_hz=vibrato_hz,
+                        vibrato_cents=vibrato_cents, vibrato_delay=vibrato_delay, breathiness=breathiness,
+                        detune_cents=detune_cents)
+    cycles = perf.f0_phase()
+    phase = cycles % 1.0
+    pulse = GLOTTAL_GAIN * _rosenberg_pulses(phase, np.diff(cycles, prepend=0.0), open_quotient, closing)
+    breath = rng.standard_normal(n_samples) * (0.2 + 0.8 * (phase < open_quotient))
+    source = (pulse + perf.at_audio_rate(perf.aspiration) * breath) * perf.at_audio_rate(perf.amp)
+    return _through_the_vocal_tract(perf, source)
 
 
 # ---------------------------------------------------------------- kind "additive": harmonics under an envelope
@@ -402,7 +458,7 @@ def sing_additive(notes, n_samples: int, rng: np.random.Generator, *, register: 
     amps = _source_tilt(freqs, brightness) / k * _formant_envelope(freqs, formants, perf.bandwidths, ring_db)
     amps *= 10 ** (shimmer_db / 20 * _smooth_noise(rng, amps.shape, 15.0, SAMPLE_RATE / ADDITIVE_HOP))
     amps *= (level * (1.0 - 0.5 * breathiness))[:, None] * (freqs < HIGHEST_HARMONIC_HZ)
-    _kernels()[1](perf.f0_phase(n_samples, rng), np.ascontiguousarray(amps), ADDITIVE_HOP, out)
+    _kernels()[1](perf.f0_phase(), np.ascontiguousarray(amps), ADDITIVE_HOP, out)
     # breath: noise shaped by the same envelope and tilt, one FFT frame per
     # ADDITIVE_HOP, overlap-added with a periodic Hann window (two frames overlap everywhere: they sum to one)
     breath_level = level * perf.aspiration[frames]
@@ -424,10 +480,10 @@ def sing_additive(notes, n_samples: int, rng: np.random.Generator, *, register: 
 
 # ---------------------------------------------------------------- voices: choose, check, describe, render
 
-_TAKES = {"formant": sing, "additive": sing_additive}
-_KIND_SETTINGS = {"formant": ("vibrato_hz", "vibrato_cents", "vibrato_delay", "breathiness", "brightness"),
-                  "additive": ("vibrato_hz", "vibrato_cents", "vibrato_delay", "breathiness", "brightness",
-                               "shimmer_db")}
+_TAKES = {"formant": sing, "glottal": sing_glottal, "additive": sing_additive}
+_PERFORMANCE = ("vibrato_hz", "vibrato_cents", "vibrato_delay", "breathiness")
+_KIND_SETTINGS = {"formant": (*_PERFORMANCE, "brightness"), "glottal": (*_PERFORMANCE, "open_quotient", "closing"),
+                  "additive": (*_PERFORMANCE, "brightness", "shimmer_db")}
 
 
 def choose_voice(rng: np.random.Generator, *, high: bool) -> dict:
@@ -440,8 +496,12 @@ def choose_voice(rng: np.random.Generator, *, high: bool) -> dict:
              "vibrato_hz": round(float(rng.uniform(4.6, 6.6)), 2),
              "vibrato_cents": round(float(rng.uniform(15, 80)), 1),
              "vibrato_delay": round(float(rng.uniform(0.1, 0.45)), 3),
-             "breathiness": round(float(0.02 + 0.33 * rng.random() ** 2), 3),
-             "brightness": round(float(rng.uniform(0.2, 0.6)), 3)}
+             "breathiness": round(float(0.02 + 0.33 * rng.random() ** 2), 3)}
+    if kind == "glottal":                # breathy voices keep the glottis open longer and close it softly
+        voice["open_quotient"] = round(float(min(rng.uniform(0.45, 0.7) + 0.5 * voice["breathiness"], 0.9)), 3)
+        voice["closing"] = round(float(rng.uniform(0.2, 0.35) + 0.4 * voice["breathiness"]), 3)
+    else:
+        voice["brightness"] = round(float(rng.uniform(0.2, 0.6)), 3)
     if kind == "additive":
         voice["shimmer_db"] = round(float(rng.uniform(0.3, 2.0)), 2)
     doubled = rng.random() < 0.35
