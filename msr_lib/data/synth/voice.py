@@ -1,6 +1,6 @@
-"""Singing voices in numpy and numba (no speech engine needed): two ways of making a sung line, five registers.
+"""Singing voices in numpy and numba (no speech engine needed): three ways of making a sung line, five registers.
 
-Both kinds share the performance: per note, a pitch that scoops up (or glides legato from the previous note), holds
+All kinds share the performance: per note, a pitch that scoops up (or glides legato from the previous note), holds
 and gains vibrato after an onset delay; an amplitude envelope with shimmer; a vowel target per syllable (a voice
 sings the five written vowels a e i o u with its own shades and diphthongs, e.g. a → "ai"), approached from the
 consonant's formants; consonants as plosive bursts and fricative hiss of band-passed noise; a breath before each
@@ -60,13 +60,12 @@ VOWEL_FORMANTS = {
     "uh": (620, 1200, 2550, 3300, 3750),     # but
     "aw": (570, 860, 2600, 3300, 3750),      # law
     "oo": (440, 1020, 2300, 3300, 3750),     # book
-    "er": (480, 1350, 1700, 3300, 3750),     # bird
 }
 #: Two-vowel glides a syllable may be sung as.
 DIPHTHONGS = {"ai": ("a", "i"), "au": ("a", "u"), "ei": ("e", "i"), "oi": ("o", "i"), "ou": ("o", "u")}
 #: How a voice may sing each written vowel (its accent): the first shade is the plain vowel.
 VOWEL_SHADES = {"a": ("a", "uh", "ae", "aw", "ai"), "e": ("e", "eh", "ei"), "i": ("i", "ih"),
-                "o": ("o", "aw", "ou"), "u": ("u", "oo")}
+                "o": ("o", "aw", "ou", "au", "oi"), "u": ("u", "oo")}
 BANDWIDTHS = np.array([80.0, 90.0, 120.0, 140.0, 160.0])
 #: Registers: formant scale per formant F1–F5, the pitch range they sing comfortably (MIDI) and, for the additive
 #: voice, the extra level of the singer's formant (the F3–F5 cluster near 3 kHz of trained male voices).
@@ -488,7 +487,8 @@ _KIND_SETTINGS = {"formant": (*_PERFORMANCE, "brightness"), "glottal": (*_PERFOR
 
 def choose_voice(rng: np.random.Generator, *, high: bool) -> dict:
     """Draw a singing voice (JSON-able settings) for a high or a low melody: kind, register, vowel shades,
-    vibrato, breathiness, brightness and the layers (double take, harmony)."""
+    vibrato, breathiness, the source's brightness (the glottal kind: its pulse shape) and the layers (a double
+    take in about a third of the voices, a harmony line in about a third)."""
     kind = str(rng.choice(VOICE_KINDS))
     register = str(rng.choice(HIGH_REGISTERS if high else LOW_REGISTERS))
     vowels = {v: str(rng.choice(shades)) if rng.random() < 0.35 else v for v, shades in VOWEL_SHADES.items()}
