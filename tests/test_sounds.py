@@ -277,8 +277,11 @@ def test_some_songs_carry_an_other_part_in_key_and_write_it(tmp_path, monkeypatc
     assert "other" not in without                        # its own random stream: the other parts stay the same
     assert {k: v.notes for k, v in with_other.items() if k != "other"} == {k: v.notes for k, v in without.items()}
     monkeypatch.undo()
-    base = next(b for b in range(100) if any(n.start < 1.0 for n in
-                                             compose(synth.song_seed(b, 0), 1.5).parts.get("other", Part("", 0, False, "")).notes))
+    def other_starts_early(base: int) -> bool:
+        other = compose(synth.song_seed(base, 0), 1.5).parts.get("other")
+        return other is not None and any(n.start < 1.0 for n in other.notes)
+
+    base = next(b for b in range(100) if other_starts_early(b))
     (folder,) = synth.synthesize_songs(tmp_path, songs=1, seconds=1.5, seed=base, soundfont=SMALL_FONT, workers=1,
                                        progress=False)
     info = json.loads((folder / "song.json").read_text())

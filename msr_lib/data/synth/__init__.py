@@ -21,5 +21,6 @@ from msr_lib.data.synth.song import SOURCES, Song, render_song, summarize_song
 from msr_lib.data.synth.sounds import (SOUND_SOURCES, available_sources, choose_sources, render_with_source,
                                        require_sound_sources)
 
-__all__ = ["synthesize_songs", "render_song", "find_soundfont", "Song", "SOURCES", "song_id", "song_seed", "summarize_song",
-           "SOUND_SOURCES", "available_sources", "choose_sources", "require_sound_sources", "render_with_source"]
+__all__ = ["synthesize_songs", "render_song", "find_soundfont", "Song", "SOURCES", "song_id", "song_seed",
+           "summarize_song", "SOUND_SOURCES", "available_sources", "choose_sources", "require_sound_sources",
+           "render_with_source"]

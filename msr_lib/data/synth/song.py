@@ -181,7 +181,8 @@ def summarize_song(info: dict) -> str:
         lines.append("chords:   " + " ".join(c["chord"] for c in chords))
     for stem, inst in (info.get("instruments") or {}).items():
         lines.append(f"  {stem:<13} {inst.get('sound_source', ''):<18} {inst.get('program_name', ''):<30} "
-                     f"{inst.get('role', ''):<18} level {inst.get('level_db', 0):+5.1f} dB, pan {inst.get('pan', 0):+.2f}")
+                     f"{inst.get('role', ''):<18} level {inst.get('level_db', 0):+5.1f} dB, "
+                     f"pan {inst.get('pan', 0):+.2f}")
     if info.get("omitted"):
         lines.append("left out: " + ", ".join(info["omitted"]))
     return "\n".join(lines)
