@@ -17,7 +17,7 @@ from msr_lib.data.synth import arrangement, render_song
 from msr_lib.data.synth.arrangement import compose
 from msr_lib.stems import INSTRUMENT_STEMS
 from msr_lib.data.synth.render import bundled_soundfont, load_soundfont
-from msr_lib.data.synth.voice import sing
+from msr_lib.data.synth.voice import render_vocals
 
 
 def main() -> None:
@@ -50,7 +50,7 @@ def main() -> None:
     for seed in range(args.songs):
         part = compose(seed, args.seconds).parts.get("vocals")
         if part is not None:
-            sing(part.notes, int(args.seconds * SAMPLE_RATE), np.random.default_rng(seed), **part.voice)
+            render_vocals(part.notes, int(args.seconds * SAMPLE_RATE), np.random.default_rng(seed), part.voice)
             sung += args.seconds
     wall = time.perf_counter() - t
     print(f"singing voice alone: {sung:.0f} s in {wall:.2f} s = {sung / max(wall, 1e-9):.1f}x real time")
