@@ -171,7 +171,10 @@ def test_hydrogen_sampler_maps_names_layers_and_chokes_the_hihat(tmp_path):
                             files=(str(tmp_path),))
     assert source.available()
     audio, facts = source.render(_test_part("drums"), n, np.random.default_rng(0), style="rock")
-    assert facts["kit"] == "TestKit" and _dbfs(audio[:, SAMPLE_RATE:]) > -40
+    assert facts["kit"] == "TestKit" and _dbfs(audio[:, SAMPLE_RATE:]) > -40 and facts["unplayed_notes"] == []
+    with_crash = _test_part("drums")
+    with_crash.notes.append(Note(2.0, 2.1, KIT_NOTES["crash"], 100))
+    assert source.render(with_crash, n, np.random.default_rng(0), style="rock")[1]["unplayed_notes"] == [49]
 
 
 def test_soundfont_sources_play_the_program_and_pinned_file_replaces_the_gm_sets():

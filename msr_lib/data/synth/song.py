@@ -149,7 +149,7 @@ def render_arrangement(arr, *, pinned=None, allowed=None) -> Song:
                              "program_name": facts["patch"], "is_drums": part.is_drums, "role": part.role,
                              "level_db": round(part.level_db, 2), "pan": round(part.pan, 3),
                              "notes": sum(1 for x in part.notes if x.start < arr.seconds),
-                             **{k: v for k, v in facts.items() if k in ("kit", "soundfont", "voice")}}
+                             **{k: v for k, v in facts.items() if k in ("kit", "soundfont", "voice", "unplayed_notes")}}
     drum_notes = {stem: sorted({x.pitch for x in arr.parts[stem].notes if x.start < arr.seconds})
                   for stem in ("drums", "percussion") if stem in stems}
     info = {

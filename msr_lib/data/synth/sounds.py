@@ -123,7 +123,8 @@ def _hydrogen_kits(root: str) -> tuple:
 @dataclass(frozen=True, kw_only=True)
 class HydrogenSource(SoundSource):
     """Hydrogen drum kits (recorded samples) in the folder ``files[0]``: a kit with kick, snare and hi-hat for
-    the drum stem; for hand percussion, a kit that plays at least half of the part's notes (else the best one)."""
+    the drum stem; for hand percussion, a kit that plays at least half of the part's notes (else the best one).
+    The GM notes the kit has no instrument for stay silent and are recorded (``unplayed_notes``)."""
 
     def kits(self) -> tuple:
         return _hydrogen_kits(self.files[0]) if self.files else ()
@@ -141,8 +142,10 @@ class HydrogenSource(SoundSource):
             scores = [coverage(kit, part.notes) for kit in kits]
             fitting = [kit for kit, score in zip(kits, scores) if score >= 0.5] or [kits[int(np.argmax(scores))]]
         kit = fitting[int(rng.integers(len(fitting)))]
+        mapping = kit.note_map()
+        unplayed = sorted({n.pitch for n in part.notes if n.pitch not in mapping})
         return render_drumkit_part(part.notes, n_samples, kit), {"program": None, "patch": kit.name,
-                                                                  "kit": kit.folder.name}
+                                                                  "kit": kit.folder.name, "unplayed_notes": unplayed}
 
 
 @dataclass(frozen=True, kw_only=True)
