@@ -15,7 +15,7 @@ from msr_lib.stems import FOUR_STEMS, STEMS
 from msr_lib.train import loop
 from msr_lib.train.curriculum import (
     STAGES, Stage, apply_lora, build_stage_model, expand_stems, full_fine_tune, match_mix_level, merge_lora,
-    stage_train_config, train_separator,
+    stage_train_config, train_separator, trained_outputs,
 )
 from msr_lib.train.loop import StepBatches, TrainConfig, lr_at_step, read_log
 
@@ -132,13 +132,21 @@ def test_mix_level_leaves_an_item_where_nothing_plays():
 
 # ---------------------------------------------------------------- stages: which weights train
 
-def _tiny(num_stems=4):
-    return BSRoformer(**{**QUICK.model, "num_stems": num_stems})
+def _tiny(num_stems=4, **options):
+    return BSRoformer(**{**QUICK.model, "num_stems": num_stems, **options})
+
+
+def _sum_snr_db(stems, mixture):
+    error = (stems.double().sum(dim=1) - mixture.double()).square().sum()
+    return float(10 * torch.log10(mixture.double().square().sum() / error))
 
 
 def test_pretrain_trains_everything(songs):
     model, stems = build_stage_model("pretrain", model_config=QUICK.model)
     assert stems == FOUR_STEMS and all(p.requires_grad for p in model.parameters())
+    assert not model.residual_stem and len(model.mask_estimators) == 4
+    residual, _ = build_stage_model("pretrain", model_config={**QUICK.model, "residual_stem": True})
+    assert residual.residual_stem and len(residual.mask_estimators) == 3  # `other` is the residual
 
 
 def test_the_model_follows_the_stage_record_not_its_name(pretrain_run):
@@ -189,19 +197,67 @@ def test_lora_starts_as_the_identity_and_merges_back(pretrain_run):
         assert set(merged.state_dict()) == set(base.state_dict())  # plain keys again (MSST-compatible)
 
 
-def test_expand_keeps_the_four_heads_and_trains_only_new_ones():
+def test_expand_of_a_masking_model_keeps_vbd_shares_other_and_adds_up():
     torch.manual_seed(0)
     model = _tiny().eval()
     expanded = expand_stems(model, FOUR_STEMS).eval()
-    assert expanded.num_stems == 9
+    assert expanded.num_stems == 9 and expanded.residual_stem and len(expanded.mask_estimators) == 8
     trainable = {n.split(".")[1] for n, p in expanded.named_parameters() if p.requires_grad}
-    new = {str(STEMS.index(s)) for s in STEMS if s not in FOUR_STEMS}
-    assert trainable == new
+    added = [s for s in STEMS if s not in FOUR_STEMS]
+    assert trainable == {str(STEMS.index(s)) for s in added}
+    assert trained_outputs(expanded).tolist() == [s not in ("vocals", "bass", "drums") for s in STEMS]
     x = torch.randn(1, 2, 30001)
     with torch.no_grad():
         old, out = model(x), expanded(x)
-    for i, stem in enumerate(FOUR_STEMS):
-        torch.testing.assert_close(out[:, STEMS.index(stem)], old[:, i], rtol=0, atol=0)
+    for stem in ("vocals", "bass", "drums"):
+        torch.testing.assert_close(out[:, STEMS.index(stem)], old[:, FOUR_STEMS.index(stem)], rtol=0, atol=0)
+    other = old[:, FOUR_STEMS.index("other")]
+    for stem in added:  # each new head starts as the `other` head's mask / 5
+        torch.testing.assert_close(out[:, STEMS.index(stem)], other / 5, rtol=0, atol=1e-5)
+    # `other` is what the 8 named stems leave: at the start, what the 4 heads left of the input
+    torch.testing.assert_close(out[:, STEMS.index("other")], x - old.sum(dim=1), rtol=0, atol=1e-4)
+    assert _sum_snr_db(out, x) >= 60 and _sum_snr_db(old, x) < 20
+
+
+def test_expand_of_a_residual_model_starts_silent_and_keeps_its_other():
+    torch.manual_seed(0)
+    model = _tiny(residual_stem=True).eval()
+    expanded = expand_stems(model, FOUR_STEMS).eval()
+    assert expanded.residual_stem and len(expanded.mask_estimators) == 8
+    x = torch.randn(1, 2, 30001)
+    with torch.no_grad():
+        old, out = model(x), expanded(x)
+    for stem in FOUR_STEMS:  # vocals, bass, drums, and `other` = the same residual
+        torch.testing.assert_close(out[:, STEMS.index(stem)], old[:, FOUR_STEMS.index(stem)], rtol=0, atol=1e-5)
+    for stem in STEMS:
+        if stem not in FOUR_STEMS:
+            assert float(out[:, STEMS.index(stem)].abs().max()) == 0.0  # new stems start silent ...
+    expanded.train()
+    out = expanded(x)
+    (out[:, STEMS.index("guitars")] - x).square().mean().backward()  # pull the silent stem towards x
+    grads = [p.grad for p in expanded.mask_estimators[STEMS.index("guitars")].parameters()]
+    assert any(g is not None and float(g.abs().max()) > 0 for g in grads)  # ... and learn at once
+    with pytest.raises(MSRError, match="no 'other' residual"):
+        expand_stems(_tiny(residual_stem=True), ("vocals", "bass", "other", "drums"))
+
+
+def test_lora_stages_work_on_a_residual_model(tmp_path):
+    from msr_lib.models import save_separator
+
+    torch.manual_seed(0)
+    save_separator(_tiny(residual_stem=True), tmp_path / "four", stems=list(FOUR_STEMS))
+    lora, stems = build_stage_model("lora-mastered", init=tmp_path / "four")
+    assert stems == FOUR_STEMS
+    for name, p in lora.named_parameters():
+        if "lora_B" in name:
+            p.data.normal_(0, 0.1)
+    x = torch.randn(1, 2, 22050)
+    with torch.no_grad():
+        out = lora.eval()(x)
+        merged = merge_lora(lora).eval()
+        assert merged.residual_stem and len(merged.mask_estimators) == 3
+        torch.testing.assert_close(merged(x), out, rtol=1e-4, atol=1e-5)
+    assert _sum_snr_db(out, x) >= 60
 
 
 def test_stages_that_need_init_say_so(pretrain_run, tmp_path):
@@ -310,10 +366,13 @@ def test_expand_run_leaves_the_four_stems_unchanged(pretrain_run, songs, tmp_pat
     x = torch.randn(1, 2, 44100)
     with torch.no_grad():
         old, new = four(x), nine(x)
-    for i, stem in enumerate(four.stems):
-        torch.testing.assert_close(new[:, STEMS.index(stem)], old[:, i], rtol=0, atol=1e-6)
+    for stem in ("vocals", "bass", "drums"):
+        torch.testing.assert_close(new[:, STEMS.index(stem)], old[:, four.stems.index(stem)], rtol=0, atol=1e-6)
     guitars = STEMS.index("guitars")
-    assert (new[:, guitars] - old[:, FOUR_STEMS.index("other")]).abs().max() > 0  # new heads did move
+    assert (new[:, guitars] - old[:, four.stems.index("other")] / 5).abs().max() > 0  # new heads did move
+    assert _sum_snr_db(new, x) >= 60  # and the 9 stems add up to the input
+    rows = [r for r in read_log(tmp_path / "expand") if "loss" in r]
+    assert rows and all(r["active_stems"] <= 6 * QUICK.train["batch_size"] for r in rows)  # 5 new + other
 
 
 def test_full_fine_tune_says_so_and_trains_every_weight(pretrain_run, songs, tmp_path, capsys):

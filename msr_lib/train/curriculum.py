@@ -17,11 +17,20 @@ merges its adapter into the weights when it saves, so every run folder is a plai
 ``lora-mastered`` then trains a fresh adapter on top of the merged ``lora-clean`` weights (its adapter is also saved
 alone as ``lora_adapter.safetensors``, to show how small it is).
 
-``expand`` builds 9 mask estimators in canonical order (:data:`~msr_lib.stems.STEMS`); the 4 trained heads move to
-their canonical slots unchanged and the 5 new ones start as copies of the ``other`` head (**choice**: they begin by
-predicting "everything that is not vocals/bass/drums" and learn to narrow it down). Only the new heads train, so the
-outputs for the original 4 stems do not change (tested) — ``other`` keeps its 4-stem meaning. The loss counts the
-new stems only.
+``expand`` builds a 9-stem separator in canonical order (:data:`~msr_lib.stems.STEMS`) whose ``other`` is the
+residual (``BSRoformer(residual_stem=True)``): the input minus the 8 named stems, so ``other`` means "everything the
+8 classes leave" and the 9 stems add up to the input exactly. The ``vocals``, ``bass`` and ``drums`` heads move to
+their canonical slots unchanged, so those outputs do not change (tested). **Choice** for the 5 new heads:
+
+- from a 4-stem separator with a trained ``other`` head (``residual_stem=False``: MSST, the first bundled models):
+  copies of that head with its mask values scaled by 1/5, and the head itself dropped. The 5 new stems share what
+  ``other`` held, and the residual ``other`` starts as what the 4 trained stems left of the input;
+- from a residual 4-stem separator (no ``other`` head): copies of its first head (``vocals``) with the mask values
+  zeroed (the value half of the last Linear before the GLU; the gate half and the hidden layers keep their trained
+  weights, so the zeroed values get gradients at once): the new stems start silent and ``other`` starts as the
+  4-stem model's ``other`` (the residual of vocals, bass and drums).
+
+Only the new heads train; the loss counts them and ``other``, which depends on them (:func:`trained_outputs`).
 
 **Choice for mastered mixes:** mastering changes the level (−14 LUFS), so the clean targets are scaled per item by
 the RMS ratio of the mastered mix to the clean mix (:func:`match_mix_level`); the model learns to separate *at the
@@ -53,7 +62,7 @@ from msr_lib.train.losses import separation_loss
 
 __all__ = [
     "STAGES", "Stage", "get_stage", "full_fine_tune", "LORA", "apply_lora", "merge_lora", "expand_stems",
-    "build_stage_model", "match_mix_level", "stage_train_config", "train_separator", "RUN_INFO",
+    "build_stage_model", "trained_outputs", "match_mix_level", "stage_train_config", "train_separator", "RUN_INFO",
 ]
 
 RUN_INFO = "run.json"
@@ -128,25 +137,46 @@ def merge_lora(model: nn.Module) -> BSRoformer:
     raise MSRError(f"cannot merge a {type(model).__name__}: expected a BSRoformer or a peft model")
 
 
-def expand_stems(model: BSRoformer, stems: tuple[str, ...], new_stems: tuple[str, ...] = STEMS,
-                 copy_from: str = "other") -> BSRoformer:
-    """A new model with one mask estimator per ``new_stems`` (canonical order): heads of ``stems`` are kept, the
-    others are copies of the ``copy_from`` head. Only the new heads require gradients."""
+def expand_stems(model: BSRoformer, stems: tuple[str, ...], new_stems: tuple[str, ...] = STEMS) -> BSRoformer:
+    """A residual separator of ``new_stems`` (canonical order, ``other`` last) from ``model`` of ``stems``: heads of
+    stems in both are kept, the new heads start as the module docstring says. Only the new heads require
+    gradients."""
     missing = [s for s in stems if s not in new_stems]
     if missing:
         raise MSRError(f"cannot expand: {missing} are not among the new stems {list(new_stems)}")
-    if copy_from not in stems:
-        raise MSRError(f"cannot expand: the source model has no {copy_from!r} head to copy")
-    config = dict(model.config, num_stems=len(new_stems))
-    expanded = BSRoformer(**config)
+    if new_stems[-1] != "other":
+        raise MSRError(f"cannot expand: 'other' (the residual) must be the last new stem, got {list(new_stems)}")
+    if not (stems[-1] == "other" if model.residual_stem else "other" in stems):
+        raise MSRError(f"cannot expand: the source model {list(stems)} has no 'other' "
+                       + ("residual" if model.residual_stem else "head"))
+    expanded = BSRoformer(**dict(model.config, num_stems=len(new_stems), residual_stem=True))
     trunk = {k: v for k, v in model.state_dict().items() if not k.startswith("mask_estimators.")}
     expanded.load_state_dict(trunk, strict=False)
     expanded.requires_grad_(False)
-    for index, stem in enumerate(new_stems):
-        source = stems.index(stem) if stem in stems else stems.index(copy_from)
-        expanded.mask_estimators[index].load_state_dict(model.mask_estimators[source].state_dict())
-        expanded.mask_estimators[index].requires_grad_(stem not in stems)
+    added = [stem for stem in new_stems[:-1] if stem not in stems]
+    # residual source: new heads start silent; else they share the `other` head's mask (1/5 each for 5 new stems)
+    source, scale = (stems[0], 0.0) if model.residual_stem else ("other", 1.0 / max(len(added), 1))
+    for index, stem in enumerate(new_stems[:-1]):  # every output but the residual `other` has a head
+        head = expanded.mask_estimators[index]
+        head.load_state_dict(model.mask_estimators[stems.index(stem if stem in stems else source)].state_dict())
+        if stem in added:
+            with torch.no_grad():
+                for band in head.to_freqs:  # band = Sequential(mlp, GLU): scale the value half of the last Linear
+                    last = band[0][-1]
+                    values = last.out_features // 2
+                    last.weight[:values] *= scale
+                    last.bias[:values] *= scale
+            head.requires_grad_(True)
     return expanded
+
+
+def trained_outputs(model: nn.Module) -> torch.Tensor:
+    """``(stems,)`` bool: the outputs of ``model`` (a :class:`BSRoformer`) whose values depend on a head that
+    trains — a head's own output, and the residual stem when any head trains."""
+    heads = [any(p.requires_grad for p in head.parameters()) for head in model.mask_estimators]
+    if model.residual_stem:
+        heads.append(any(heads))
+    return torch.tensor(heads)
 
 
 def build_stage_model(stage: str | Stage, *, init=None, model_config: dict | None = None) -> tuple[nn.Module, tuple]:
@@ -311,8 +341,8 @@ def train_separator(
          ("mixture", "targets", "active", "clean_mix")} for start in range(0, len(valid_data), size)
     ]
     train_mask = None
-    if spec.trains == "new-heads":  # the loss counts the heads that train; the kept ones do not change
-        train_mask = torch.tensor([any(p.requires_grad for p in head.parameters()) for head in model.mask_estimators])
+    if spec.trains == "new-heads":  # the loss counts the outputs that train; the kept ones do not change
+        train_mask = trained_outputs(model)
 
     def loss_fn(m, batch):
         return separation_batch_loss(m, batch, mastered=mastered, train_mask=train_mask)
