@@ -7,6 +7,10 @@ Our format (``format_version`` 1)::
                                "format_version": 1, ...extra}
     folder/model.safetensors  the state dict (no pickle anywhere)
 
+``model`` holds every :class:`~msr_lib.models.BSRoformer` keyword argument, ``residual_stem`` included (``true``: the
+last stem is the input minus the others); a config without it (MSST's, older folders) loads a masking model, one mask
+per stem.
+
 An MSST checkpoint is a torch file (``.ckpt``/``.pt``/``.pth``, read with ``weights_only=True``) or a
 ``.safetensors`` file, with its YAML config next to it: the same name with ``.yaml``/``.yml``, or else the only YAML
 file in that folder. Its stems come from ``training.target_instrument`` (single-stem models) or
