@@ -3,7 +3,7 @@
 Read :func:`train` top to bottom: it is the whole algorithm. Per step:
 
 1. take the batch for this step (a fixed function of seed and step, see :class:`StepBatches`),
-2. forward + loss under bf16 autocast on CUDA (float32 on CPU), ``backward``,
+2. forward + loss under bf16 autocast on CUDA (on CPU too with ``amp_cpu``; float32 otherwise), ``backward``,
 3. clip the gradient norm, one AdamW step, one learning-rate schedule step (linear warm-up, cosine decay),
 4. update the exponential moving average (EMA) of the weights,
 5. log a JSON line; every ``validate_every`` steps (and before the first step, so a curve starts where the model
@@ -68,6 +68,7 @@ class TrainConfig:
     ema_decay: float | None = 0.999  # None: no EMA (the raw weights are saved and validated)
     grad_clip: float | None = 5.0
     amp: bool = True  # bf16 autocast on CUDA; ignored on CPU
+    amp_cpu: bool = False  # bf16 autocast on CPU (CPUs with AVX-512 BF16 or AMX); the model's STFTs stay float32
     validate_every: int = 100
     checkpoint_every: int = 100
     seed: int = 0
@@ -309,7 +310,7 @@ def train(
         num_workers=config.num_workers, pin_memory=device.type == "cuda",
         generator=torch.Generator().manual_seed(config.seed),  # keeps the global RNG (dropout) untouched
     )
-    amp = config.amp and device.type == "cuda"
+    amp = config.amp if device.type == "cuda" else config.amp_cpu and device.type == "cpu"
     trained = [p for group in optimizer.param_groups for p in group["params"]]
     trainable, total = trainable_parameters(model)
     bar = tqdm(total=config.steps, initial=step, desc=describe, unit="step", disable=not progress or rank > 0,

@@ -1,0 +1,227 @@
+"""Training throughput at the bundled size: seconds of training audio per wall second, data loading included.
+
+Every configuration runs the real loop (:func:`msr_lib.train.loop.train`) on the real
+:class:`~msr_lib.data.datasets.MultitrackDataset` with :func:`msr_lib.train.curriculum.separation_batch_loss`, from
+the same initial weights, in this one process; the configurations alternate (A B C … A B C …, ``--rounds`` times)
+so that load from other jobs hits them alike. A configuration's time is the wall time between the log rows of its
+first and last timed step (``--warmup`` steps are run first and not timed), so it holds data loading, forward, loss,
+backward, clipping, the AdamW step, the EMA update and the log line. Printed per configuration: wall seconds per
+step (median over rounds), seconds of training audio per wall second (batch × chunk seconds / step time), the ratio
+to ``today`` and the CPU seconds per step of this process (``time.process_time``; DataLoader workers not counted).
+
+Stages: ``clean`` is ``pretrain`` (a new bundled-size 4-stem model, every weight trains, clean mixes);
+``mastered`` is ``lora-mastered`` (LoRA on ``bundled:4stem``, mastered mixes made by ``degrade_mix`` per item, or
+read from a pre-rendered cache: the cache's one-time rendering is timed and printed separately).
+
+    .venv/bin/python benchmarks/bench_training_throughput.py [--songs DIR] [--steps 20] [--warmup 3] [--rounds 2]
+        [--stages clean,mastered] [--configs today,bf16,...]
+
+Without ``--songs`` it renders ``--render`` songs of 20 s with ``msr_lib.data.synth.synthesize_songs`` into a
+temporary folder. ``--profile`` first times the parts of one training step (data, forward, loss, backward,
+optimizer) and one on-the-fly mastered item.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import platform
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import soundfile as sf
+import torch
+
+from msr_lib.data.datasets import MultitrackDataset
+from msr_lib.presets import get_preset
+from msr_lib.stems import FOUR_STEMS
+from msr_lib.train.curriculum import build_stage_model, separation_batch_loss
+from msr_lib.train.loop import TrainConfig, read_log, train
+
+STAGES = {"clean": "pretrain", "mastered": "lora-mastered"}
+
+
+@dataclass(frozen=True)
+class Setup:
+    """One configuration: TrainConfig fields, torch threads, chunk length and whether mastered mixes are cached."""
+
+    name: str
+    train: dict = field(default_factory=dict)
+    threads: int | None = None  # None: torch's default
+    chunk_seconds: float | None = None  # None: the preset's
+    batch_size: int | None = None  # None: the preset's
+    cached_masters: bool = False
+
+
+SETUPS = {s.name: s for s in (
+    Setup("today"),
+    Setup("bf16", train={"amp_cpu": True}),
+    Setup("threads1", threads=1),
+    Setup("workers1", train={"num_workers": 1}),
+    Setup("cached", cached_masters=True),
+    Setup("chunk1", chunk_seconds=1.0),
+    Setup("chunk3", chunk_seconds=3.0),
+    Setup("chunk4", chunk_seconds=4.0),
+    Setup("bf16+cached", train={"amp_cpu": True}, cached_masters=True),
+    Setup("bf16+chunk4", train={"amp_cpu": True}, chunk_seconds=4.0),
+    Setup("bf16+cached+chunk4", train={"amp_cpu": True}, cached_masters=True, chunk_seconds=4.0),
+)}
+
+
+def machine_facts() -> str:
+    flags = ""
+    if Path("/proc/cpuinfo").is_file():
+        cpuinfo = Path("/proc/cpuinfo").read_text().split()
+        flags = " ".join(sorted({f for f in cpuinfo if f in ("avx512f", "avx512_bf16", "amx_bf16")}))
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs ({flags}), torch "
+            f"{torch.__version__}, threads {torch.get_num_threads()} intra / {torch.get_num_interop_threads()} "
+            f"interop, load average {load}")
+
+
+def time_one_run(setup: Setup, stage: str, *, songs: Path, cache: Path, base_model, preset, steps: int,
+                 warmup: int, work: Path) -> tuple[float, float, float, list[float]]:
+    """(wall s/step, CPU s/step, audio seconds per step, every step's loss) of ``steps`` timed steps after
+    ``warmup``."""
+    mastered = stage == "mastered"
+    chunk = setup.chunk_seconds or preset.train["chunk_seconds"]
+    batch = setup.batch_size or preset.train["batch_size"]
+    total = warmup + steps
+    data = MultitrackDataset(songs, stems=FOUR_STEMS, chunk_seconds=chunk, length=total * batch, seed=0,
+                             degrade=True if mastered else None, preload=False,
+                             mastered_cache=cache if mastered and setup.cached_masters else None)
+    config = TrainConfig(**{"steps": total, "batch_size": batch, "warmup_steps": preset.train["warmup_steps"],
+                            "lr": 1e-3, "checkpoint_every": 10**9, "validate_every": 10**9, **setup.train})
+    marks: dict[int, tuple[float, float]] = {}
+
+    def mark(row):
+        if "loss" in row:
+            marks[row["step"]] = (time.perf_counter(), time.process_time())
+
+    previous = torch.get_num_threads()
+    if setup.threads:
+        torch.set_num_threads(setup.threads)
+    try:
+        train(copy.deepcopy(base_model), data, config=config, out_dir=work / f"{setup.name}-{stage}",
+              loss_fn=lambda m, b: separation_batch_loss(m, b, mastered=mastered),
+              save_model=lambda m, folder: None, progress=False, on_log=mark, device="cpu")
+    finally:
+        torch.set_num_threads(previous)
+    losses = [row["loss"] for row in read_log(work / f"{setup.name}-{stage}") if "loss" in row]
+    (w0, c0), (w1, c1) = marks[warmup], marks[total]
+    return (w1 - w0) / steps, (c1 - c0) / steps, batch * chunk, losses
+
+
+def profile_step(stage: str, *, songs: Path, base_model, preset) -> None:
+    """Print where one training step's time goes, and what one on-the-fly mastered item costs."""
+    mastered = stage == "mastered"
+    batch_size, chunk = preset.train["batch_size"], preset.train["chunk_seconds"]
+    data = MultitrackDataset(songs, stems=FOUR_STEMS, chunk_seconds=chunk, length=64, seed=0,
+                             degrade=True if mastered else None, preload=False)
+    model = copy.deepcopy(base_model).train()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    for amp in (False, True):
+        rows = []
+        for repeat in range(3):
+            t0 = time.perf_counter()
+            items = [data[repeat * batch_size + i] for i in range(batch_size)]
+            batch = {k: torch.stack([item[k] for item in items]) for k in items[0]}
+            t1 = time.perf_counter()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+                estimate = model(batch["mixture"])
+                t2 = time.perf_counter()
+                loss, _ = separation_batch_loss(lambda _: estimate, batch, mastered=mastered)
+            t3 = time.perf_counter()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            t4 = time.perf_counter()
+            optimizer.step()
+            t5 = time.perf_counter()
+            rows.append((t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, float(loss.detach())))
+        parts = [statistics.median(r[i] for r in rows[1:]) for i in range(5)]
+        print(f"  profile {stage:8s} {'bf16' if amp else 'fp32'}: data {parts[0]:.2f} s, forward {parts[1]:.2f}, "
+              f"loss {parts[2]:.2f}, backward {parts[3]:.2f}, optimizer {parts[4]:.2f} "
+              f"(losses {', '.join(f'{r[5]:.3f}' for r in rows)})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--songs", type=Path, help="song folders to train on (default: render --render songs)")
+    parser.add_argument("--render", type=int, default=6, help="songs to render when --songs is not given")
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per configuration and round")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps before them")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--stages", default="clean,mastered")
+    parser.add_argument("--configs", default="today,bf16,threads1,workers1,cached,bf16+cached",
+                        help=f"comma-separated, among {', '.join(SETUPS)}")
+    parser.add_argument("--versions", type=int, default=2, help="cached mastered versions per song")
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+    setups = [SETUPS[name] for name in args.configs.split(",")]
+    stages = args.stages.split(",")
+    preset = get_preset("bundled")
+    print(machine_facts())
+    with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
+        work = Path(tmp)
+        songs = args.songs
+        if songs is None:
+            from msr_lib.data.synth import synthesize_songs
+
+            songs = work / "songs"
+            synthesize_songs(songs, songs=args.render, seconds=20.0, seed=1000, progress=False)
+        models = {}
+        torch.manual_seed(0)
+        if "clean" in stages:
+            models["clean"] = build_stage_model("pretrain", model_config=preset.model)[0]
+        if "mastered" in stages:
+            models["mastered"] = build_stage_model("lora-mastered", init="bundled:4stem")[0]
+        cache = work / "masters"
+        if "mastered" in stages and any(s.cached_masters for s in setups):
+            started = time.perf_counter()
+            cached = MultitrackDataset(songs, stems=FOUR_STEMS, chunk_seconds=2.0, length=1, seed=0, degrade=True,
+                                       preload=False, mastered_cache=cache, mastered_versions=args.versions)
+            seconds = time.perf_counter() - started
+            song_seconds = sum(sf.info(str(next(iter(e.stems.values()))[0])).duration for e in cached.entries)
+            print(f"cache: {len(cached.entries)} songs × {args.versions} versions mastered whole in {seconds:.1f} s "
+                  f"({args.versions * song_seconds / seconds:.1f} s of audio per second)")
+        if args.profile:
+            for stage in stages:
+                profile_step(stage, songs=songs, base_model=models[stage], preset=preset)
+        results: dict[tuple[str, str], list[tuple[float, float, float, list[float]]]] = {}
+        for round_ in range(args.rounds):
+            for stage in stages:
+                for setup in setups:
+                    if setup.cached_masters and stage != "mastered":
+                        continue
+                    timing = time_one_run(setup, stage, songs=songs, cache=cache, base_model=models[stage],
+                                          preset=preset, steps=args.steps, warmup=args.warmup, work=work)
+                    results.setdefault((stage, setup.name), []).append(timing)
+                    print(f"  round {round_ + 1} {stage:8s} {setup.name:20s} {timing[0]:.2f} s/step "
+                          f"(load {os.getloadavg()[0]:.2f})", flush=True)
+        print(f"\n{args.steps} timed steps after {args.warmup} per configuration and round, {args.rounds} rounds, "
+              f"songs {songs}; {machine_facts()}")
+        print("(loss vs today: the largest relative difference of the step losses, same weights and batches; only "
+              "configurations with today's chunk and batch)")
+        print(f"{'stage':9s} {'configuration':20s} {'s/step':>7s} {'audio s/s':>9s} {'× today':>8s} {'CPU s/step':>10s} "
+              f"{'loss vs today':>13s}")
+        for stage in stages:
+            today = results.get((stage, "today"))
+            for setup in setups:
+                runs = results.get((stage, setup.name))
+                if not runs:
+                    continue
+                wall = statistics.median(r[0] for r in runs)
+                cpu = statistics.median(r[1] for r in runs)
+                rate = runs[0][2] / wall
+                ratio = f"{rate * statistics.median(r[0] for r in today) / today[0][2]:8.2f}" if today else " " * 8
+                same_items = today and runs[0][2] == today[0][2] and not setup.cached_masters
+                drift = (f"{max(abs(a / b - 1) for a, b in zip(runs[0][3], today[0][3])):13.1%}" if same_items
+                         else " " * 13)
+                print(f"{stage:9s} {setup.name:20s} {wall:7.2f} {rate:9.2f} {ratio} {cpu:10.2f} {drift}")
+
+
+if __name__ == "__main__":
+    main()
