@@ -9,7 +9,11 @@ built in, always there) and which stems it can play.
 Per song, :func:`choose_sources` draws each stem's source from the song seed on a random stream of its own, so
 the arrangement (the notes) never depends on what is installed; the *choice* does: it is made among the sources
 available on the machine (or those a caller allows), so the same seed gives the same song only where the same
-sources are installed. ``song.json`` records the choice per stem.
+sources are installed. ``song.json`` records the choice per stem and the pool it was drawn from.
+
+Missing sources: by default a song draws from what is installed (a missing package only narrows the choice; the
+built-in sources cover every stem); a list of sources names what must be there, and one that is missing is one
+clear error naming its Debian package (:func:`require_sound_sources`, which can also install it).
 
 Lessons: notebooks/00_welcome.ipynb, notebooks/01_data_and_mastering.ipynb
 """
