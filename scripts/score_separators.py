@@ -12,7 +12,9 @@ training or tuning. Both are cached under ``data_dir()`` and scored by
 model does not have fold into ``other``), the mix is their plain sum (``clean``) or that sum mastered by
 ``msr_lib.degrade.degrade_mix`` with a per-song seed (``mastered``). Rows: the model, the mixture as estimate
 (floor) and the ideal ratio mask (oracle, from the clean stems). Metric: Multi-Mel-SNR (dB) per stem, silent
-references left out; the mean over stems is the mean of the per-stem means.
+references left out; the mean over stems is the mean of the per-stem means. Also the model's level error (median
+over songs of |LUFS(estimate) − LUFS(target)|, the target being the clean stem scaled as the curriculum scales it
+onto the mix) and, on clean mixes, the SNR of the sum of its estimates against the input.
 """
 from __future__ import annotations
 
@@ -65,8 +67,17 @@ def score(model: str, mix: str, songs: int, seconds: float, progress: bool = Tru
         table[key] = {stem: means[row].get(stem) for stem in separator.stems} | {
             "mean": mean if np.isfinite(mean) else None}
     counts = board.counts(model)
+    levels = board.level_errors(model)
+    sum_snr = board.sum_snr(model)
     return {"model": model, "mix": mix, "songs": songs, "seconds": seconds, "set": song_set, "test_seed": seed,
-            "multi_mel_snr_db": table, "scored_songs_per_stem": {stem: counts.get(stem, 0) for stem in separator.stems}}
+            "multi_mel_snr_db": table, "scored_songs_per_stem": {stem: counts.get(stem, 0) for stem in separator.stems},
+            "level_error_db": {stem: levels.get(stem) for stem in separator.stems} | {
+                "median": _finite(board.level_error(model))},
+            "sum_snr_db": _finite(sum_snr)}
+
+
+def _finite(value: float) -> float | None:
+    return value if np.isfinite(value) else None
 
 
 def markdown(result: dict) -> str:
@@ -81,6 +92,12 @@ def markdown(result: dict) -> str:
         lines.append(f"| {title} | " + " | ".join(cells) + " |")
     lines.append("| songs with the stem | " + " | ".join(str(result["scored_songs_per_stem"][s]) for s in stems)
                  + " | |")
+    levels = result["level_error_db"]
+    lines.append("| level error of the model, median dB | "
+                 + " | ".join("–" if levels[s] is None else f"{levels[s]:.1f}" for s in stems + ["median"]) + " |")
+    if result["sum_snr_db"] is not None:
+        lines.append(f"\nThe model's {len(stems)} estimates add up to the input at {result['sum_snr_db']:.1f} dB SNR "
+                     "(median over songs).")
     return "\n".join(lines)
 
 

@@ -53,6 +53,9 @@ def test_score_separators_rows_and_table(tmp_path, monkeypatch, capsys):
     for row in table.values():                                          # the mean is over the scored stems
         assert row["mean"] == np.mean([row[s] for s in scored])
     assert {s for s, n in result["scored_songs_per_stem"].items() if n} == set(scored)
+    levels = result["level_error_db"]
+    assert all(levels[s] >= 0 for s in scored) and levels["median"] >= 0
+    assert result["sum_snr_db"] is None                                 # mastered mixes: no sum to compare
     printed = capsys.readouterr().out
     assert "ideal ratio mask (oracle)" in printed and printed.count("\n|") >= 4
 
@@ -79,4 +82,5 @@ def test_score_separators_on_the_loop_songs(tmp_path, monkeypatch):
     table = result["multi_mel_snr_db"]
     assert table["model"]["drums"] is not None and table["model"]["vocals"] is None   # the loop songs have no vocals
     assert table["irm"]["drums"] > table["mixture"]["drums"]
+    assert np.isfinite(result["sum_snr_db"]) and result["level_error_db"]["drums"] >= 0
     assert score.main(["--set", "loops", "--samples-dir", str(tmp_path / "none"), "--model", str(ckpt)]) == 2
