@@ -68,6 +68,9 @@ SETUPS = {s.name: s for s in (
     Setup("bf16+cached", train={"amp_cpu": True}, cached_masters=True),
     Setup("bf16+chunk4", train={"amp_cpu": True}, chunk_seconds=4.0),
     Setup("bf16+cached+chunk4", train={"amp_cpu": True}, cached_masters=True, chunk_seconds=4.0),
+    Setup("batch8", batch_size=8),
+    Setup("batch2", batch_size=2),
+    Setup("compile", train={"compile": True}),
 )}
 
 
@@ -82,8 +85,8 @@ def machine_facts() -> str:
             f"interop, load average {load}")
 
 
-def time_one_run(setup: Setup, stage: str, *, songs: Path, cache: Path, base_model, preset, steps: int,
-                 warmup: int, work: Path) -> tuple[float, float, float, list[float]]:
+def time_one_run(setup: Setup, stage: str, *, songs: Path, cache: Path, versions: int, base_model, preset,
+                 steps: int, warmup: int, work: Path) -> tuple[float, float, float, list[float]]:
     """(wall s/step, CPU s/step, audio seconds per step, every step's loss) of ``steps`` timed steps after
     ``warmup``."""
     mastered = stage == "mastered"
@@ -92,7 +95,8 @@ def time_one_run(setup: Setup, stage: str, *, songs: Path, cache: Path, base_mod
     total = warmup + steps
     data = MultitrackDataset(songs, stems=FOUR_STEMS, chunk_seconds=chunk, length=total * batch, seed=0,
                              degrade=True if mastered else None, preload=False,
-                             mastered_cache=cache if mastered and setup.cached_masters else None)
+                             mastered_cache=cache if mastered and setup.cached_masters else None,
+                             mastered_versions=versions)
     config = TrainConfig(**{"steps": total, "batch_size": batch, "warmup_steps": preset.train["warmup_steps"],
                             "lr": 1e-3, "checkpoint_every": 10**9, "validate_every": 10**9, **setup.train})
     marks: dict[int, tuple[float, float]] = {}
@@ -158,8 +162,12 @@ def main() -> None:
     parser.add_argument("--configs", default="today,bf16,threads1,workers1,cached,bf16+cached",
                         help=f"comma-separated, among {', '.join(SETUPS)}")
     parser.add_argument("--versions", type=int, default=2, help="cached mastered versions per song")
+    parser.add_argument("--threads", type=int, help="torch threads for every configuration without its own "
+                        "(1 makes the CPU column a load-robust measure of work)")
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     setups = [SETUPS[name] for name in args.configs.split(",")]
     stages = args.stages.split(",")
     preset = get_preset("bundled")
@@ -196,7 +204,8 @@ def main() -> None:
                 for setup in setups:
                     if setup.cached_masters and stage != "mastered":
                         continue
-                    timing = time_one_run(setup, stage, songs=songs, cache=cache, base_model=models[stage],
+                    timing = time_one_run(setup, stage, songs=songs, cache=cache, versions=args.versions,
+                                          base_model=models[stage],
                                           preset=preset, steps=args.steps, warmup=args.warmup, work=work)
                     results.setdefault((stage, setup.name), []).append(timing)
                     print(f"  round {round_ + 1} {stage:8s} {setup.name:20s} {timing[0]:.2f} s/step "

@@ -437,3 +437,37 @@ def test_mastered_cache_refuses_other_settings_and_needs_degrade(songs, tmp_path
         dataset(songs, degrade=quarter_gain, mastered_cache=tmp_path / "c", mastered_versions=2, gain_db=(0, 0))
     with pytest.raises(MSRError, match="needs degrade"):
         dataset(songs, mastered_cache=tmp_path / "c")
+
+
+# ---------------------------------------------------------------- chunk length schedule
+
+def test_chunk_schedule_gives_the_scheduled_lengths_at_the_scheduled_steps(songs):
+    from msr_lib.train.loop import StepBatches
+
+    ds = dataset(songs, chunk_seconds=[(0, 0.25), (2, 0.5), (3, 1.0)], items_per_step=3, length=15)
+    lengths = [[ds[i]["mixture"].shape[-1] for i in batch] for batch in StepBatches(len(ds), 3, 0, 5)]
+    quarter, half, whole = int(0.25 * SR), int(0.5 * SR), SR
+    assert lengths == [[quarter] * 3, [quarter] * 3, [half] * 3, [whole] * 3, [whole] * 3]
+    item = ds[9]
+    assert item["targets"].shape == (len(STEMS), 2, SR) and item["clean_mix"].shape == (2, SR)
+    torch.testing.assert_close(item["mixture"], item["targets"].sum(0))
+    # the first step's items are those of a dataset with its fixed length
+    fixed = dataset(songs, chunk_seconds=0.25, length=15)
+    for i in range(3):
+        assert torch.equal(ds[i]["targets"], fixed[i]["targets"])
+    cached = dataset(songs, chunk_seconds=[(0, 0.25), (1, 0.5)], items_per_step=2, degrade=quarter_gain,
+                     mastered_cache=songs[0].stems["vocals"][0].parent.parent / "cache", mastered_versions=1)
+    assert [cached[i]["mixture"].shape[-1] for i in (1, 2)] == [quarter, half]
+
+
+@pytest.mark.parametrize("schedule,message", [
+    ([(0, 0.25), (2, 0.5)], "needs items_per_step"),
+    ([(1, 0.25)], "starts at step 0"),
+    ([(0, 0.25), (0, 0.5)], "steps increase"),
+    ([(0, -1.0)], "positive"),
+    ("long", "seconds or"),
+])
+def test_bad_chunk_schedules_are_refused(songs, schedule, message):
+    options = {} if message == "needs items_per_step" else {"items_per_step": 2}
+    with pytest.raises(MSRError, match=message):
+        dataset(songs, chunk_seconds=schedule, **options)

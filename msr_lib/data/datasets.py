@@ -443,6 +443,11 @@ class MultitrackDataset(Dataset):
     ``preload=True`` every song is loaded once into memory (small sets); otherwise chunk windows are read from
     disk with soundfile (resampled per window when a file's rate differs).
 
+    ``chunk_seconds`` is one length or a schedule ``[(first step, seconds), …]`` (e.g. short chunks early, longer
+    later): item ``i`` belongs to step ``i // items_per_step``, as :class:`~msr_lib.train.loop.StepBatches` numbers
+    items (``items_per_step`` = batch size × processes), so a batch has one length and a resumed run sees the same
+    lengths. Shorter chunks cost less per second of audio on a 2-core CPU (benchmarks/bench_training_throughput.py).
+
     **Pre-rendered mastered mixes** (``mastered_cache``, with ``degrade``): each song is mastered whole
     ``mastered_versions`` times, once, into ``<mastered_cache>/<song>/mastered_<k>.flac`` (version k: one gain per
     stem drawn in ``gain_db`` and one ``degrade`` generator, both seeded by ``(seed, song name, k)``; the gains are
@@ -456,7 +461,8 @@ class MultitrackDataset(Dataset):
     """
 
     def __init__(self, entries: Sequence[SongEntry] | str | Path, *, stems: Sequence[str] = STEMS,
-                 chunk_seconds: float = 3.0, sample_rate: int = SAMPLE_RATE, length: int = 1000, seed: int = 0,
+                 chunk_seconds: float | Sequence[tuple[int, float]] = 3.0, items_per_step: int | None = None,
+                 sample_rate: int = SAMPLE_RATE, length: int = 1000, seed: int = 0,
                  remix_prob: float = 0.5, gain_db: tuple[float, float] = (-6.0, 3.0),
                  degrade: bool | Callable | None = None, preload: bool = True, mastered_cache: str | Path | None = None,
                  mastered_versions: int = 4):
@@ -465,8 +471,12 @@ class MultitrackDataset(Dataset):
         self.stems: tuple[str, ...] = tuple(canonical_stem(s) for s in stems)
         if not self.stems or len(set(self.stems)) != len(self.stems):
             raise MSRError(f"stems must be distinct canonical names, got {list(stems)}")
-        if chunk_seconds <= 0 or length <= 0 or sample_rate <= 0:
-            raise MSRError("chunk_seconds, length and sample_rate must be positive")
+        schedule = _chunk_schedule(chunk_seconds)
+        if len(schedule) > 1 and not items_per_step:
+            raise MSRError("a chunk_seconds schedule needs items_per_step (batch size × processes): an item's step is "
+                           "its index // items_per_step")
+        if length <= 0 or sample_rate <= 0:
+            raise MSRError("length and sample_rate must be positive")
         if not 0.0 <= remix_prob <= 1.0:
             raise MSRError(f"remix_prob must be in [0, 1], got {remix_prob}")
         if degrade is not None and degrade is not True and degrade is not False and not callable(degrade):
@@ -476,7 +486,9 @@ class MultitrackDataset(Dataset):
         if mastered_versions < 1:
             raise MSRError(f"mastered_versions must be at least 1, got {mastered_versions}")
         self.sample_rate = int(sample_rate)
-        self.chunk_samples = max(1, int(round(chunk_seconds * sample_rate)))
+        #: (first step, chunk samples) pairs: items of steps from ``first step`` on are that long
+        self.chunk_schedule = [(step, max(1, int(round(seconds * sample_rate)))) for step, seconds in schedule]
+        self.items_per_step = int(items_per_step or 1)
         self.length = int(length)
         self.seed = int(seed)
         self.epoch = 0
@@ -571,17 +583,21 @@ class MultitrackDataset(Dataset):
             raise AudioError(f"{window.path}: contains NaN or infinite samples")
         return fit_length(np.asarray(audio, dtype=np.float32), count)
 
-    def _read(self, source, song: int, start_fraction: float) -> np.ndarray:
+    def chunk_samples(self, index: int) -> int:
+        """The length of item ``index``: the schedule's at step ``index // items_per_step``."""
+        step = index // self.items_per_step
+        return next(samples for first, samples in reversed(self.chunk_schedule) if first <= step)
+
+    def _read(self, source, song: int, start_fraction: float, count: int) -> np.ndarray:
         """The chunk of ``source`` (an array, or file windows summed) starting at ``start_fraction`` of the song."""
-        count = self.chunk_samples
         start = int(start_fraction * max(0, self._lengths[song] - count))
         if isinstance(source, np.ndarray):
             return fit_length(source[:, start:start + count], count)
         return np.sum([self._read_window(w, start, count) for w in source], axis=0, dtype=np.float32)
 
-    def _chunk(self, song: int, target: int, start_fraction: float) -> np.ndarray | None:
+    def _chunk(self, song: int, target: int, start_fraction: float, count: int) -> np.ndarray | None:
         source = self._sources[song].get(target)
-        return None if source is None else self._read(source, song, start_fraction)
+        return None if source is None else self._read(source, song, start_fraction, count)
 
     def _degrade(self, stems: dict[str, np.ndarray], rng: np.random.Generator, length: int) -> np.ndarray:
         if self.degrade is True:
@@ -653,7 +669,8 @@ class MultitrackDataset(Dataset):
         draws = rng.random((n_stems, 4))  # per stem: remix?, which song, chunk start, gain — drawn in a fixed order
         low, high = self.gain_db
 
-        targets = np.zeros((n_stems, 2, self.chunk_samples), dtype=np.float32)
+        count = self.chunk_samples(index)
+        targets = np.zeros((n_stems, 2, count), dtype=np.float32)
         active = np.zeros(n_stems, dtype=bool)
         present = np.zeros(n_stems, dtype=bool)
         for t in range(n_stems):
@@ -662,7 +679,7 @@ class MultitrackDataset(Dataset):
             candidates = self._songs_with[t]
             if remix < self.remix_prob and candidates:
                 song, start_fraction = candidates[int(song_pick * len(candidates))], float(start)
-            chunk = self._chunk(song, t, start_fraction)
+            chunk = self._chunk(song, t, start_fraction, count)
             if chunk is None:
                 continue
             present[t] = True
@@ -675,7 +692,7 @@ class MultitrackDataset(Dataset):
         else:
             degrade_rng = np.random.default_rng([self.seed, self.epoch, int(index), 1])
             mixture = self._degrade({s: targets[i] for i, s in enumerate(self.stems) if present[i]}, degrade_rng,
-                                    self.chunk_samples)
+                                    count)
         return _item(mixture, targets, active, clean_mix)
 
     def _cached_item(self, index: int) -> dict:
@@ -684,14 +701,32 @@ class MultitrackDataset(Dataset):
         song = int(rng.integers(len(self.entries)))
         source, gains = self._mastered[song][int(rng.integers(len(self._mastered[song])))]
         start_fraction = float(rng.random())
-        targets = np.zeros((len(self.stems), 2, self.chunk_samples), dtype=np.float32)
+        count = self.chunk_samples(index)
+        targets = np.zeros((len(self.stems), 2, count), dtype=np.float32)
         active = np.zeros(len(self.stems), dtype=bool)
         for t in range(len(self.stems)):
-            chunk = self._chunk(song, t, start_fraction)
+            chunk = self._chunk(song, t, start_fraction, count)
             if chunk is not None:
                 targets[t] = chunk * gains[t]
                 active[t] = float(np.sqrt(np.mean(np.square(targets[t])))) >= ACTIVE_STEM_RMS
-        return _item(self._read(source, song, start_fraction), targets, active, targets.sum(axis=0))
+        return _item(self._read(source, song, start_fraction, count), targets, active, targets.sum(axis=0))
+
+
+def _chunk_schedule(chunk_seconds) -> list[tuple[int, float]]:
+    """``chunk_seconds`` as ``[(first step, seconds), …]``: one length from step 0, or a checked schedule."""
+    if isinstance(chunk_seconds, (int, float)):
+        schedule = [(0, float(chunk_seconds))]
+    else:
+        try:
+            schedule = [(int(step), float(seconds)) for step, seconds in chunk_seconds]
+        except (TypeError, ValueError):
+            raise MSRError(f"chunk_seconds must be seconds or [(first step, seconds), …], got {chunk_seconds!r}") from None
+    steps = [step for step, _ in schedule]
+    if not schedule or steps[0] != 0 or steps != sorted(set(steps)):
+        raise MSRError(f"a chunk_seconds schedule starts at step 0 and its steps increase, got {chunk_seconds!r}")
+    if any(not seconds > 0 for _, seconds in schedule):
+        raise MSRError(f"chunk_seconds must be positive, got {chunk_seconds!r}")
+    return schedule
 
 
 def _item(mixture: np.ndarray, targets: np.ndarray, active: np.ndarray, clean_mix: np.ndarray) -> dict:
