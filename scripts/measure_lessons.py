@@ -6,7 +6,7 @@
 Each lesson runs top to bottom in a fresh kernel (nbclient), with ``MSR_PRESET`` set. Measured: wall time (kernel
 start to last cell), the slowest cell (index and seconds), the peak memory of the kernel process and all its
 children (polled every 0.5 s; RSS summed over the process tree, and PSS, which counts pages the processes share
-once), and the size of the executed notebook with its
+once; and which cell peaks), and the size of the executed notebook with its
 widget state (where the players' audio is), written to ``--out`` (default: a temporary folder; never over ``notebooks/``). Prints a markdown table, writes ``--json``
 when given, and exits 1 when a lesson fails.
 """
@@ -59,10 +59,11 @@ class PeakTreeMemory:
         import psutil
 
         self.root, self.every, self.peak_rss, self.peak_pss = psutil.Process(pid), every, 0, 0
+        self.cell_peak_rss = 0  # the peak since the last :meth:`start_cell`
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _sample(self) -> None:
+    def sample(self) -> None:
         import psutil
 
         rss = pss = 0
@@ -77,10 +78,14 @@ class PeakTreeMemory:
                 continue
             rss, pss = rss + memory.rss, pss + memory.pss
         self.peak_rss, self.peak_pss = max(self.peak_rss, rss), max(self.peak_pss, pss)
+        self.cell_peak_rss = max(self.cell_peak_rss, rss)
+
+    def start_cell(self) -> None:
+        self.cell_peak_rss = 0
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self._sample()
+            self.sample()
             self._stop.wait(self.every)
 
     def __enter__(self):
@@ -90,7 +95,7 @@ class PeakTreeMemory:
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
-        self._sample()
+        self.sample()
 
 
 def lesson_paths(names) -> list[Path]:
@@ -115,7 +120,7 @@ def measure_lesson(path: Path, *, preset: str, out_dir: Path, cell_timeout: int)
     """Execute one lesson in a fresh kernel; return its measurements (``ok`` False with ``error`` if a cell failed)."""
     import nbformat
     from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError
 
     from msr_lib.audio import atomic_file
 
@@ -123,6 +128,7 @@ def measure_lesson(path: Path, *, preset: str, out_dir: Path, cell_timeout: int)
     client = NotebookClient(nb, timeout=cell_timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})
     cell_seconds: list[tuple[int, float]] = []
+    cell_peaks: list[tuple[int, int]] = []
     error = None
     start = monotonic()
     with client.setup_kernel(env=dict(os.environ, MSR_PRESET=preset)):
@@ -130,23 +136,29 @@ def measure_lesson(path: Path, *, preset: str, out_dir: Path, cell_timeout: int)
         with PeakTreeMemory(client.km.provisioner.pid) as memory:
             for index, cell in enumerate(nb.cells):
                 began = monotonic()
+                memory.start_cell()
                 try:
                     client.execute_cell(cell, index)
-                except CellExecutionError as failure:
+                except (CellExecutionError, CellTimeoutError) as failure:
                     last_line = (ANSI_COLOUR.sub("", str(failure)).strip().splitlines() or ["failed"])[-1]
                     error = f"cell {index}: {last_line}"
                     break
                 finally:
                     cell_seconds.append((index, monotonic() - began))
+                    memory.sample()
+                    cell_peaks.append((index, memory.cell_peak_rss))
     wall = monotonic() - start
     client.set_widgets_metadata()  # the players' audio lives in the widget state, as in a notebook saved with it
     executed = out_dir / path.name
     with atomic_file(executed) as tmp:
         nbformat.write(nb, tmp)
     slowest = max(cell_seconds, key=lambda item: item[1], default=(None, 0.0))
+    hungriest = max(cell_peaks, key=lambda item: item[1], default=(None, 0))
     return {"lesson": path.stem, "preset": preset, "ok": error is None, "error": error, "wall_s": round(wall, 1),
             "slowest_cell": {"index": slowest[0], "seconds": round(slowest[1], 1)},
             "peak_rss_mb": round(memory.peak_rss / 2**20), "peak_pss_mb": round(memory.peak_pss / 2**20),
+            "peak_cell": {"index": hungriest[0], "rss_mb": round(hungriest[1] / 2**20)},
+            "cell_peak_rss_mb": {index: round(rss / 2**20) for index, rss in cell_peaks},
             "executed_mb": round(executed.stat().st_size / 2**20, 1),
             "executed": str(executed)}
 
