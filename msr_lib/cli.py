@@ -18,7 +18,13 @@ def _add_synth(sub) -> None:
     p.add_argument("--out", required=True, help="output folder; songs go to OUT/<song_id>/")
     p.add_argument("--source", choices=["procedural", "corpus", "mixed"], default="procedural",
                    help="note material: procedural arrangements, music21 corpus pieces, or both (default procedural)")
-    p.add_argument("--soundfont", default=None, help="a General-MIDI .sf2/.sf3 to use instead of the best installed one")
+    p.add_argument("--soundfont", default=None,
+                   help="pin one General-MIDI .sf2/.sf3 in place of every sampled GM set (default: varied sources)")
+    p.add_argument("--sound-sources", default=None,
+                   help="comma-separated sound sources to draw from (default: every installed one; see "
+                        "msr_lib.data.synth.SOUND_SOURCES)")
+    p.add_argument("--install-sources", action="store_true",
+                   help="install the Debian packages of missing --sound-sources (needs root and apt)")
     p.add_argument("--workers", type=int, default=None, help="parallel render processes (default: CPU count)")
     p.add_argument("--skip-existing", action="store_true",
                    help="keep songs a previous run already wrote with the same seed and length (resume)")
@@ -26,10 +32,13 @@ def _add_synth(sub) -> None:
 
 
 def _cmd_synth(args) -> int:
-    from msr_lib.data.synth import synthesize_songs
+    from msr_lib.data.synth import require_sound_sources, synthesize_songs
 
+    names = [n.strip() for n in args.sound_sources.split(",") if n.strip()] if args.sound_sources else None
+    if names and args.install_sources:
+        require_sound_sources(names, install=True)
     paths = synthesize_songs(args.out, songs=args.songs, seconds=args.seconds, seed=args.seed, source=args.source,
-                             soundfont=args.soundfont, workers=args.workers, progress=True,
+                             soundfont=args.soundfont, sound_sources=names, workers=args.workers, progress=True,
                              skip_existing=args.skip_existing)
     print(f"wrote {len(paths)} songs to {args.out}")
     return 0
