@@ -1,4 +1,4 @@
-"""Training-loop options for throughput (TrainConfig.amp_cpu): they train, and resume stays exact."""
+"""Training-loop options for throughput (TrainConfig.micro_batch_size): the same steps, and resume stays exact."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,6 +7,7 @@ import soundfile as sf
 import torch
 
 from msr_lib.data.datasets import MultitrackDataset, SongEntry
+from msr_lib.errors import MSRError
 from msr_lib.models import BSRoformer
 from msr_lib.presets import get_preset
 from msr_lib.train import loop
@@ -52,35 +53,8 @@ def run(songs, out_dir, *, steps=3, resume=False, **options) -> tuple[BSRoformer
     return result.model, {row["step"]: row["loss"] for row in read_log(out_dir) if "loss" in row}
 
 
-def test_amp_cpu_runs_the_model_in_bf16_and_trains(songs, tmp_path, monkeypatch):
-    dtypes = []
-    original = BSRoformer.forward
-
-    def recording_forward(self, audio):
-        handle = self.band_split.register_forward_hook(lambda module, args, out: dtypes.append(out.dtype))
-        try:
-            return original(self, audio)
-        finally:
-            handle.remove()
-
-    monkeypatch.setattr(BSRoformer, "forward", recording_forward)
-    fp32_model, fp32 = run(songs, tmp_path / "fp32")
-    assert set(dtypes) == {torch.float32}
-    dtypes.clear()
-    bf16_model, bf16 = run(songs, tmp_path / "bf16", amp_cpu=True)
-    assert set(dtypes) == {torch.bfloat16}  # the autocast reached the model's layers
-    assert sorted(bf16) == [1, 2, 3] and all(np.isfinite(list(bf16.values())))
-    # same weights and batch at step 1: the bf16 loss is the float32 loss within a few per cent
-    assert bf16[1] == pytest.approx(fp32[1], rel=0.03)
-    start = tiny_model().state_dict()
-    trained = bf16_model.state_dict()
-    assert all(trained[k].dtype == torch.float32 for k in trained)  # the weights stay float32
-    moved = [k for k in start if start[k].is_floating_point() and not torch.equal(start[k], trained[k])]
-    assert len(moved) > len(start) // 2
-
-
-def test_amp_cpu_resume_is_exact(songs, tmp_path, monkeypatch):
-    _, whole = run(songs, tmp_path / "whole", steps=4, amp_cpu=True)
+def test_micro_batch_resume_is_exact(songs, tmp_path, monkeypatch):
+    _, whole = run(songs, tmp_path / "whole", steps=4, micro_batch_size=1)
     append = loop._append_log
 
     def interrupt_after_step_2(out_dir, row):
@@ -90,8 +64,27 @@ def test_amp_cpu_resume_is_exact(songs, tmp_path, monkeypatch):
 
     monkeypatch.setattr(loop, "_append_log", interrupt_after_step_2)
     with pytest.raises(KeyboardInterrupt):
-        run(songs, tmp_path / "parts", steps=4, amp_cpu=True)
+        run(songs, tmp_path / "parts", steps=4, micro_batch_size=1)
     monkeypatch.setattr(loop, "_append_log", append)
-    _, parts = run(songs, tmp_path / "parts", steps=4, amp_cpu=True, resume=True)
+    _, parts = run(songs, tmp_path / "parts", steps=4, micro_batch_size=1, resume=True)
     assert sorted(parts) == [1, 2, 3, 4]
     assert parts == whole  # exactly equal
+
+
+def test_micro_batches_accumulate_to_the_batch_gradient(songs, tmp_path):
+    """Both songs' stems play in every chunk, so each item has as many active stems and the batch loss is the mean
+    of the items' losses: one item at a time gives the same steps."""
+    whole_model, whole = run(songs, tmp_path / "whole")
+    micro_model, micro = run(songs, tmp_path / "micro", micro_batch_size=1)
+    assert sorted(micro) == [1, 2, 3]
+    assert micro == pytest.approx(whole, rel=1e-4)
+    assert micro[1] != micro[3]  # it trained
+    norms = [{row["step"]: row["grad_norm"] for row in read_log(tmp_path / name) if "loss" in row}
+             for name in ("whole", "micro")]
+    assert norms[1] == pytest.approx(norms[0], rel=1e-4)  # the parts' gradients add up to the batch's, not more
+    a, b = whole_model.state_dict(), micro_model.state_dict()
+    weights = [k for k in a if a[k].is_floating_point()]
+    difference = torch.cat([(a[k] - b[k]).flatten() for k in weights]).norm()
+    assert difference < 1e-3 * torch.cat([a[k].flatten() for k in weights]).norm()
+    with pytest.raises(MSRError, match="micro_batch_size must be between 1 and batch_size"):
+        run(songs, tmp_path / "too_big", micro_batch_size=3)

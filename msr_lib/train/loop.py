@@ -3,7 +3,10 @@
 Read :func:`train` top to bottom: it is the whole algorithm. Per step:
 
 1. take the batch for this step (a fixed function of seed and step, see :class:`StepBatches`),
-2. forward + loss under bf16 autocast on CUDA (on CPU too with ``amp_cpu``; float32 otherwise), ``backward``,
+2. forward + loss under bf16 autocast on CUDA (float32 on CPU), ``backward`` —
+   in micro-batches of ``micro_batch_size`` items whose gradients add up (each loss weighted by its share of the
+   batch), when that is set: smaller tensors cost less per item on a small CPU (benchmarks/
+   bench_training_throughput.py),
 3. clip the gradient norm, one AdamW step, one learning-rate schedule step (linear warm-up, cosine decay),
 4. update the exponential moving average (EMA) of the weights,
 5. log a JSON line; every ``validate_every`` steps (and before the first step, so a curve starts where the model
@@ -28,6 +31,7 @@ Lesson: notebooks/03_bs_roformer.ipynb, notebooks/04_curriculum_lora.ipynb
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -61,6 +65,7 @@ class TrainConfig:
     steps: int = 1000
     schedule_steps: int | None = None  # the schedule's planned length (None: steps); a run may stop before its end
     batch_size: int = 4
+    micro_batch_size: int | None = None  # forward/backward this many items at a time, gradients accumulated
     lr: float = 5e-4
     weight_decay: float = 0.01  # AdamW, on matrices only (not on norms' gains or biases)
     warmup_steps: int = 50
@@ -68,7 +73,6 @@ class TrainConfig:
     ema_decay: float | None = 0.999  # None: no EMA (the raw weights are saved and validated)
     grad_clip: float | None = 5.0
     amp: bool = True  # bf16 autocast on CUDA; ignored on CPU
-    amp_cpu: bool = False  # bf16 autocast on CPU (CPUs with AVX-512 BF16 or AMX); the model's STFTs stay float32
     validate_every: int = 100
     checkpoint_every: int = 100
     seed: int = 0
@@ -274,6 +278,9 @@ def train(
     device = _pick_device(device, local_rank)
     if config.steps < 1 or config.batch_size < 1:
         raise MSRError("steps and batch_size must be at least 1")
+    micro = config.micro_batch_size or config.batch_size
+    if not 1 <= micro <= config.batch_size:
+        raise MSRError(f"micro_batch_size must be between 1 and batch_size ({config.batch_size}), got {micro}")
     torch.manual_seed(config.seed)
     random.seed(config.seed)
 
@@ -310,7 +317,7 @@ def train(
         num_workers=config.num_workers, pin_memory=device.type == "cuda",
         generator=torch.Generator().manual_seed(config.seed),  # keeps the global RNG (dropout) untouched
     )
-    amp = config.amp if device.type == "cuda" else config.amp_cpu and device.type == "cpu"
+    amp = config.amp and device.type == "cuda"
     trained = [p for group in optimizer.param_groups for p in group["params"]]
     trainable, total = trainable_parameters(model)
     bar = tqdm(total=config.steps, initial=step, desc=describe, unit="step", disable=not progress or rank > 0,
@@ -335,12 +342,9 @@ def train(
             for group in optimizer.param_groups:
                 group["lr"] = lr_at_step(config, step)
             batch = _to_device(batch, device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                loss, parts = loss_fn(forward_model, batch)
-            if not torch.isfinite(loss):
-                raise MSRError(f"loss became {float(loss)} at step {step + 1}; lower the learning rate")
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss, parts = _forward_backward(forward_model, batch, loss_fn, micro=micro, amp=amp, device=device,
+                                            step=step)
             # 3. clip, update
             grad_norm = torch.nn.utils.clip_grad_norm_(trained, config.grad_clip or float("inf"))
             optimizer.step()
@@ -349,7 +353,7 @@ def train(
             if ema_model is not model:
                 _update_ema(ema_model, model, config.ema_decay, step)
             # 5. log, validate, checkpoint
-            row = {"step": step, "loss": float(loss.detach()), **parts, "lr": optimizer.param_groups[0]["lr"],
+            row = {"step": step, "loss": loss, **parts, "lr": optimizer.param_groups[0]["lr"],
                    "grad_norm": float(grad_norm), "seconds": round(time.perf_counter() - started, 3)}
             if world > 1:
                 row["loss"] = _mean_over_ranks(row["loss"], device)
@@ -374,6 +378,32 @@ def train(
         bar.close()
     ema_model.eval()
     return TrainResult(model=ema_model, step=step, out_dir=out_dir)
+
+
+def _forward_backward(model, batch: dict, loss_fn, *, micro: int, amp: bool, device: torch.device, step: int
+                      ) -> tuple[float, dict]:
+    """Loss and gradients of one batch, ``micro`` items at a time: each part's loss is weighted by its share of the
+    batch before ``backward`` (gradients add up). Returns the weighted loss and loss parts. Under DDP, gradients are
+    synchronised on the last part only."""
+    size = next(v for v in batch.values() if isinstance(v, torch.Tensor)).shape[0]
+    starts = range(0, size, micro)
+    loss_sum, parts_sum = 0.0, {}
+    for first in starts:
+        piece = batch if micro >= size else {
+            k: v[first:first + micro] if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        share = (min(first + micro, size) - first) / size
+        last = first == starts[-1]
+        sync = contextlib.nullcontext() if last or not hasattr(model, "no_sync") else model.no_sync()
+        with sync:
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                loss, parts = loss_fn(model, piece)
+            if not torch.isfinite(loss):
+                raise MSRError(f"loss became {float(loss)} at step {step + 1}; lower the learning rate")
+            (loss * share if share < 1 else loss).backward()
+        loss_sum += float(loss.detach()) * share
+        for name, value in parts.items():
+            parts_sum[name] = parts_sum.get(name, 0.0) + value * share
+    return loss_sum, parts_sum
 
 
 def _mean_over_ranks(value: float, device: torch.device) -> float:
