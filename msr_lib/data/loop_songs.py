@@ -421,7 +421,8 @@ def _choose_parts(rng: np.random.Generator, samples: list[LoopSample]):
     return parts, tempo, pitched_loop
 
 
-def render_loop_song(seed: int, seconds: float, samples: list[LoopSample]) -> tuple[dict[str, np.ndarray], np.ndarray, dict]:
+def render_loop_song(seed: int, seconds: float,
+                     samples: list[LoopSample]) -> tuple[dict[str, np.ndarray], np.ndarray, dict]:
     """One song in memory from a :func:`catalogue`: ``(stems, clean_mix, facts)``; the same seed gives the same
     samples."""
     from msr_lib import __version__
