@@ -198,13 +198,13 @@ def main() -> None:
             models["mastered"] = build_stage_model("lora-mastered", init="bundled:4stem")[0]
         cache = work / "masters"
         if "mastered" in stages and any(s.cached_masters for s in setups):
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             cached = MultitrackDataset(songs, stems=FOUR_STEMS, chunk_seconds=2.0, length=1, seed=0, degrade=True,
                                        preload=False, mastered_cache=cache, mastered_versions=args.versions)
-            seconds = time.perf_counter() - started
+            seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
             song_seconds = sum(sf.info(str(next(iter(e.stems.values()))[0])).duration for e in cached.entries)
-            print(f"cache: {len(cached.entries)} songs × {args.versions} versions mastered whole in {seconds:.1f} s "
-                  f"({args.versions * song_seconds / seconds:.1f} s of audio per second)")
+            print(f"cache: {len(cached.entries)} songs × {args.versions} versions mastered whole in {seconds:.1f} s, "
+                  f"{cpu:.1f} CPU-s ({args.versions * song_seconds / cpu:.1f} s of audio per CPU-s)")
         if args.profile:
             for stage in stages:
                 profile_step(stage, songs=songs, base_model=models[stage], preset=preset)

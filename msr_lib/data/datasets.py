@@ -446,15 +446,17 @@ class MultitrackDataset(Dataset):
     ``chunk_seconds`` is one length or a schedule ``[(first step, seconds), …]`` (e.g. short chunks early, longer
     later): item ``i`` belongs to step ``i // items_per_step``, as :class:`~msr_lib.train.loop.StepBatches` numbers
     items (``items_per_step`` = batch size × processes), so a batch has one length and a resumed run sees the same
-    lengths. Shorter chunks cost less per second of audio on a 2-core CPU (benchmarks/bench_training_throughput.py).
+    lengths. On the 2-core CPU of this project a second of audio cost less CPU time in shorter chunks (one thread,
+    bundled size, batch 4: 1 s chunks 0.46 CPU-s per audio second, 2 s 0.52, 4 s 0.76;
+    benchmarks/bench_training_throughput.py).
 
     **Pre-rendered mastered mixes** (``mastered_cache``, with ``degrade``): each song is mastered whole
     ``mastered_versions`` times, once, into ``<mastered_cache>/<song>/mastered_<k>.flac`` (version k: one gain per
     stem drawn in ``gain_db`` and one ``degrade`` generator, both seeded by ``(seed, song name, k)``; the gains are
     recorded in ``mastered.json`` next to them), and an item is a chunk of one song and one version at one start:
     ``mixture`` is read from the cached file, ``targets`` are that song's stems times that version's gains. Mastering
-    on the fly costs about a quarter of a second per 2-s item on a 2-core CPU (benchmarks/bench_training_throughput.py);
-    reading the cache costs a window read. **Trade-off:** no cross-song remixing (``remix_prob`` does not apply:
+    on the fly cost about 0.12 CPU-s per 2-s item (one thread: 4.21 against 3.73 CPU-s per ``lora-mastered`` step of
+    4 items; benchmarks/bench_training_throughput.py); reading the cache costs a window read. **Trade-off:** no cross-song remixing (``remix_prob`` does not apply:
     a cached mix holds one song's stems) and the stem gains take ``mastered_versions`` values per song instead of a
     new draw per item; the mastering sees the whole song (as a real mastering does) rather than one chunk. A cache
     folder rendered with other settings (stems, rate, gains, seed, versions, degrade function) is refused.
@@ -637,7 +639,8 @@ class MultitrackDataset(Dataset):
                 for k in range(versions):
                     rng = np.random.default_rng([self.seed, zlib.crc32(name.encode()), k])
                     gains = rng.uniform(low, high, size=len(self.stems))
-                    gained = {self.stems[t]: audio * np.float32(10.0 ** (gains[t] / 20.0)) for t, audio in stems.items()}
+                    gained = {self.stems[t]: audio * np.float32(10.0 ** (gains[t] / 20.0))
+                              for t, audio in stems.items()}
                     save_audio(tmp / f"mastered_{k}.flac", self._degrade(gained, rng, self._lengths[song]),
                                self.sample_rate)
                     gains_db.append([float(g) for g in gains])
@@ -720,7 +723,8 @@ def _chunk_schedule(chunk_seconds) -> list[tuple[int, float]]:
         try:
             schedule = [(int(step), float(seconds)) for step, seconds in chunk_seconds]
         except (TypeError, ValueError):
-            raise MSRError(f"chunk_seconds must be seconds or [(first step, seconds), …], got {chunk_seconds!r}") from None
+            raise MSRError(f"chunk_seconds must be seconds or [(first step, seconds), …], got {chunk_seconds!r}"
+                           ) from None
     steps = [step for step, _ in schedule]
     if not schedule or steps[0] != 0 or steps != sorted(set(steps)):
         raise MSRError(f"a chunk_seconds schedule starts at step 0 and its steps increase, got {chunk_seconds!r}")
