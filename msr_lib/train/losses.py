@@ -24,7 +24,12 @@ and the bundled separators trained on these parts came out 10–20 dB too quiet 
 ``level_weight`` = :data:`LEVEL_WEIGHT` (0.1, as SI-SNR's: 10 dB of level error weigh as much as one unit of the
 relative errors) in :func:`separation_loss`. It counts the same participating stems, is 0 whenever the level is
 right (it leaves the shape of the estimate to the other parts) and pulls with the same strength however far off the
-level is.
+level is. Measured with ``benchmarks/bench_level_loss.py`` (a 2-core CPU shared with other jobs; ``laptop`` preset;
+every weight of ``bundled:4stem`` fine-tuned on clean mixes of 16 songs): the training batches' mean level error
+(``level_db``, logged also when its weight is 0) went from 9.5 dB at step 1 to 8.5 dB at step 32 with
+``level_weight=0`` and to 3.9 dB at step 30 with 0.1; on 4 held-out songs (seed 3000, clean mixes) the median level
+error fell from 9.8 dB (``bundled:4stem``; vocals 15.0, bass 13.6, drums 7.7, other 5.0) to 4.4 dB after those 30
+steps (vocals 10.1, bass 6.5, drums 3.3, other 2.4) while the mean Multi-Mel-SNR rose from 4.09 to 4.45 dB.
 
 Cost (measured on a 2-core CPU; docs/DESIGN.md): five resolutions at hop 147 cost ~8 s forward + 8 s backward
 per step against ~2 s for the model; three resolutions at hop = window/4 cost ~0.9 s. Hence the default
