@@ -7,7 +7,9 @@ so that load from other jobs hits them alike. A configuration's time is the wall
 first and last timed step (``--warmup`` steps are run first and not timed), so it holds data loading, forward, loss,
 backward, clipping, the AdamW step, the EMA update and the log line. Printed per configuration: wall seconds per
 step (median over rounds), seconds of training audio per wall second (batch × chunk seconds / step time), the ratio
-to ``today`` and the CPU seconds per step of this process (``time.process_time``; DataLoader workers not counted).
+to ``today``, the CPU seconds per step of this process (``time.process_time``; DataLoader workers not counted) and
+the ratio of audio seconds per CPU second to ``today``'s. With other jobs on the machine, run with ``--threads 1``
+and read the CPU columns: wall time then follows the load more than the configuration.
 
 Stages: ``clean`` is ``pretrain`` (a new bundled-size 4-stem model, every weight trains, clean mixes);
 ``mastered`` is ``lora-mastered`` (LoRA on ``bundled:4stem``, mastered mixes made by ``degrade_mix`` per item, or
@@ -225,7 +227,7 @@ def main() -> None:
         print("(loss vs today: the largest relative difference of the step losses, same weights and batches; only "
               "configurations with today's chunk and batch)")
         print(f"{'stage':9s} {'configuration':20s} {'s/step':>7s} {'audio s/s':>9s} {'× today':>8s} "
-              f"{'CPU s/step':>10s} {'loss vs today':>13s}")
+              f"{'CPU s/step':>10s} {'× today CPU':>11s} {'loss vs today':>13s}")
         for stage in stages:
             today = results.get((stage, "today"))
             for setup in setups:
@@ -236,10 +238,12 @@ def main() -> None:
                 cpu = statistics.median(r[1] for r in runs)
                 rate = runs[0][2] / wall
                 ratio = f"{rate * statistics.median(r[0] for r in today) / today[0][2]:8.2f}" if today else " " * 8
+                cpu_ratio = (f"{runs[0][2] / cpu * statistics.median(r[1] for r in today) / today[0][2]:11.2f}"
+                             if today else " " * 11)
                 same_items = today and runs[0][2] == today[0][2] and not setup.cached_masters
                 drift = (f"{max(abs(a / b - 1) for a, b in zip(runs[0][3], today[0][3])):13.1%}" if same_items
                          else " " * 13)
-                print(f"{stage:9s} {setup.name:20s} {wall:7.2f} {rate:9.2f} {ratio} {cpu:10.2f} {drift}")
+                print(f"{stage:9s} {setup.name:20s} {wall:7.2f} {rate:9.2f} {ratio} {cpu:10.2f} {cpu_ratio} {drift}")
 
 
 if __name__ == "__main__":
