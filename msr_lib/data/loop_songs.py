@@ -47,6 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from msr_lib.audio import SAMPLE_RATE, SILENT_PEAK, atomic_output_dir, fit_length, load_audio, resample, save_audio
+from msr_lib.data.synth.song import FADE_OUT_SECONDS, REFERENCE_RMS, active_rms, exact_mix, pan_gains
 from msr_lib.errors import MSRError
 
 LMMS_SAMPLES = Path("/usr/share/lmms/samples")
@@ -102,11 +103,7 @@ TEMPO_RANGE = (70.0, 180.0)
 MAX_STRETCH = 1.25           # a pitched loop is used only if its stretch lies in [1/MAX_STRETCH, MAX_STRETCH]
 PITCH_WANDER_SEMITONES = 1.0
 RELEASE_SECONDS = 0.03
-_FADE_OUT_SECONDS = 0.05
 _TEMPO_JITTER = 0.06
-_REFERENCE_RMS = 0.1
-_PEAK_DBFS = -1.0
-_GRID = 2.0 ** 23            # the 24-bit FLAC grid
 
 #: Onsets within a 4/4 bar, in beats, per role.
 _PATTERNS: dict[str, tuple[tuple[float, ...], ...]] = {
@@ -248,16 +245,6 @@ def _near_root(pitch_class: int, root_midi: float) -> int:
     return base + (pitch_class - base + 6) % 12 - 6
 
 
-def _active_rms(audio: np.ndarray) -> float:
-    """RMS over the 50 ms frames where the part plays."""
-    mono = audio.mean(axis=0)
-    frame = SAMPLE_RATE // 20
-    n = mono.size // frame
-    power = (mono[: n * frame].reshape(n, frame).astype(np.float64) ** 2).mean(axis=1)
-    active = power[power > power.max() * 1e-3] if n else power
-    return float(np.sqrt(active.mean())) if active.size else 0.0
-
-
 @dataclass(kw_only=True)
 class _Plan:
     rng: np.random.Generator
@@ -369,10 +356,6 @@ def _render_one_shots(sample: LoopSample, plan: _Plan) -> tuple[np.ndarray, dict
     return out, facts
 
 
-def _pan_gains(pan: float) -> np.ndarray:
-    """Constant-power pan law, unity gain in the centre, as a ``(2, 1)`` column."""
-    angle = (pan + 1.0) * np.pi / 4.0
-    return np.array([[np.cos(angle)], [np.sin(angle)]], np.float32) * np.float32(np.sqrt(2.0))
 
 
 def _loop_kind(sample: LoopSample) -> str:
@@ -442,30 +425,26 @@ def render_loop_song(seed: int, seconds: float,
     chords = [diatonic_chord(tonic, mode, progression[b % len(progression)]) for b in range(bars)]
     plan = _Plan(rng=rng, tempo=tempo, n_samples=n_samples, bars=bars, tonic=tonic, mode=mode, chords=chords)
 
-    fade = np.linspace(1.0, 0.0, min(int(_FADE_OUT_SECONDS * SAMPLE_RATE), n_samples), dtype=np.float32)
+    fade = np.linspace(1.0, 0.0, min(int(FADE_OUT_SECONDS * SAMPLE_RATE), n_samples), dtype=np.float32)
     stems: dict[str, np.ndarray] = {}
     records = []
     for sample in parts:
         audio, facts = (_render_loop if sample.kind == "loop" else _render_one_shots)(sample, plan)
         audio[:, n_samples - fade.size:] *= fade
-        rms = _active_rms(audio)
+        rms = active_rms(audio)
         if rms <= SILENT_PEAK:
             continue
         level_db = float(rng.uniform(*LEVEL_DB[sample.stem]))
         pan = float(rng.uniform(-PAN_RANGE[sample.stem], PAN_RANGE[sample.stem]))
-        gain = _REFERENCE_RMS * 10 ** (level_db / 20) / rms
-        placed = audio * _pan_gains(pan) * np.float32(gain)
+        gain = REFERENCE_RMS * 10 ** (level_db / 20) / rms
+        placed = audio * pan_gains(pan) * np.float32(gain)
         stems[sample.stem] = stems.get(sample.stem, 0) + placed
         records.append({"stem": sample.stem, "file": sample.name + sample.path.suffix, "kind": sample.kind,
                         "role": sample.role, "level_db": round(level_db, 2), "pan": round(pan, 3), "gain": gain,
                         **facts})
 
     stems = {s: stems[s] for s in STEMS if s in stems}
-    clean = np.sum([s.astype(np.float64) for s in stems.values()], axis=0)
-    peak = max(np.abs(clean).max(), max(np.abs(s).max() for s in stems.values()))
-    scale = 10 ** (_PEAK_DBFS / 20) * (1 - 1e-5) / peak
-    stems = {k: (np.round(v.astype(np.float64) * scale * _GRID) / _GRID).astype(np.float32) for k, v in stems.items()}
-    clean_mix = np.sum([s.astype(np.float64) for s in stems.values()], axis=0).astype(np.float32)
+    stems, clean_mix, scale = exact_mix(stems)
     for record in records:
         record["gain"] = round(float(record["gain"] * scale), 6)
     info = {

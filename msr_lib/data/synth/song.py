@@ -16,8 +16,8 @@ from msr_lib.stems import INSTRUMENT_STEMS, STEMS
 
 SOURCES = ("procedural", "corpus", "mixed")
 PEAK_DBFS = -1.0
-_REFERENCE_RMS = 0.1          # RMS of a stem at level 0 dB, before the song is normalised
-_FADE_OUT_SECONDS = 0.05
+REFERENCE_RMS = 0.1          # RMS of a stem at level 0 dB, before the song is normalised
+FADE_OUT_SECONDS = 0.05
 
 
 @dataclass(kw_only=True)
@@ -83,13 +83,27 @@ def prepare_sound_sources(soundfont=None, sound_sources=None):
     return pinned, allowed
 
 
-def _pan_gains(pan: float) -> tuple[float, float]:
-    """Constant-power pan law, unity gain in the centre."""
+def pan_gains(pan: float) -> np.ndarray:
+    """Constant-power pan law (``pan`` from −1 left to +1 right), unity gain in the centre: a ``(2, 1)`` column of
+    float32 channel gains."""
     angle = (pan + 1.0) * np.pi / 4.0
-    return float(np.cos(angle) * np.sqrt(2.0)), float(np.sin(angle) * np.sqrt(2.0))
+    return np.array([[np.cos(angle)], [np.sin(angle)]], np.float32) * np.float32(np.sqrt(2.0))
 
 
-def _active_rms(audio: np.ndarray) -> float:
+def exact_mix(stems: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], np.ndarray, float]:
+    """Scale ``stems`` so that every stem and their sum peak at or below :data:`PEAK_DBFS`, round each to the 24-bit
+    grid, then sum: ``(stems, clean_mix, scale)``; the clean mix stays the exact sum of the stems after a 24-bit
+    FLAC round trip."""
+    clean_mix = np.sum([s.astype(np.float64) for s in stems.values()], axis=0)
+    peak = max(np.abs(clean_mix).max(), max(np.abs(s).max() for s in stems.values()))
+    scale = 10 ** (PEAK_DBFS / 20) * (1 - 1e-5) / peak
+    grid = 2.0 ** 23
+    stems = {k: (np.round(v.astype(np.float64) * scale * grid) / grid).astype(np.float32) for k, v in stems.items()}
+    clean_mix = np.sum([s.astype(np.float64) for s in stems.values()], axis=0).astype(np.float32)
+    return stems, clean_mix, float(scale)
+
+
+def active_rms(audio: np.ndarray) -> float:
     """RMS over the 50 ms frames where the stem plays (so sparse parts are not pushed up)."""
     mono = audio.mean(axis=0)
     frame = SAMPLE_RATE // 20
@@ -113,7 +127,7 @@ def render_arrangement(arr, *, pinned=None, allowed=None) -> Song:
     pinned_source = pinned_soundfont_source(pinned) if pinned is not None else None
     stems: dict[str, np.ndarray] = {}
     played: dict[str, dict] = {}
-    fade = np.linspace(1.0, 0.0, min(int(_FADE_OUT_SECONDS * SAMPLE_RATE), n), dtype=np.float32)
+    fade = np.linspace(1.0, 0.0, min(int(FADE_OUT_SECONDS * SAMPLE_RATE), n), dtype=np.float32)
     for index, stem in enumerate(STEMS):
         part = arr.parts.get(stem)
         if part is None:
@@ -125,21 +139,15 @@ def render_arrangement(arr, *, pinned=None, allowed=None) -> Song:
         audio, facts = sound.render(part, n, rng, style=arr.style)
         played[stem] = {"sound_source": sound.name, **facts}
         audio[:, n - fade.size:] *= fade
-        rms = _active_rms(audio)
+        rms = active_rms(audio)
         if rms <= SILENT_PEAK:
             continue                                    # digital silence inside the song: the stem is omitted
-        left, right = _pan_gains(part.pan)
-        gain = _REFERENCE_RMS * 10 ** (part.level_db / 20) / rms
-        stems[stem] = (audio * np.array([[gain * left], [gain * right]], dtype=np.float32)).astype(np.float32)
+        gain = REFERENCE_RMS * 10 ** (part.level_db / 20) / rms
+        stems[stem] = (audio * pan_gains(part.pan) * np.float32(gain)).astype(np.float32)
     if not stems:
         raise MSRError(f"seed {arr.seed}: the arrangement produced no audible stem")
 
-    clean_mix = np.sum([s.astype(np.float64) for s in stems.values()], axis=0)
-    peak = max(np.abs(clean_mix).max(), max(np.abs(s).max() for s in stems.values()))
-    scale = 10 ** (PEAK_DBFS / 20) * (1 - 1e-5) / peak
-    grid = 2.0 ** 23
-    stems = {k: (np.round(v.astype(np.float64) * scale * grid) / grid).astype(np.float32) for k, v in stems.items()}
-    clean_mix = np.sum([s.astype(np.float64) for s in stems.values()], axis=0).astype(np.float32)
+    stems, clean_mix, _ = exact_mix(stems)
 
     instruments = {}
     for stem in stems:
