@@ -581,8 +581,8 @@ class ScoreBoard:
             levels = self.level_errors(row)
             level_lines.append([self.title(row)] + [number(levels.get(stem)) for stem in stems]
                                + [number(self.level_error(row))])
-        text.append("level error (dB, ↓ better): per stem the median over songs of |LUFS(estimate) − LUFS(target)|, "
-                    "all = over every song and stem")
+        text.append("level error (dB, ↓ better): per stem the median over songs of "
+                    "|LUFS(estimate) − LUFS(target)|, all = over every song and stem")
         text += _aligned(level_lines)
         if self.silent:
             text.append(f"silent references (left out): {len(self.silent)} ({_pairs(self.silent)})")

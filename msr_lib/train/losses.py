@@ -233,7 +233,8 @@ def separation_loss(
     per-song means); masked stems are left out of the computation altogether (boolean indexing, not multiplication
     by 0), so their estimates cannot change the loss or leak NaN/inf gradients. The weights are ours: L1_auto and
     L_STFT are O(1) relative errors, SI-SNR and the level error are in dB, so 0.1 makes 10 dB of either worth one
-    unit of the others (``level_weight``: see the module docstring). With the defaults a perfect estimate scores ``−0.1 · max_snr_db`` = −6.
+    unit of the others (``level_weight``: see the module docstring). With the defaults a perfect estimate scores
+    ``−0.1 · max_snr_db`` = −6.
 
     With no participating stem the total is ``0 · estimate.sum()``: finite, and ``backward()`` works (zero
     gradients). Returns ``(total, parts)``; ``parts`` holds detached floats for logging: ``l1``, ``stft``,
