@@ -3,10 +3,9 @@
 Read :func:`train` top to bottom: it is the whole algorithm. Per step:
 
 1. take the batch for this step (a fixed function of seed and step, see :class:`StepBatches`),
-2. forward + loss under bf16 autocast on CUDA (float32 on CPU), ``backward`` —
-   in micro-batches of ``micro_batch_size`` items whose gradients add up (each loss weighted by its share of the
-   batch), when that is set: smaller tensors cost less per item on a small CPU (benchmarks/
-   bench_training_throughput.py),
+2. forward + loss under bf16 autocast on CUDA (float32 on CPU), ``backward`` (with ``micro_batch_size``: in parts
+   of that many items, each loss weighted by its share of the batch, so the gradients add up to the batch's; smaller
+   tensors cost less CPU time per item, see benchmarks/bench_training_throughput.py),
 3. clip the gradient norm, one AdamW step, one learning-rate schedule step (linear warm-up, cosine decay),
 4. update the exponential moving average (EMA) of the weights,
 5. log a JSON line; every ``validate_every`` steps (and before the first step, so a curve starts where the model
@@ -343,8 +342,8 @@ def train(
                 group["lr"] = lr_at_step(config, step)
             batch = _to_device(batch, device)
             optimizer.zero_grad(set_to_none=True)
-            loss, parts = _forward_backward(forward_model, batch, loss_fn, micro=micro, amp=amp, device=device,
-                                            step=step)
+            loss, parts = _forward_backward(forward_model, batch, loss_fn, micro=micro,
+                                            batch_size=config.batch_size, amp=amp, device=device, step=step)
             # 3. clip, update
             grad_norm = torch.nn.utils.clip_grad_norm_(trained, config.grad_clip or float("inf"))
             optimizer.step()
@@ -380,21 +379,20 @@ def train(
     return TrainResult(model=ema_model, step=step, out_dir=out_dir)
 
 
-def _forward_backward(model, batch: dict, loss_fn, *, micro: int, amp: bool, device: torch.device, step: int
-                      ) -> tuple[float, dict]:
+def _forward_backward(model, batch, loss_fn, *, micro: int, batch_size: int, amp: bool, device: torch.device,
+                      step: int) -> tuple[float, dict]:
     """Loss and gradients of one batch, ``micro`` items at a time: each part's loss is weighted by its share of the
     batch before ``backward`` (gradients add up). Returns the weighted loss and loss parts. Under DDP, gradients are
     synchronised on the last part only."""
-    size = next(v for v in batch.values() if isinstance(v, torch.Tensor)).shape[0]
-    starts = range(0, size, micro)
+    pieces = [(batch, 1.0)]
+    if micro < batch_size:  # batches are dicts of tensors with the items along dimension 0
+        size = next(v for v in batch.values() if isinstance(v, torch.Tensor)).shape[0]
+        pieces = [({k: v[first:first + micro] if isinstance(v, torch.Tensor) else v for k, v in batch.items()},
+                   (min(first + micro, size) - first) / size) for first in range(0, size, micro)]
     loss_sum, parts_sum = 0.0, {}
-    for first in starts:
-        piece = batch if micro >= size else {
-            k: v[first:first + micro] if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-        share = (min(first + micro, size) - first) / size
-        last = first == starts[-1]
-        sync = contextlib.nullcontext() if last or not hasattr(model, "no_sync") else model.no_sync()
-        with sync:
+    for index, (piece, share) in enumerate(pieces):
+        last = index == len(pieces) - 1
+        with contextlib.nullcontext() if last or not hasattr(model, "no_sync") else model.no_sync():
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                 loss, parts = loss_fn(model, piece)
             if not torch.isfinite(loss):
