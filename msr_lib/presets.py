@@ -14,6 +14,10 @@ from dataclasses import dataclass, field
 from msr_lib.errors import MSRError
 
 DEFAULT_PRESET = "laptop"
+#: the sound sources the bundled separators train on (their Debian packages: fluid-soundfont-gm,
+#: musescore-general-soundfont-small, opl3-soundfont, avldrums.lv2-soundfont, hydrogen-drumkits; ~570 MB)
+BUNDLED_SOUND_SOURCES = ("fluidr3_gm", "musescore_general", "timgm6mb", "opl3_fm", "avldrums", "hydrogen",
+                         "msr_subtractive", "msr_fm", "msr_voice")
 ENV_VAR = "MSR_PRESET"
 
 
@@ -23,7 +27,8 @@ class Preset:
 
     name: str
     description: str
-    #: offline song generation (``msr synth``) as used by the lessons
+    #: offline song generation (``msr synth``) as used by the lessons; ``sound_sources``: the sources songs draw
+    #: from (``None``: every installed one; a list: those, installed first where root + apt allow, else one error)
     synth: dict = field(default_factory=dict)
     #: training-data loading (chunk length, batch size, workers)
     data: dict = field(default_factory=dict)
@@ -52,6 +57,8 @@ def _model(dim: int, depth: int, heads: int, dim_head: int, transformer_depth: i
         "dim": dim, "depth": depth, "heads": heads, "dim_head": dim_head, "stereo": True,
         "time_transformer_depth": transformer_depth, "freq_transformer_depth": transformer_depth,
         "mask_estimator_depth": mask_depth, "mlp_expansion_factor": mlp_expansion, "stft_hop_length": 441,
+        # `other` is the input minus the named stems: the stems add up to the input (docs/DESIGN.md)
+        "residual_stem": True,
     }
 
 
@@ -105,7 +112,7 @@ PRESETS: dict[str, Preset] = {
     "bundled": Preset(
         name="bundled",
         description="the shipped separators: a model small enough to ship, 160 songs, long CPU runs",
-        synth={"songs": 160, "seconds": 20.0, "lesson_seconds": 20.0},
+        synth={"songs": 160, "seconds": 20.0, "lesson_seconds": 20.0, "sound_sources": BUNDLED_SOUND_SOURCES},
         data={"chunk_seconds": 3.0, "batch_size": 4, "num_workers": 0, "songs": 160},
         metrics={"sweep_points": 9, "oracle_songs": 3},
         model=_model(48, 2, 4, 16, 1, 2, 1),

@@ -27,17 +27,20 @@ def _preset(preset: str | Preset | None) -> Preset:
 
 def prepare_songs(preset: str | Preset | None = None, *, progress: bool = True) -> tuple[Path, Path]:
     """Render (once) the preset's training and validation songs under :func:`~msr_lib.environment.data_dir`;
-    different seeds, so validation songs are never trained on. Returns ``(train_dir, valid_dir)``."""
-    from msr_lib.data.synth import synthesize_songs
+    different seeds, so validation songs are never trained on. A preset that names its sound sources gets them
+    installed first where it can (root + apt), else one clear error. Returns ``(train_dir, valid_dir)``."""
+    from msr_lib.data.synth import require_sound_sources, synthesize_songs
 
     preset = _preset(preset)
     root = data_dir()
     train_dir, valid_dir = root / f"train_{preset.name}", root / f"valid_{preset.name}"
-    seconds = preset.synth["seconds"]
+    seconds, sources = preset.synth["seconds"], preset.synth.get("sound_sources")
+    if sources is not None:
+        require_sound_sources(sources, install=True)
     synthesize_songs(train_dir, songs=preset.data["songs"], seconds=seconds, seed=1000, progress=progress,
-                     skip_existing=True)
+                     skip_existing=True, sound_sources=sources)
     synthesize_songs(valid_dir, songs=preset.train["valid_songs"], seconds=seconds, seed=2000, progress=progress,
-                     skip_existing=True)
+                     skip_existing=True, sound_sources=sources)
     return train_dir, valid_dir
 
 
