@@ -84,8 +84,9 @@ PRESETS: dict[str, Preset] = {
         model=_model(48, 2, 4, 16, 1, 2, 1),
         train={"batch_size": 2, "chunk_seconds": 2.0, "warmup_steps": 20, "validate_every": 20, "checkpoint_every": 50,
                "valid_songs": 4, "valid_items": 8, "valid_seconds": 4.0, "stages": _stages(120, 60, 60, 1e-3),
-               # activation checkpointing of the transformers: −0.46 GB peak per training step (1.45 → 0.99 GB)
-               "checkpoint_activations": True},
+               # activation checkpointing of the transformers: −0.46 GB peak per training step (1.45 → 0.99 GB);
+               # one item at a time through forward and backward (same gradients): less memory, and faster here
+               "checkpoint_activations": True, "micro_batch_size": 1},
     ),
     "gpu": Preset(
         name="gpu",
@@ -116,11 +117,11 @@ PRESETS: dict[str, Preset] = {
         data={"chunk_seconds": 3.0, "batch_size": 4, "num_workers": 0, "songs": 160},
         metrics={"sweep_points": 9, "oracle_songs": 3},
         model=_model(48, 2, 4, 16, 1, 2, 1),
-        # the shipped runs: pretrain stopped at step 1502 of a schedule planned over 100,000 steps (its rate stayed
-        # near the peak); the LoRA stages ran 100 steps (inside their 100 warm-up steps), expand 300
+        # the shipped runs (docs/MODEL_CARD.md): about four hours on a 2-core CPU for the whole curriculum;
+        # micro-batches of 2 items: the same gradients as whole batches, 1.15-1.37x the audio per second here
         train={"batch_size": 4, "chunk_seconds": 2.0, "warmup_steps": 100, "validate_every": 250,
                "checkpoint_every": 100, "valid_songs": 8, "valid_items": 16, "valid_seconds": 4.0, "ema_decay": 0.999,
-               "stages": _stages(1502, 100, 300, 1e-3, pretrain_schedule=100_000)},
+               "micro_batch_size": 2, "stages": _stages(4000, 300, 1000, 1e-3)},
     ),
 }
 

@@ -187,3 +187,10 @@ def test_refuses_to_write_into_training_data(samples, tmp_path, monkeypatch):
     with pytest.raises(MSRError, match="kept apart"):
         build_loop_songs(tmp_path / "train_laptop" / "dev", songs=1, seconds=2.0, seed=4000, samples_dir=samples)
     assert not (tmp_path / "train_laptop").exists()
+
+
+def test_training_datasets_refuse_development_set_songs(built):
+    from msr_lib.data.datasets import MultitrackDataset
+
+    with pytest.raises(MSRError, match="kept apart from training"):
+        MultitrackDataset(built[0].parent, length=4, preload=False)

@@ -93,6 +93,8 @@ MOISESDB_STEMS: dict[str, str] = {
 MOISESDB_TRACK_TYPES: dict[str, str] = {"synth_pad": "synthesizers", "synth_lead": "synthesizers"}
 
 _MSRBENCH_TARGET_DIRS = ("target", "targets", "clean")
+#: ``song.json``'s generator of the real-recordings development set: never a training song
+DEVELOPMENT_SET_GENERATOR = "msr_lib.data.loop_songs"
 _MSRBENCH_MIXTURE_DIRS = ("mixture", "mixtures", "mix", "degraded")
 _DEGRADED_NAME = re.compile(r"^(?P<clip>.+?)_DT(?P<k>\d+)$")
 
@@ -507,6 +509,9 @@ class MultitrackDataset(Dataset):
         self._sources: list[dict[int, object]] = []  # per song: target index → array (preload) or file windows
         self._lengths: list[int] = []
         for entry in entries:
+            if entry.extra.get("meta", {}).get("generator") == DEVELOPMENT_SET_GENERATOR:
+                raise MSRError(f"{entry.name}: a song of the real-recordings development set, kept apart from "
+                               "training (msr_lib.data.loop_songs)")
             routed = self._route(entry)
             if not routed:
                 continue

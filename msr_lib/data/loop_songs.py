@@ -47,6 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from msr_lib.audio import SAMPLE_RATE, SILENT_PEAK, atomic_output_dir, fit_length, load_audio, resample, save_audio
+from msr_lib.data.datasets import DEVELOPMENT_SET_GENERATOR
 from msr_lib.data.synth.song import FADE_OUT_SECONDS, REFERENCE_RMS, active_rms, exact_mix, pan_gains
 from msr_lib.errors import MSRError
 
@@ -448,7 +449,7 @@ def render_loop_song(seed: int, seconds: float,
     for record in records:
         record["gain"] = round(float(record["gain"] * scale), 6)
     info = {
-        "generator": "msr_lib.data.loop_songs", "purpose": PURPOSE, "library_version": __version__, "seed": int(seed),
+        "generator": DEVELOPMENT_SET_GENERATOR, "purpose": PURPOSE, "library_version": __version__, "seed": int(seed),
         "tempo": tempo, "key": f"{NOTE_NAMES[tonic]} {mode}", "meter": "4/4", "seconds": float(seconds),
         "sample_rate": SAMPLE_RATE, "stems": list(stems), "omitted": [s for s in STEMS if s not in stems],
         "chords": [chord_name((tonic + c[0]) % 12, [x - c[0] for x in c]) for c in chords],

@@ -329,7 +329,7 @@ def train_separator(
     train_data = MultitrackDataset(
         train_songs, stems=stems, chunk_seconds=preset.train["chunk_seconds"],
         length=config.steps * config.batch_size * world, seed=config.seed, degrade=True if mastered else None,
-        preload=False,
+        preload=False, items_per_step=config.batch_size * world,
     )
     valid_data = MultitrackDataset(
         valid_songs, stems=stems, chunk_seconds=preset.train["valid_seconds"], length=preset.train["valid_items"],
