@@ -1,8 +1,13 @@
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+#: Songs the tests render draw from the built-in sound sources only, so they are the same on every machine whatever
+#: Debian SoundFonts and kits it has (tests/test_sounds.py names the others where it tests them).
+os.environ.setdefault("MSR_SOUND_SOURCES", "timgm6mb,msr_subtractive,msr_fm,msr_voice")
 
 #: The MSST BS-RoFormer compatibility fixture (see its README).
 MSST_FIXTURES = Path(__file__).parent / "fixtures" / "msst_bs_roformer"
