@@ -11,6 +11,12 @@ to ``today``, the CPU seconds per step of this process (``time.process_time``; D
 the ratio of audio seconds per CPU second to ``today``'s. With other jobs on the machine, run with ``--threads 1``
 and read the CPU columns: wall time then follows the load more than the configuration.
 
+Configurations with ``processes`` > 1 are data parallel as under ``torchrun --nproc_per_node N``: N spawned
+processes of one torch thread each join a gloo process group (the loop wraps the model in DDP), each rank takes
+batch / N items of every step, so a step holds the same items as ``today``'s. Their time is rank 0's wall time (the
+``seconds`` of its log rows); their CPU columns sum every rank's CPU time from its first timed forward to the end
+of its run.
+
 Stages: ``clean`` is ``pretrain`` (a new bundled-size 4-stem model, every weight trains, clean mixes);
 ``mastered`` is ``lora-mastered`` (LoRA on ``bundled:4stem``, mastered mixes made by ``degrade_mix`` per item, or
 read from a pre-rendered cache: the cache's one-time rendering is timed and printed separately).
@@ -26,8 +32,10 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import os
 import platform
+import socket
 import statistics
 import tempfile
 import time
@@ -36,6 +44,7 @@ from pathlib import Path
 
 import soundfile as sf
 import torch
+import torch.multiprocessing as mp
 
 from msr_lib.data.datasets import MultitrackDataset
 from msr_lib.presets import get_preset
@@ -48,8 +57,8 @@ STAGES = {"clean": "pretrain", "mastered": "lora-mastered"}
 
 @dataclass(frozen=True)
 class Setup:
-    """One configuration: TrainConfig fields, bf16 autocast on CPU, torch threads, chunk length, batch size and
-    whether mastered mixes are cached."""
+    """One configuration: TrainConfig fields, bf16 autocast on CPU, torch threads, chunk length, batch size (of the
+    whole step), whether mastered mixes are cached and how many data-parallel processes share a step."""
 
     name: str
     train: dict = field(default_factory=dict)
@@ -58,6 +67,8 @@ class Setup:
     chunk_seconds: float | None = None  # None: the preset's
     batch_size: int | None = None  # None: the preset's
     cached_masters: bool = False
+    processes: int = 1  # > 1: that many 1-thread DDP ranks (gloo), batch / processes items each
+
 
 
 SETUPS = {s.name: s for s in (
@@ -80,6 +91,13 @@ SETUPS = {s.name: s for s in (
     Setup("micro2+chunk1", train={"micro_batch_size": 2}, chunk_seconds=1.0),
     Setup("micro2+cached", train={"micro_batch_size": 2}, cached_masters=True),
     Setup("micro2+chunk1+cached", train={"micro_batch_size": 2}, chunk_seconds=1.0, cached_masters=True),
+    Setup("threads1+micro2", threads=1, train={"micro_batch_size": 2}),
+    Setup("threads1+micro1", threads=1, train={"micro_batch_size": 1}),
+    Setup("ddp2", processes=2),
+    Setup("ddp2+micro1", processes=2, train={"micro_batch_size": 1}),
+    Setup("ddp2+chunk1", processes=2, chunk_seconds=1.0),
+    Setup("ddp2+micro1+chunk1", processes=2, train={"micro_batch_size": 1}, chunk_seconds=1.0),
+    Setup("ddp2+cached", processes=2, cached_masters=True),
 )}
 
 
@@ -95,22 +113,33 @@ def machine_facts() -> str:
 
 
 def time_one_run(setup: Setup, stage: str, *, songs: Path, cache: Path, versions: int, base_model, preset,
-                 steps: int, warmup: int, work: Path) -> tuple[float, float, float, list[float]]:
+                 steps: int, warmup: int, work: Path, rank: int | None = None) -> tuple[float, float, float, list[float]]:
     """(wall s/step, CPU s/step, audio seconds per step, every step's loss) of ``steps`` timed steps after
-    ``warmup``."""
+    ``warmup``. With ``setup.processes`` > 1 it spawns the ranks, each of which calls it again with its ``rank``."""
+    if setup.processes > 1 and rank is None:
+        return time_data_parallel(setup, stage, songs=songs, cache=cache, versions=versions, base_model=base_model,
+                                  preset=preset, steps=steps, warmup=warmup, work=work)
     mastered = stage == "mastered"
     chunk = setup.chunk_seconds or preset.train["chunk_seconds"]
     batch = setup.batch_size or preset.train["batch_size"]
+    rank_batch = batch // setup.processes
     total = warmup + steps
     data = MultitrackDataset(songs, stems=FOUR_STEMS, chunk_seconds=chunk, length=total * batch, seed=0,
                              degrade=True if mastered else None, preload=False,
                              mastered_cache=cache if mastered and setup.cached_masters else None,
                              mastered_versions=versions)
-    config = TrainConfig(**{"steps": total, "batch_size": batch, "warmup_steps": preset.train["warmup_steps"],
+    config = TrainConfig(**{"steps": total, "batch_size": rank_batch, "warmup_steps": preset.train["warmup_steps"],
                             "lr": 1e-3, "checkpoint_every": 10**9, "validate_every": 10**9, **setup.train})
     marks: dict[int, tuple[float, float]] = {}
+    micro = config.micro_batch_size or rank_batch
+    calls_per_step = -(-rank_batch // micro)
+    loss_calls = [0]
+    cpu_at_timed_start = [0.0]
 
     def loss_fn(model, batch):
+        if loss_calls[0] == warmup * calls_per_step:  # the first forward of the first timed step, on every rank
+            cpu_at_timed_start[0] = time.process_time()
+        loss_calls[0] += 1
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=setup.bf16):
             return separation_batch_loss(model, batch, mastered=mastered)
 
@@ -126,9 +155,35 @@ def time_one_run(setup: Setup, stage: str, *, songs: Path, cache: Path, versions
               loss_fn=loss_fn, save_model=lambda m, folder: None, progress=False, on_log=mark, device="cpu")
     finally:
         torch.set_num_threads(previous)
+    if rank is not None:  # a data-parallel rank: rank 0 alone logs; every rank counts its CPU time
+        cpu = (time.process_time() - cpu_at_timed_start[0]) / steps
+        if rank > 0:
+            return float("nan"), cpu, batch * chunk, []
     losses = [row["loss"] for row in read_log(work / f"{setup.name}-{stage}") if "loss" in row]
     (w0, c0), (w1, c1) = marks[warmup], marks[total]
-    return (w1 - w0) / steps, (c1 - c0) / steps, batch * chunk, losses
+    return (w1 - w0) / steps, cpu if rank is not None else (c1 - c0) / steps, batch * chunk, losses
+
+
+def _rank_main(rank: int, world: int, port: int, result_dir: Path, run: dict) -> None:
+    """One spawned data-parallel rank (the environment torchrun would give it), one torch thread."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(run["setup"].threads or 1)
+    timing = time_one_run(**run, rank=rank)
+    (result_dir / f"rank{rank}.json").write_text(json.dumps(timing))
+    torch.distributed.destroy_process_group()
+
+
+def time_data_parallel(setup: Setup, stage: str, **run) -> tuple[float, float, float, list[float]]:
+    """:func:`time_one_run` over ``setup.processes`` spawned ranks: rank 0's wall time and losses, all ranks' CPU."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    result_dir = Path(tempfile.mkdtemp(prefix="ranks_", dir=run["work"]))
+    mp.spawn(_rank_main, args=(setup.processes, port, result_dir, {"setup": setup, "stage": stage, **run}),
+             nprocs=setup.processes, join=True)
+    ranks = [json.loads((result_dir / f"rank{r}.json").read_text()) for r in range(setup.processes)]
+    return ranks[0][0], sum(r[1] for r in ranks), ranks[0][2], ranks[0][3]
 
 
 def profile_step(stage: str, *, songs: Path, base_model, preset) -> None:
