@@ -13,9 +13,15 @@ and read the CPU columns: wall time then follows the load more than the configur
 
 Configurations with ``processes`` > 1 are data parallel as under ``torchrun --nproc_per_node N``: N spawned
 processes of one torch thread each join a gloo process group (the loop wraps the model in DDP), each rank takes
-batch / N items of every step, so a step holds the same items as ``today``'s. Their time is rank 0's wall time (the
-``seconds`` of its log rows); their CPU columns sum every rank's CPU time from its first timed forward to the end
-of its run.
+batch / N items of every step, so a step holds the same items as ``today``'s. Their time is rank 0's wall time
+between its log rows; their CPU columns sum every rank's CPU time from its first timed forward to the end of its run.
+
+Measured (issue 10; 2-core AMD EPYC shared with other jobs, load average 4.3–7.3; ``--songs`` 6 synthetic 20 s songs,
+``--stages clean --steps 4 --warmup 1 --rounds 2``, two runs): ``today`` (2 threads) took 16–30 s/step and
+12–18 CPU-s/step (its two threads wait for each other while the other jobs hold a core); one 1-thread process with
+micro-batches (``threads1+micro2``, ``threads1+micro1``) 3.2–6.0 s/step and 3.3–3.8 CPU-s/step; two 1-thread DDP
+ranks (``ddp2``, ``ddp2+micro1``) 3.9–5.7 s/step and 3.9–4.1 CPU-s/step, no faster than one 1-thread process under
+that load. Quiet-machine rows are still to be measured.
 
 Stages: ``clean`` is ``pretrain`` (a new bundled-size 4-stem model, every weight trains, clean mixes);
 ``mastered`` is ``lora-mastered`` (LoRA on ``bundled:4stem``, mastered mixes made by ``degrade_mix`` per item, or
