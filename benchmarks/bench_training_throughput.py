@@ -119,7 +119,8 @@ def machine_facts() -> str:
 
 
 def time_one_run(setup: Setup, stage: str, *, songs: Path, cache: Path, versions: int, base_model, preset,
-                 steps: int, warmup: int, work: Path, rank: int | None = None) -> tuple[float, float, float, list[float]]:
+                 steps: int, warmup: int, work: Path,
+                 rank: int | None = None) -> tuple[float, float, float, list[float]]:
     """(wall s/step, CPU s/step, audio seconds per step, every step's loss) of ``steps`` timed steps after
     ``warmup``. With ``setup.processes`` > 1 it spawns the ranks, each of which calls it again with its ``rank``."""
     if setup.processes > 1 and rank is None:
