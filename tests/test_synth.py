@@ -227,6 +227,24 @@ def test_an_interrupted_song_leaves_no_folder(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_soundfonts_past_the_cache_budget_are_dropped_and_reload_to_the_same_sound(tmp_path, monkeypatch):
+    import shutil
+
+    from msr_lib.data.synth import render
+
+    monkeypatch.setattr(render, "_LOADED", {})
+    monkeypatch.setattr(render, "SOUNDFONT_CACHE_MB", 1.2 * render._decoded_mb(str(bundled_soundfont())))
+    other = tmp_path / "copy.sf2"
+    shutil.copy(bundled_soundfont(), other)
+    part = next(p for p in compose(3, 2.0).parts.values() if not p.is_drums and p.notes)
+    first, _, _ = render.render_part(part, SAMPLE_RATE, bundled_soundfont())
+    render.render_part(part, SAMPLE_RATE, other)                    # no room for both: the first is dropped
+    assert list(render._LOADED) == [str(other.resolve())]
+    again, _, _ = render.render_part(part, SAMPLE_RATE, bundled_soundfont())
+    assert list(render._LOADED) == [str(bundled_soundfont().resolve())]
+    assert np.abs(first).max() > 1e-3 and np.array_equal(first, again)
+
+
 def test_find_soundfont_prefers_explicit_then_installed(tmp_path):
     assert find_soundfont(SMALL_FONT) == bundled_soundfont()
     assert find_soundfont().is_file()

@@ -1,7 +1,8 @@
 """SoundFont discovery and sample-accurate, dry rendering of one note part with TinySoundFont (``.sf2``, and
 ``.sf3`` whose Ogg-compressed samples it decodes on loading).
 
-Each SoundFont is loaded once per process and its synthesiser reused for every stem: :func:`render_part` stops
+Loaded SoundFonts are kept per process, up to :data:`SOUNDFONT_CACHE_MB` of decoded samples (the least recently
+used one is dropped first), and a synthesiser is reused for every stem: :func:`render_part` stops
 all voices after a part and renders their quick release away, so nothing rings over into the next stem (a real
 risk: TinySoundFont's reset fades voices out over ~10 ms rather than cutting them), and splits the rendering at
 every note event, so events land on their exact sample.
@@ -66,14 +67,34 @@ def find_soundfont(explicit=None) -> Path:
     return bundled_soundfont()
 
 
-_LOADED: dict[str, tuple] = {}
+#: Decoded SoundFonts a process keeps loaded, in MB. Measured here: FluidR3_GM 285 MB, OPL-3 258 MB,
+#: MuseScore_General.sf3 488 MB (its Ogg samples decoded), TimGM6mb 12 MB; reloading takes 0.3 s (.sf2) to 2 s (.sf3).
+#: Without a bound each song-rendering worker held all of them (1.1 GB) and a lesson's render passed 3 GB.
+SOUNDFONT_CACHE_MB = 600
+#: Decoded size per byte of file: 16-bit samples become float32 (.sf2); Ogg-compressed samples decode to ~12x (.sf3).
+_DECODED_PER_FILE_BYTE = {".sf2": 2.0, ".sf3": 12.5}
+_LOADED: dict[str, tuple] = {}      # insertion order = least recently used first
 _FLUSH_SAMPLES = 4096
 
 
+def _decoded_mb(key: str) -> float:
+    path = Path(key)
+    return path.stat().st_size * _DECODED_PER_FILE_BYTE.get(path.suffix.lower(), 2.0) / 2**20
+
+
+def _make_room(mb: float) -> None:
+    """Drop the least recently used SoundFonts until ``mb`` more fit in :data:`SOUNDFONT_CACHE_MB`."""
+    while _LOADED and sum(_decoded_mb(k) for k in _LOADED) + mb > SOUNDFONT_CACHE_MB:
+        del _LOADED[next(iter(_LOADED))]
+
+
 def load_soundfont(path) -> tuple:
-    """``(synth, sfid)`` for a SoundFont, loaded once per process (FluidR3 takes ~1 s and 150 MB)."""
+    """``(synth, sfid)`` for a SoundFont, kept loaded within :data:`SOUNDFONT_CACHE_MB` (least recently used out)."""
     key = str(Path(path).resolve())
-    if key not in _LOADED:
+    if key in _LOADED:
+        _LOADED[key] = _LOADED.pop(key)       # now the most recently used
+    else:
+        _make_room(_decoded_mb(key))
         try:
             import tinysoundfont
         except ImportError:
