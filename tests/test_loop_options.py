@@ -10,9 +10,9 @@ from msr_lib.data.datasets import MultitrackDataset, SongEntry
 from msr_lib.errors import MSRError
 from msr_lib.models import BSRoformer
 from msr_lib.presets import get_preset
-from msr_lib.train import loop
 from msr_lib.train.curriculum import separation_batch_loss
 from msr_lib.train.loop import TrainConfig, read_log, train
+from tests.helpers import interrupt_after_step
 
 SR = 44100
 STEMS = ("vocals", "bass")
@@ -55,17 +55,7 @@ def run(songs, out_dir, *, steps=3, resume=False, **options) -> tuple[BSRoformer
 
 def test_micro_batch_resume_is_exact(songs, tmp_path, monkeypatch):
     _, whole = run(songs, tmp_path / "whole", steps=4, micro_batch_size=1)
-    append = loop._append_log
-
-    def interrupt_after_step_2(out_dir, row):
-        append(out_dir, row)
-        if row["step"] == 2 and "loss" in row:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(loop, "_append_log", interrupt_after_step_2)
-    with pytest.raises(KeyboardInterrupt):
-        run(songs, tmp_path / "parts", steps=4, micro_batch_size=1)
-    monkeypatch.setattr(loop, "_append_log", append)
+    interrupt_after_step(monkeypatch, 2, lambda: run(songs, tmp_path / "parts", steps=4, micro_batch_size=1))
     _, parts = run(songs, tmp_path / "parts", steps=4, micro_batch_size=1, resume=True)
     assert sorted(parts) == [1, 2, 3, 4]
     assert parts == whole  # exactly equal

@@ -5,10 +5,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from msr_lib.models import BSRoformer, save_separator
 from msr_lib.stems import FOUR_STEMS, STEMS
+from tests.helpers import tiny_separator_checkpoint
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 
@@ -36,11 +35,7 @@ def test_group_stems_folds_missing_classes_into_other():
 def test_score_separators_rows_and_table(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("MSR_DATA_DIR", str(tmp_path / "data"))
     score = _script("score_separators")
-    torch.manual_seed(0)
-    model = BSRoformer(dim=16, depth=1, heads=2, dim_head=8, stereo=True, num_stems=4, stft_hop_length=441,
-                       time_transformer_depth=1, freq_transformer_depth=1, mask_estimator_depth=1,
-                       mlp_expansion_factor=1)
-    ckpt = save_separator(model, tmp_path / "tiny", stems=list(FOUR_STEMS))
+    ckpt = tiny_separator_checkpoint(tmp_path / "tiny", FOUR_STEMS)
     out = tmp_path / "scores.json"
     assert score.main(["--model", str(ckpt), "--mix", "mastered", "--songs", "1", "--seconds", "3",
                        "--json", str(out)]) == 0
@@ -66,11 +61,7 @@ def test_score_separators_on_the_loop_songs(tmp_path, monkeypatch):
     monkeypatch.setenv("MSR_DATA_DIR", str(tmp_path / "data"))
     score = _script("score_separators")
     samples = write_samples(tmp_path / "samples")
-    torch.manual_seed(0)
-    model = BSRoformer(dim=16, depth=1, heads=2, dim_head=8, stereo=True, num_stems=4, stft_hop_length=441,
-                       time_transformer_depth=1, freq_transformer_depth=1, mask_estimator_depth=1,
-                       mlp_expansion_factor=1)
-    ckpt = save_separator(model, tmp_path / "tiny", stems=list(FOUR_STEMS))
+    ckpt = tiny_separator_checkpoint(tmp_path / "tiny", FOUR_STEMS)
     out = tmp_path / "scores.json"
     assert score.main(["--set", "loops", "--samples-dir", str(samples), "--model", str(ckpt), "--mix", "clean",
                        "--songs", "2", "--seconds", "3", "--json", str(out)]) == 0

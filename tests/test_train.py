@@ -18,6 +18,7 @@ from msr_lib.train.curriculum import (
     stage_train_config, train_separator, trained_outputs,
 )
 from msr_lib.train.loop import StepBatches, TrainConfig, lr_at_step, read_log
+from tests.helpers import interrupt_after_step
 
 QUICK = get_preset("quick")
 
@@ -311,17 +312,7 @@ def test_resume_after_interrupt_gives_the_same_losses(pretrain_run, songs, tmp_p
                   progress=False)
     train_separator("lora-clean", tmp_path / "whole", **kwargs)
 
-    append = loop._append_log
-
-    def interrupt_after_step_2(out_dir, row):
-        append(out_dir, row)
-        if row["step"] == 2 and "loss" in row:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(loop, "_append_log", interrupt_after_step_2)
-    with pytest.raises(KeyboardInterrupt):
-        train_separator("lora-clean", tmp_path / "parts", **kwargs)
-    monkeypatch.setattr(loop, "_append_log", append)
+    interrupt_after_step(monkeypatch, 2, lambda: train_separator("lora-clean", tmp_path / "parts", **kwargs))
     state = torch.load(tmp_path / "parts" / "checkpoint" / "train_state.pt", weights_only=True)
     assert state["step"] == 2
     train_separator("lora-clean", tmp_path / "parts", resume=True, **kwargs)
