@@ -21,7 +21,10 @@ Measured (issue 10; 2-core AMD EPYC shared with other jobs, load average 4.3–7
 12–18 CPU-s/step (its two threads wait for each other while the other jobs hold a core); one 1-thread process with
 micro-batches (``threads1+micro2``, ``threads1+micro1``) 3.2–6.0 s/step and 3.3–3.8 CPU-s/step; two 1-thread DDP
 ranks (``ddp2``, ``ddp2+micro1``) 3.9–5.7 s/step and 3.9–4.1 CPU-s/step, no faster than one 1-thread process under
-that load. Quiet-machine rows are still to be measured.
+that load. On the idle machine (2026-12-01, load average 0.1 at the start; ``--stages clean --steps 6 --warmup 2
+--rounds 2 --configs today,micro2,threads1+micro2,ddp2,ddp2+micro1``): ``today`` 3.60 s/step (2.23 audio s/s),
+``micro2`` 2.68 (1.34x), ``threads1+micro2`` 3.94 (0.91x), ``ddp2`` 2.06 (1.75x), ``ddp2+micro1`` 1.99 s/step
+(4.03 audio s/s, 1.81x): two 1-thread ranks beat one 2-thread process once nothing else holds a core, but not 2x.
 
 Stages: ``clean`` is ``pretrain`` (a new bundled-size 4-stem model, every weight trains, clean mixes);
 ``mastered`` is ``lora-mastered`` (LoRA on ``bundled:4stem``, mastered mixes made by ``degrade_mix`` per item, or
