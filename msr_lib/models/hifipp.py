@@ -238,6 +238,15 @@ class HiFiPlusPlus(nn.Module):
                  mask_n_fft: int = 1024, mask_unet_widths: Sequence[int] = (8, 16), mask_unet_depth: int = 1,
                  mask_bands: int = 0, rate_divisor: int = 1, cond_dim: int = 0, sample_rate: int = SAMPLE_RATE):
         super().__init__()
+        #: the constructor's keywords (JSON-able), saved with a checkpoint so it can be rebuilt
+        self.config = dict(n_mels=n_mels, mel_n_fft=mel_n_fft, hop=hop, spectral_unet_widths=list(spectral_unet_widths),
+                           spectral_unet_depth=spectral_unet_depth, upsampler_channels=upsampler_channels,
+                           upsample_rates=list(upsample_rates), resblock_kernels=list(resblock_kernels),
+                           resblock_dilations=list(resblock_dilations), wave_unet_widths=list(wave_unet_widths),
+                           wave_unet_depth=wave_unet_depth, mask_n_fft=mask_n_fft,
+                           mask_unet_widths=list(mask_unet_widths), mask_unet_depth=mask_unet_depth,
+                           mask_bands=mask_bands, rate_divisor=rate_divisor, cond_dim=cond_dim,
+                           sample_rate=sample_rate)
         if math.prod(upsample_rates) != hop:
             raise ValueError(f"the upsample rates {tuple(upsample_rates)} multiply to {math.prod(upsample_rates)}, "
                              f"not the hop {hop}")
