@@ -5,9 +5,19 @@ import math
 import pytest
 import torch
 
-from msr_lib.audio import ACTIVE_STEM_RMS
+from msr_lib.audio import ACTIVE_STEM_RMS, SAMPLE_RATE
+from msr_lib.metrics import mel_filterbank
 from msr_lib.train import multi_resolution_stft_loss, separation_loss, si_snr_loss
-from msr_lib.train.losses import auto_scaled_l1, level_error_db
+from msr_lib.train.losses import (
+    auto_scaled_l1,
+    feature_matching_loss,
+    level_error_db,
+    log_mel_spectrogram,
+    lsgan_discriminator_loss,
+    lsgan_generator_loss,
+    mel_l1_loss,
+    restoration_reconstruction_loss,
+)
 
 SMALL_RES = ((256, 64), (128, 32))  # keep the tests fast
 
@@ -209,3 +219,111 @@ def test_bad_shapes_raise():
         separation_loss(target, target[..., :-1])
     with pytest.raises(ValueError):
         separation_loss(target, target, torch.ones(2, 2, dtype=torch.bool))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The restorer's losses
+# ----------------------------------------------------------------------------------------------------------------
+def _outputs(*logit_values, features=(), shape=(2, 5, 3)):
+    """Discriminator outputs by hand: one (logits, features) per scale, logits constant at each given value."""
+    return [(torch.full(shape, float(value)), [f.clone() for f in features]) for value in logit_values]
+
+
+def test_lsgan_losses_exact_values():
+    assert float(lsgan_discriminator_loss(_outputs(1.0, 1.0), _outputs(0.0, 0.0))) == 0.0
+    assert float(lsgan_generator_loss(_outputs(0.0, 0.0))) == 1.0
+    assert float(lsgan_generator_loss(_outputs(1.0))) == 0.0
+    # per scale (r − 1)² + f², then the mean over scales: scale 1 (0.5, 0.5) → 0.5, scale 2 (0, 2) → 1 + 4 = 5
+    assert float(lsgan_discriminator_loss(_outputs(0.5, 0.0), _outputs(0.5, 2.0))) == pytest.approx(2.75)
+    assert float(lsgan_generator_loss(_outputs(0.5, 3.0))) == pytest.approx((0.25 + 4.0) / 2)
+    # the mean within a scale: half the cells right, half at 0
+    logits = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+    assert float(lsgan_generator_loss([(logits, [])])) == pytest.approx(0.5)
+    half = [(logits.bfloat16(), []) for logits, _ in _outputs(0.5)]
+    assert lsgan_discriminator_loss(half, half).dtype == torch.float32  # computed in float32
+    with pytest.raises(ValueError, match="number of discriminator scales"):
+        lsgan_discriminator_loss(_outputs(1.0, 1.0), _outputs(0.0))
+    with pytest.raises(ValueError):
+        lsgan_generator_loss([])
+
+
+def test_feature_matching_is_the_mean_l1_over_maps_and_detaches_the_real_side():
+    g = torch.Generator().manual_seed(0)
+    maps = [torch.randn(2, 4, 6, 8, generator=g), torch.randn(2, 4, 6, 4, generator=g)]
+    real = _outputs(0.0, 0.0, features=maps)
+    assert float(feature_matching_loss(real, _outputs(0.0, 0.0, features=maps))) == 0.0
+    # every map of one scale off by 0.5, the other scale exact: mean over 4 maps = 0.25
+    shifted = _outputs(0.0, features=[m + 0.5 for m in maps]) + _outputs(0.0, features=maps)
+    assert float(feature_matching_loss(real, shifted)) == pytest.approx(0.25, abs=1e-6)
+    real_leaf = [(logits, [f.requires_grad_() for f in feats]) for logits, feats in real]
+    fake_leaf = [(logits, [(f.detach() + 0.1).requires_grad_() for f in feats]) for logits, feats in real]
+    loss = feature_matching_loss(real_leaf, fake_leaf)
+    assert float(loss.detach()) > 0
+    loss.backward()
+    assert all(f.grad is None for _, feats in real_leaf for f in feats)
+    assert all(f.grad is not None and f.grad.abs().sum() > 0 for _, feats in fake_leaf for f in feats)
+    with pytest.raises(ValueError, match="same batch size and length"):
+        feature_matching_loss(real, _outputs(0.0, 0.0, features=[m[:1] for m in maps]))
+
+
+def test_feature_matching_on_a_discriminator():
+    from msr_lib.models.discriminators import MultiScaleMelDiscriminator
+
+    discriminator = MultiScaleMelDiscriminator(channels=4)
+    g = torch.Generator().manual_seed(2)
+    clean = 0.1 * torch.randn(2, 4000, generator=g)
+    restored = (clean + 0.05 * torch.randn(2, 4000, generator=g)).requires_grad_()
+    with torch.no_grad():
+        assert float(feature_matching_loss(discriminator(clean), discriminator(clean))) == 0.0
+    loss = feature_matching_loss(discriminator(clean), discriminator(restored))
+    assert float(loss.detach()) > 0
+    loss.backward()
+    assert torch.isfinite(restored.grad).all() and restored.grad.abs().sum() > 0
+
+
+def test_log_mel_spectrogram_is_ln_of_the_mel_filtered_stft_power():
+    g = torch.Generator().manual_seed(4)
+    wave = 0.2 * torch.randn(2, 3, 3001, generator=g)
+    log_mel = log_mel_spectrogram(wave, n_fft=512, hop=128, n_mels=48)
+    assert log_mel.shape == (2, 3, 1 + 3001 // 128, 48)
+    spec = torch.stft(wave.reshape(6, -1), 512, 128, window=torch.hann_window(512), center=True,
+                      pad_mode="constant", return_complex=True)  # (rows, freq, frames)
+    mel = mel_filterbank(512, 48, SAMPLE_RATE) @ spec.abs().square()
+    torch.testing.assert_close(log_mel.reshape(6, -1, 48), mel.transpose(1, 2).log(), atol=1e-4, rtol=1e-4)
+
+
+def test_mel_l1_is_zero_for_identical_signals_and_twice_ln_the_gain():
+    g = torch.Generator().manual_seed(5)
+    target = 0.1 * torch.randn(3, 2, 5000, generator=g)
+    assert mel_l1_loss(target, target).abs().max() == 0.0
+    # ln of mel power: a gain g shifts every band by 2 ln g (no band is empty, none at the floor)
+    torch.testing.assert_close(mel_l1_loss(2 * target, target), torch.full((3, 2), 2 * math.log(2)), atol=1e-4,
+                               rtol=0)
+    values = [float(mel_l1_loss(gain * target, target).mean()) for gain in (1.1, 1.5, 3.0)]
+    assert values[0] < values[1] < values[2]
+    assert mel_l1_loss(2 * target, target, signal_dims=2).shape == (3,)
+    assert mel_l1_loss(target, target, resolutions=((256, 64, 32),)).shape == (3, 2)
+    with pytest.raises(ValueError):
+        mel_l1_loss(target, target[..., :-1])
+    with pytest.raises(ValueError):
+        mel_l1_loss(target, target, resolutions=())
+
+
+def test_restoration_reconstruction_loss_parts_and_gradients():
+    g = torch.Generator().manual_seed(6)
+    target = 0.1 * torch.randn(4, 4411, generator=g)
+    total, parts = restoration_reconstruction_loss(target.clone(), target)
+    assert set(parts) == {"stft", "mel_l1", "reconstruction"}
+    assert float(total) == pytest.approx(0.0, abs=1e-5)
+    estimate = (target + 0.05 * torch.randn(4, 4411, generator=g)).requires_grad_()
+    total, parts = restoration_reconstruction_loss(estimate, target)
+    assert parts["stft"] == pytest.approx(float(multi_resolution_stft_loss(estimate, target).mean()), rel=1e-6)
+    assert parts["mel_l1"] == pytest.approx(float(mel_l1_loss(estimate, target).mean()), rel=1e-6)
+    assert parts["reconstruction"] == pytest.approx(parts["stft"] + parts["mel_l1"], rel=1e-6) == float(total)
+    assert parts["mel_l1"] > 0 and parts["stft"] > 0
+    total.backward()
+    assert torch.isfinite(estimate.grad).all() and estimate.grad.abs().sum() > 0
+    worse, _ = restoration_reconstruction_loss(target + 0.2 * torch.randn(4, 4411, generator=g), target)
+    assert float(worse) > float(total)
+    bf, _ = restoration_reconstruction_loss(estimate.detach().bfloat16(), target.bfloat16())
+    assert bf.dtype == torch.float32 and torch.isfinite(bf)
