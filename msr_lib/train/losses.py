@@ -322,10 +322,13 @@ def log_mel_spectrogram(wave: torch.Tensor, *, n_fft: int, hop: int, n_mels: int
     The frames of :func:`multi_resolution_stft_loss` (Hann window, centred, zero padding, |S|² floored at
     :data:`POWER_FLOOR`), then the HTK mel filters of :func:`msr_lib.metrics.mel_filterbank` (0 Hz to Nyquist, no
     area normalisation), natural log; bands are floored at :data:`POWER_FLOOR` too, so an empty filter stays finite.
+    Computed in float32, also under autocast (which would run the mel matrix product in bf16).
     """
+    wave = _loss_dtype(wave)
     lead, samples = wave.shape[:-1], wave.shape[-1]
-    power = _magnitude(wave.reshape(-1, samples), n_fft, hop).square()  # (rows, frames, freq)
-    mel = power @ _mel_filters(n_fft, n_mels, sample_rate, wave.device, wave.dtype)  # (rows, frames, n_mels)
+    with torch.autocast(wave.device.type, enabled=False):
+        power = _magnitude(wave.reshape(-1, samples), n_fft, hop).square()  # (rows, frames, freq)
+        mel = power @ _mel_filters(n_fft, n_mels, sample_rate, wave.device, wave.dtype)  # (rows, frames, n_mels)
     return mel.clamp_min(POWER_FLOOR).log().reshape(*lead, -1, n_mels)
 
 
