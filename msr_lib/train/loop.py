@@ -77,6 +77,8 @@ class TrainConfig:
     seed: int = 0
     num_workers: int = 0
     compile: bool = False  # torch.compile the training forward (CUDA: worth it for long runs)
+    adversarial_from: int | None = None  # with a discriminator: the step its training and the GAN terms start
+    max_skipped_steps: int = 20  # steps skipped for a non-finite loss or gradient before the run stops
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
@@ -205,7 +207,8 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _write_checkpoint(out_dir: Path, *, save_model, ema_model, model, optimizer, config, step) -> None:
+def _write_checkpoint(out_dir: Path, *, save_model, ema_model, model, optimizer, config, step,
+                      discriminator=None, d_optimizer=None) -> None:
     """Write ``RUN/checkpoint/`` as one atomic folder: the model files, then the resume state."""
     with atomic_output_dir(out_dir / CHECKPOINT) as tmp:
         save_model(ema_model, tmp)
@@ -213,6 +216,9 @@ def _write_checkpoint(out_dir: Path, *, save_model, ema_model, model, optimizer,
             "step": step, "config": asdict(config), "model": model.state_dict(), "ema": ema_model.state_dict(),
             "optimizer": optimizer.state_dict(), "rng": _rng_state(),
         }
+        if discriminator is not None:
+            state["discriminator"] = discriminator.state_dict()
+            state["discriminator_optimizer"] = d_optimizer.state_dict()
         torch.save(state, tmp / TRAIN_STATE)
 
 
@@ -254,6 +260,8 @@ def train(
     loss_fn: Callable[[nn.Module, dict], tuple[torch.Tensor, dict]],
     save_model: Callable[[nn.Module, Path], None],
     validate_fn: Callable[[nn.Module], dict] | None = None,
+    discriminator: nn.Module | None = None,
+    discriminator_loss_fn: Callable[[nn.Module, nn.Module, dict], tuple[torch.Tensor, dict]] | None = None,
     resume: bool = False,
     device=None,
     progress: bool = True,
@@ -269,6 +277,16 @@ def train(
     row as it is written (e.g. a live loss plot in a notebook). Only parameters with
     ``requires_grad`` are trained, so freezing is decided by the caller (e.g. LoRA stages).
     A ``KeyboardInterrupt`` writes a checkpoint at the last finished step before it propagates.
+
+    GAN training (the restorer): with a ``discriminator``, each step from ``config.adversarial_from`` on first
+    updates it — ``discriminator_loss_fn(discriminator, model, batch) -> (loss, parts)``, its own AdamW on the same
+    schedule, its parts logged with a ``d_`` prefix — and then the model, with
+    ``loss_fn(model, batch, discriminator)`` (``None`` before ``adversarial_from``: reconstruction only). The
+    discriminator and its optimizer are checkpointed and resumed with the rest; the EMA and the saved model files
+    are the model's alone.
+
+    A step whose loss or gradient is not finite is skipped (no update, ``"skipped": 1`` in its log row) and
+    counted; past ``config.max_skipped_steps`` the run stops with one line.
     """
     from tqdm.auto import tqdm
 
@@ -283,9 +301,15 @@ def train(
     torch.manual_seed(config.seed)
     random.seed(config.seed)
 
+    if (discriminator is None) != (discriminator_loss_fn is None):
+        raise MSRError("a discriminator needs a discriminator_loss_fn, and the other way round")
     model.to(device)
     ema_model = copy.deepcopy(model).requires_grad_(False) if config.ema_decay else model
     optimizer = _make_optimizer(model, config)
+    d_optimizer = None
+    if discriminator is not None:
+        discriminator.to(device)
+        d_optimizer = _make_optimizer(discriminator, config)
     step = 0
     if resume:
         state = _load_train_state(out_dir)
@@ -297,6 +321,11 @@ def train(
         if ema_model is not model:
             ema_model.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
+        if discriminator is not None:
+            if "discriminator" not in state:
+                raise MSRError("cannot resume: the checkpoint has no discriminator (it was not a GAN run)")
+            discriminator.load_state_dict(state["discriminator"])
+            d_optimizer.load_state_dict(state["discriminator_optimizer"])
         step = int(state["step"])
         _set_rng_state(state["rng"])
         if rank == 0:
@@ -311,13 +340,18 @@ def train(
             model, device_ids=[local_rank] if device.type == "cuda" else None
         )
     forward_model = torch.compile(train_model) if config.compile else train_model
+    d_train_model = discriminator
+    if discriminator is not None and world > 1:
+        d_train_model = nn.parallel.DistributedDataParallel(
+            discriminator, device_ids=[local_rank] if device.type == "cuda" else None
+        )
     loader = torch.utils.data.DataLoader(
         train_data, batch_sampler=StepBatches(len(train_data), config.batch_size, step, config.steps, rank, world),
         num_workers=config.num_workers, pin_memory=device.type == "cuda",
         generator=torch.Generator().manual_seed(config.seed),  # keeps the global RNG (dropout) untouched
     )
     amp = config.amp and device.type == "cuda"
-    trained = [p for group in optimizer.param_groups for p in group["params"]]
+    skipped = 0
     trainable, total = trainable_parameters(model)
     bar = tqdm(total=config.steps, initial=step, desc=describe, unit="step", disable=not progress or rank > 0,
                postfix={"trainable": f"{trainable:,}/{total:,}"})
@@ -336,26 +370,43 @@ def train(
         if validate_fn is not None and rank == 0 and step == 0:
             log_validation()
         for batch in loader:
-            # 1-2. forward and backward
             model.train()
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at_step(config, step)
+            lr = lr_at_step(config, step)
             batch = _to_device(batch, device)
-            optimizer.zero_grad(set_to_none=True)
-            loss, parts = _forward_backward(forward_model, batch, loss_fn, micro=micro,
-                                            batch_size=config.batch_size, amp=amp, device=device, step=step)
-            # 3. clip, update
-            grad_norm = torch.nn.utils.clip_grad_norm_(trained, config.grad_clip or float("inf"))
-            optimizer.step()
+            adversarial = discriminator is not None and config.adversarial_from is not None \
+                and step >= config.adversarial_from
+            row = {"step": step + 1}
+            if adversarial:
+                # 0. the discriminator's step (GAN training only)
+                discriminator.train()
+                d_loss, d_parts, d_norm = _update(
+                    d_train_model, d_optimizer, batch, lambda d, piece: discriminator_loss_fn(d, model, piece),
+                    lr=lr, config=config, micro=micro, amp=amp, device=device, world=world)
+                row.update({"d_loss": d_loss, **{f"d_{k}": v for k, v in d_parts.items()}, "d_grad_norm": d_norm})
+            # 1-3. forward, backward, clip, update (the discriminator, when there is one, frozen meanwhile)
+            generator_loss = loss_fn
+            if discriminator is not None:
+                critic = discriminator if adversarial else None
+                generator_loss = lambda m, piece: loss_fn(m, piece, critic)  # noqa: E731
+                discriminator.requires_grad_(False)
+            loss, parts, grad_norm = _update(forward_model, optimizer, batch, generator_loss, lr=lr, config=config,
+                                             micro=micro, amp=amp, device=device, world=world)
+            if discriminator is not None:
+                discriminator.requires_grad_(True)
             step += 1
+            checked = (loss, grad_norm, row.get("d_loss", 0.0), row.get("d_grad_norm", 0.0))
+            if not all(math.isfinite(v) for v in checked):
+                skipped += 1
+                row["skipped"] = 1
+                if skipped > config.max_skipped_steps:
+                    raise MSRError(f"{skipped} steps had a non-finite loss or gradient (the last at step {step}); "
+                                   "lower the learning rate")
             # 4. EMA
-            if ema_model is not model:
+            elif ema_model is not model:
                 _update_ema(ema_model, model, config.ema_decay, step)
             # 5. log, validate, checkpoint
-            row = {"step": step, "loss": loss, **parts, "lr": optimizer.param_groups[0]["lr"],
-                   "grad_norm": float(grad_norm), "seconds": round(time.perf_counter() - started, 3)}
-            if world > 1:
-                row["loss"] = _mean_over_ranks(row["loss"], device)
+            row.update({"loss": loss, **parts, "lr": lr, "grad_norm": grad_norm,
+                        "seconds": round(time.perf_counter() - started, 3)})
             if rank == 0:
                 _append_log(out_dir, row)
                 if on_log is not None:
@@ -366,12 +417,14 @@ def train(
                 log_validation()
             if rank == 0 and (step % config.checkpoint_every == 0 or step == config.steps):
                 _write_checkpoint(out_dir, save_model=save_model, ema_model=ema_model, model=model,
-                                  optimizer=optimizer, config=config, step=step)
+                                  optimizer=optimizer, config=config, step=step,
+                                  discriminator=discriminator, d_optimizer=d_optimizer)
             _barrier(world)
     except KeyboardInterrupt:
         if rank == 0 and step > 0:
             _write_checkpoint(out_dir, save_model=save_model, ema_model=ema_model, model=model,
-                              optimizer=optimizer, config=config, step=step)
+                              optimizer=optimizer, config=config, step=step,
+                              discriminator=discriminator, d_optimizer=d_optimizer)
         raise
     finally:
         bar.close()
@@ -379,8 +432,27 @@ def train(
     return TrainResult(model=ema_model, step=step, out_dir=out_dir)
 
 
-def _forward_backward(model, batch, loss_fn, *, micro: int, batch_size: int, amp: bool, device: torch.device,
-                      step: int) -> tuple[float, dict]:
+def _update(model, optimizer, batch, loss_fn, *, lr: float, config: TrainConfig, micro: int, amp: bool,
+            device: torch.device, world: int) -> tuple[float, dict, float]:
+    """One optimizer step of ``model`` on ``batch``: zero, forward/backward (:func:`_forward_backward`), clip, and
+    update unless the loss or the gradient is not finite (then the weights stay as they were). Returns the loss
+    (averaged over ranks), its parts and the gradient norm before clipping."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    optimizer.zero_grad(set_to_none=True)
+    loss, parts = _forward_backward(model, batch, loss_fn, micro=micro, batch_size=config.batch_size, amp=amp,
+                                    device=device)
+    if world > 1:
+        loss = _mean_over_ranks(loss, device)    # every rank then takes the same decision below
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(params, config.grad_clip or float("inf")))
+    if math.isfinite(loss) and math.isfinite(grad_norm):
+        optimizer.step()
+    return loss, parts, grad_norm
+
+
+def _forward_backward(model, batch, loss_fn, *, micro: int, batch_size: int, amp: bool,
+                      device: torch.device) -> tuple[float, dict]:
     """Loss and gradients of one batch, ``micro`` items at a time: each part's loss is weighted by its share of the
     batch before ``backward`` (gradients add up). Returns the weighted loss and loss parts. Under DDP, gradients are
     synchronised on the last part only."""
@@ -395,8 +467,6 @@ def _forward_backward(model, batch, loss_fn, *, micro: int, batch_size: int, amp
         with contextlib.nullcontext() if last or not hasattr(model, "no_sync") else model.no_sync():
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                 loss, parts = loss_fn(model, piece)
-            if not torch.isfinite(loss):
-                raise MSRError(f"loss became {float(loss)} at step {step + 1}; lower the learning rate")
             (loss * share if share < 1 else loss).backward()
         loss_sum += float(loss.detach()) * share
         for name, value in parts.items():
