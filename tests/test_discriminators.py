@@ -38,7 +38,8 @@ def test_mel_discriminator_shapes(batch, samples):
 
 @pytest.mark.parametrize("batch, samples", [(1, 2048), (3, 3001)])
 def test_stft_discriminator_shapes(batch, samples):
-    outputs = MultiResolutionSTFTDiscriminator(resolutions=((2048, 512), (512, 128)), channels=8)(_waves(batch, samples))
+    discriminator = MultiResolutionSTFTDiscriminator(resolutions=((2048, 512), (512, 128)), channels=8)
+    outputs = discriminator(_waves(batch, samples))
     assert len(outputs) == 2
     for (logits, features), (n_fft, hop) in zip(outputs, [(2048, 512), (512, 128)]):
         frames, bins = 1 + samples // hop, n_fft // 2 + 1
@@ -73,6 +74,8 @@ def test_gradients_reach_the_waveform(cls):
     assert waves.grad.shape == waves.shape
     assert torch.isfinite(waves.grad).all() and waves.grad.abs().sum() > 0
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in discriminator.parameters())
+    half = discriminator(waves.detach().bfloat16())  # spectrograms in float32 whatever the input
+    assert all(logits.dtype == torch.float32 and torch.isfinite(logits).all() for logits, _ in half)
 
 
 def test_parameter_counts_are_per_scale_and_small():

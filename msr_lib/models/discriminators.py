@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from torch.nn.utils.parametrizations import weight_norm
 
 from msr_lib.audio import SAMPLE_RATE
-from msr_lib.train.losses import MEL_LOSS_RESOLUTIONS, STFT_RESOLUTIONS, _magnitude, log_mel_spectrogram
+from msr_lib.train.losses import MEL_LOSS_RESOLUTIONS, STFT_RESOLUTIONS, _loss_dtype, _magnitude, log_mel_spectrogram
 
 __all__ = ["MultiResolutionSTFTDiscriminator", "MultiScaleMelDiscriminator", "SpectrogramDiscriminator",
            "parameter_counts"]
@@ -78,7 +78,8 @@ class SpectrogramDiscriminator(nn.Module):
 
 
 def _mono_rows(wave: Tensor, min_samples: int) -> Tensor:
-    """``(b, s)`` or ``(b, 1, s)`` → ``(b, s)``; one clear error for any other shape or a too-short input."""
+    """``(b, s)`` or ``(b, 1, s)`` → ``(b, s)``, fp16/bf16 as float32 (the STFTs); one clear error for any other
+    shape or a too-short input."""
     if wave.ndim == 3 and wave.shape[1] == 1:
         wave = wave.squeeze(1)
     if wave.ndim != 2:
@@ -87,7 +88,7 @@ def _mono_rows(wave: Tensor, min_samples: int) -> Tensor:
     if wave.shape[-1] < min_samples:
         raise ValueError(f"waveforms of {wave.shape[-1]} samples are too short for this discriminator: it needs at "
                          f"least {min_samples} (its largest n_fft)")
-    return wave
+    return _loss_dtype(wave)
 
 
 class MultiScaleMelDiscriminator(nn.Module):
