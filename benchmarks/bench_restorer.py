@@ -27,11 +27,12 @@ import time
 import torch
 
 from msr_lib.metrics import resample_torch
-from msr_lib.models.hifipp import PAPER_SIZES, HiFiPlusPlus, block_parameters
+from msr_lib.models.hifipp import HiFiPlusPlus, block_parameters
+from msr_lib.presets import PAPER_RESTORER
 
 _SMALL = dict(rate_divisor=2, hop=256, upsample_rates=(8, 8, 4))
 CONFIGS = {
-    "paper": PAPER_SIZES,
+    "paper": PAPER_RESTORER,
     "tiny": {},                                             # HiFiPlusPlus defaults: 44.1 kHz inside, every bin masked
     "tiny+bands": dict(mask_bands=64),
     "tiny22": _SMALL,

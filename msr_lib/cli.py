@@ -146,8 +146,10 @@ def _cmd_separate(args) -> int:
 # ---------------------------------------------------------------- msr train separator
 def _add_train(sub) -> None:
     from msr_lib.presets import PRESETS
+    from msr_lib.stems import STEMS
 
-    p = sub.add_parser("train", help="train a model (separator: one stage of the CP-JKU curriculum)")
+    p = sub.add_parser("train", help="train a model (separator: one stage of the CP-JKU curriculum; restorer: the "
+                                      "HiFi++ generalist or an expert)")
     what = p.add_subparsers(dest="model_kind", required=True, metavar="MODEL")
     s = what.add_parser("separator", help="train one curriculum stage of the BS-RoFormer separator")
     s.add_argument("--stage", required=True,  # the names live in msr_lib.train.curriculum.STAGES (imports torch)
@@ -171,6 +173,26 @@ def _add_train(sub) -> None:
     s.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     s.set_defaults(func=_cmd_train_separator)
 
+    r = what.add_parser("restorer", help="train the HiFi++ restorer: the generalist (--stem all) or one stem's expert")
+    r.add_argument("--stem", required=True, help="all (the generalist) or one of " + ", ".join(STEMS))
+    r.add_argument("--out", required=True, help="run folder (log.jsonl, run.json, checkpoint/)")
+    r.add_argument("--preset", default=None, help=f"{', '.join(PRESETS)} (default: $MSR_PRESET or laptop)")
+    r.add_argument("--init", default=None, help="start from this restorer run/folder (an expert: the generalist's run)")
+    r.add_argument("--method", choices=("full", "lora"), default="full",
+                   help="an expert trains every weight (full, default) or LoRA adapters on the generalist (lora)")
+    r.add_argument("--source", choices=("degraded", "separated"), default="degraded",
+                   help="training inputs: clean stems through the production chain (degraded, default) or a "
+                        "separator's estimates cached in --cache (separated)")
+    r.add_argument("--cache", default=None, help="folder of cached separator estimates (with --source separated)")
+    r.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the preset's)")
+    r.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    r.add_argument("--data", default=None, help="training song folders (default: the preset's synthetic songs)")
+    r.add_argument("--valid-data", default=None, help="validation song folders (default: the preset's)")
+    r.add_argument("--batch-size", type=int, default=None, help="items per step and process")
+    r.add_argument("--lr", type=float, default=None, help="peak learning rate")
+    r.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    r.set_defaults(func=_cmd_train_restorer)
+
 
 def _cmd_train_separator(args) -> int:
     from msr_lib.train.curriculum import get_stage, train_separator
@@ -192,6 +214,30 @@ def _cmd_train_separator(args) -> int:
         return 130
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"{args.stage}: {result.step} steps; separator in {Path(args.out) / 'checkpoint'}")
+    return 0
+
+
+def _cmd_train_restorer(args) -> int:
+    from msr_lib.train.restorer import train_restorer
+
+    if (args.data is None) != (args.valid_data is None):
+        raise MSRError("pass both --data and --valid-data, or neither (the preset's songs)")
+    for folder in (args.data, args.valid_data):
+        if folder is not None and not Path(folder).is_dir():
+            raise MSRError(f"{folder}: no such folder")
+    if args.source == "separated" and args.cache is None:
+        raise MSRError("--source separated needs --cache: the folder of cached separator estimates")
+    try:
+        result = train_restorer(
+            args.stem, args.out, preset=args.preset, init=args.init, steps=args.steps, resume=args.resume,
+            train_songs=args.data, valid_songs=args.valid_data, source=args.source, cache_dir=args.cache,
+            method=args.method, device=args.device, batch_size=args.batch_size, lr=args.lr,
+        )
+    except KeyboardInterrupt:
+        print("msr: interrupted; continue with the same command plus --resume", file=sys.stderr)
+        return 130
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"restorer {args.stem}: {result.step} steps; restorer in {Path(args.out) / 'checkpoint'}")
     return 0
 
 

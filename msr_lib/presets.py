@@ -38,6 +38,9 @@ class Preset:
     model: dict = field(default_factory=dict)
     #: separator training (msr_lib.train): TrainConfig defaults, chunk/validation sizes, and per-stage overrides
     train: dict = field(default_factory=dict)
+    #: the HiFi++ restorer (msr_lib.train.restorer): ``model`` (HiFiPlusPlus keywords), ``discriminator`` (``kind``
+    #: mel or stft, and its keywords), ``train`` (TrainConfig defaults, chunk/validation sizes, per-role overrides)
+    restorer: dict = field(default_factory=dict)
 
 
 def _stages(pretrain: int, lora: int, expand: int, lr: float, *, pretrain_schedule: int | None = None) -> dict:
@@ -62,6 +65,31 @@ def _model(dim: int, depth: int, heads: int, dim_head: int, transformer_depth: i
     }
 
 
+def _restorer_model(*, channels: int, widths: tuple, mask_bands: int = 64, **more) -> dict:
+    """A CPU-sized HiFi++ (benchmarks/bench_restorer.py): 22.05 kHz inside, the mask U-Net on mel bands."""
+    return {"n_mels": 64, "mel_n_fft": 1024, "hop": 256, "upsample_rates": [8, 8, 4], "upsampler_channels": channels,
+            "resblock_kernels": [3], "resblock_dilations": [1, 3], "spectral_unet_widths": list(widths),
+            "wave_unet_widths": list(widths), "mask_unet_widths": list(widths), "mask_n_fft": 1024,
+            "mask_bands": mask_bands, "rate_divisor": 2, **more}
+
+
+def _roles(generalist: int, expert: int, lr: float, *, adversarial_share: float = 0.5) -> dict:
+    """Steps per restorer role; the adversarial phase takes the last ``adversarial_share`` of the generalist's
+    steps (CP-JKU: 40 k reconstruction-only steps first) and all of an expert's (it starts from a trained one)."""
+    return {"generalist": {"steps": generalist, "lr": lr,
+                           "adversarial_from": int(round(generalist * (1 - adversarial_share)))},
+            "expert": {"steps": expert, "lr": lr / 2, "adversarial_from": 0}}
+
+
+#: the official HiFi++ generator's sizes (its default configuration, ~1.7 M weights): the paper preset's restorer
+PAPER_RESTORER = {
+    "n_mels": 128, "mel_n_fft": 1024, "hop": 256,
+    "spectral_unet_widths": [8, 16, 24, 32, 64], "spectral_unet_depth": 5,
+    "upsampler_channels": 128, "upsample_rates": [8, 8, 2, 2], "resblock_kernels": [3, 7, 11],
+    "resblock_dilations": [1, 3, 5], "wave_unet_widths": [10, 20, 40, 80], "wave_unet_depth": 4,
+    "mask_n_fft": 1024, "mask_unet_widths": [8, 12, 24, 32], "mask_unet_depth": 4,
+}
+
 PRESETS: dict[str, Preset] = {
     "quick": Preset(
         name="quick",
@@ -72,6 +100,12 @@ PRESETS: dict[str, Preset] = {
         model=_model(16, 1, 2, 8, 1, 1, 1),
         train={"batch_size": 2, "chunk_seconds": 1.0, "warmup_steps": 1, "validate_every": 2, "checkpoint_every": 2,
                "valid_songs": 1, "valid_items": 2, "valid_seconds": 1.0, "stages": _stages(4, 3, 3, 1e-3)},
+        restorer={"model": _restorer_model(channels=16, widths=(4, 8), mask_bands=32, n_mels=32, mel_n_fft=512,
+                                           mask_n_fft=512),
+                  "discriminator": {"kind": "mel", "channels": 4, "downsamples": 2},
+                  "train": {"batch_size": 2, "chunk_seconds": 0.5, "warmup_steps": 1, "validate_every": 2,
+                            "checkpoint_every": 2, "valid_items": 2, "valid_seconds": 0.5,
+                            "roles": _roles(4, 2, 1e-3)}},
     ),
     "laptop": Preset(
         name="laptop",
@@ -87,6 +121,11 @@ PRESETS: dict[str, Preset] = {
                # activation checkpointing of the transformers: −0.46 GB peak per training step (1.45 → 0.99 GB);
                # one item at a time through forward and backward (same gradients): less memory, and faster here
                "checkpoint_activations": True, "micro_batch_size": 1},
+        restorer={"model": _restorer_model(channels=32, widths=(8, 16)),
+                  "discriminator": {"kind": "mel", "channels": 16},
+                  "train": {"batch_size": 4, "chunk_seconds": 1.0, "warmup_steps": 20, "validate_every": 25,
+                            "checkpoint_every": 50, "valid_items": 8, "valid_seconds": 2.0,
+                            "roles": _roles(150, 60, 1e-3)}},
     ),
     "gpu": Preset(
         name="gpu",
@@ -98,6 +137,12 @@ PRESETS: dict[str, Preset] = {
         train={"batch_size": 8, "chunk_seconds": 4.0, "warmup_steps": 500, "validate_every": 1000,
                "checkpoint_every": 1000, "num_workers": 8, "valid_songs": 16, "valid_items": 64, "valid_seconds": 8.0,
                "stages": _stages(20000, 5000, 5000, 5e-4)},
+        restorer={"model": _restorer_model(channels=128, widths=(16, 32, 64), mask_bands=128,
+                                           resblock_kernels=[3, 7, 11], resblock_dilations=[1, 3, 5]),
+                  "discriminator": {"kind": "mel", "channels": 32},
+                  "train": {"batch_size": 16, "chunk_seconds": 2.0, "warmup_steps": 500, "validate_every": 1000,
+                            "checkpoint_every": 1000, "num_workers": 8, "valid_items": 64, "valid_seconds": 4.0,
+                            "roles": _roles(40000, 5000, 2e-4)}},
     ),
     "paper": Preset(
         name="paper",
@@ -109,6 +154,10 @@ PRESETS: dict[str, Preset] = {
         train={"batch_size": 4, "chunk_seconds": 8.0, "warmup_steps": 1000, "validate_every": 5000,
                "checkpoint_every": 2000, "num_workers": 16, "valid_songs": 50, "valid_items": 200,
                "valid_seconds": 11.0, "stages": _stages(200000, 50000, 50000, 3e-4)},
+        restorer={"model": PAPER_RESTORER, "discriminator": {"kind": "mel", "channels": 32},
+                  "train": {"batch_size": 16, "chunk_seconds": 2.0, "warmup_steps": 1000, "validate_every": 5000,
+                            "checkpoint_every": 2000, "num_workers": 16, "valid_items": 200, "valid_seconds": 4.0,
+                            "roles": _roles(80000, 20000, 2e-4)}},
     ),
     "bundled": Preset(
         name="bundled",
@@ -122,6 +171,11 @@ PRESETS: dict[str, Preset] = {
         train={"batch_size": 4, "chunk_seconds": 2.0, "warmup_steps": 100, "validate_every": 250,
                "checkpoint_every": 100, "valid_songs": 8, "valid_items": 16, "valid_seconds": 4.0, "ema_decay": 0.999,
                "micro_batch_size": 2, "stages": _stages(4000, 300, 1000, 1e-3)},
+        restorer={"model": _restorer_model(channels=32, widths=(8, 16)),
+                  "discriminator": {"kind": "mel", "channels": 16},
+                  "train": {"batch_size": 4, "chunk_seconds": 1.0, "warmup_steps": 100, "validate_every": 250,
+                            "checkpoint_every": 100, "valid_items": 32, "valid_seconds": 2.0,
+                            "roles": _roles(3000, 500, 1e-3)}},
     ),
 }
 

@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from msr_lib.models.hifipp import PAPER_SIZES, HiFiPlusPlus, block_parameters
+from msr_lib.models.hifipp import HiFiPlusPlus, block_parameters
+from msr_lib.presets import PAPER_RESTORER
 
 SMALL = dict(n_mels=32, hop=256, upsample_rates=(8, 8, 4), upsampler_channels=16, mask_bands=32)
 
@@ -53,7 +54,7 @@ def test_a_tiny_overfit_case_learns_a_correction():
 
 
 def test_block_sizes_of_the_paper_configuration_and_bad_settings():
-    counts = block_parameters(HiFiPlusPlus(**PAPER_SIZES))
+    counts = block_parameters(HiFiPlusPlus(**PAPER_RESTORER))
     # the official HiFi++ generator: ~1.7 M (upsampler ~0.87 M, SpectralUNet ~0.49 M, WaveUNet ~0.24 M, mask ~0.10 M)
     assert 1.5e6 < counts["total"] < 1.9e6
     assert counts["upsampler"] > counts["spectral_unet"] > counts["wave_unet"] > counts["spectral_mask_net"]

@@ -23,8 +23,8 @@ So an untrained restorer gives back its input (to float rounding): it starts as 
 as CP-JKU's residual restorer does. What a mask cannot do, the waveform path can: add harmonics and fill bands the
 mastering chain or the separator took away — within what the input still implies.
 
-Cost decides the sizes (issue 11): the paper's generator (``PAPER_SIZES``, ~1.7 M weights) runs at about 0.9× real
-time per stereo stem on a 2-core CPU, the pipeline's budget is ~0.035 per stem. :func:`block_parameters` counts the
+Cost decides the sizes (issue 11): the paper's generator (``presets.PAPER_RESTORER``, ~1.7 M weights) runs at about
+real time per stereo stem on a 2-core CPU, the pipeline's budget is ~0.035 per stem. :func:`block_parameters` counts the
 weights per block; ``benchmarks/bench_restorer.py`` times each block.
 
 Dimension letters (einops):
@@ -43,20 +43,10 @@ from torch import Tensor, nn
 from msr_lib.audio import SAMPLE_RATE
 from msr_lib.metrics import mel_filterbank, resample_torch
 
-__all__ = ["HiFiPlusPlus", "block_parameters", "PAPER_SIZES"]
+__all__ = ["HiFiPlusPlus", "block_parameters"]
 
 LEAKY_SLOPE = 0.1   # HiFi-GAN's leaky ReLU slope, used in every block
 MAG_FLOOR = 1e-5    # floor on magnitudes before the log (−100 dB)
-
-#: The official HiFi++ sizes (its default configuration), for the ``paper`` preset.
-PAPER_SIZES = dict(
-    n_mels=128, mel_n_fft=1024, hop=256,
-    spectral_unet_widths=(8, 16, 24, 32, 64), spectral_unet_depth=5,
-    upsampler_channels=128, upsample_rates=(8, 8, 2, 2), resblock_kernels=(3, 7, 11), resblock_dilations=(1, 3, 5),
-    wave_unet_widths=(10, 20, 40, 80), wave_unet_depth=4,
-    mask_n_fft=1024, mask_unet_widths=(8, 12, 24, 32), mask_unet_depth=4,
-)
-
 
 class UNet(nn.Module):
     """A small U-Net over 1D (``spatial_dims=1``: (b, k, s)) or 2D (``2``: (b, k, m, t)) feature maps.

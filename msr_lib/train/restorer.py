@@ -1,0 +1,224 @@
+"""Training the HiFi++ restorer: one generalist on every stem, then one expert per stem from it (CP-JKU's recipe,
+arXiv 2603.04032), with the one training loop of :mod:`msr_lib.train.loop`.
+
+Lesson: notebooks/05_hifipp_restorer.ipynb
+
+A run trains the generator (:class:`~msr_lib.models.hifipp.HiFiPlusPlus`) on pairs (input → clean stem) of
+:class:`~msr_lib.data.restoration.RestorationDataset` in two phases:
+
+1. **reconstruction only** (steps before ``adversarial_from``): multi-resolution STFT + mel L1
+   (:func:`~msr_lib.train.losses.restoration_reconstruction_loss`);
+2. **adversarial**: a discriminator (:class:`~msr_lib.models.discriminators.MultiScaleMelDiscriminator`, or the
+   multi-resolution STFT one) trains beside it with the LSGAN loss, and the generator's loss becomes
+   20 · reconstruction + 0.4 · LSGAN + 20 · feature matching (the weights in :mod:`msr_lib.train.losses`).
+
+``stem="all"`` trains the generalist on every stem (``other`` keeps using it); ``stem="bass"`` with ``init`` = the
+generalist's run trains the bass expert, every weight (``method="full"``) or LoRA adapters on the convolutions
+(``method="lora"``: the saved expert is the generalist with the adapters merged, so it costs the same to run).
+Validation: Multi-Mel-SNR of the restored stems and of their inputs against the clean stems on fixed held-out pairs
+(``valid/mms``, ``valid/mms_input``; ``valid/gain`` their difference).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from einops import rearrange
+from torch import nn
+
+from msr_lib.errors import MSRError
+from msr_lib.presets import Preset, get_preset
+from msr_lib.stems import STEMS, canonical_stem
+from msr_lib.train.loop import TrainConfig, TrainResult, train
+
+__all__ = ["train_restorer", "build_restorer", "build_discriminator", "restorer_train_config", "RESTORER_METHODS"]
+
+RUN_INFO = "run.json"
+RESTORER_METHODS = ("full", "lora")
+#: LoRA on the restorer: rank and scale, on every plain convolution (peft has no transposed-convolution LoRA)
+RESTORER_LORA = {"r": 4, "lora_alpha": 8, "lora_dropout": 0.0}
+
+
+def build_restorer(preset: Preset, init=None) -> nn.Module:
+    """A new generator of the preset's size, or the generator of ``init`` (a restorer folder, run or bundled name)."""
+    from msr_lib.models.hifipp import HiFiPlusPlus
+
+    if init is None:
+        return HiFiPlusPlus(**preset.restorer["model"])
+    from msr_lib.models import load_restorer
+
+    return load_restorer(init).model.train().requires_grad_(True)
+
+
+def build_discriminator(preset: Preset) -> nn.Module:
+    """The preset's discriminator: ``kind`` "mel" (multi-scale mel, CP-JKU's) or "stft" (multi-resolution STFT)."""
+    from msr_lib.models.discriminators import MultiResolutionSTFTDiscriminator, MultiScaleMelDiscriminator
+
+    settings = dict(preset.restorer["discriminator"])
+    kind = settings.pop("kind", "mel")
+    if kind not in ("mel", "stft"):
+        raise MSRError(f"unknown discriminator kind {kind!r}; choose mel or stft")
+    return (MultiScaleMelDiscriminator if kind == "mel" else MultiResolutionSTFTDiscriminator)(**settings)
+
+
+def restorer_train_config(preset: Preset, role: str, **overrides) -> TrainConfig:
+    """The preset's training settings for the ``generalist`` or an ``expert`` (``preset.restorer["train"]``
+    defaults, then the role's entries, then ``overrides`` that are not None)."""
+    settings = {k: v for k, v in preset.restorer["train"].items() if k in TrainConfig.__dataclass_fields__}
+    settings.update(preset.restorer["train"]["roles"][role])
+    settings.update({k: v for k, v in overrides.items() if v is not None})
+    return TrainConfig.from_dict(settings)
+
+
+def _fold(audio: torch.Tensor) -> torch.Tensor:
+    return rearrange(audio, "b c s -> (b c) s")
+
+
+def restoration_batch_loss(model: nn.Module, batch: dict, discriminator: nn.Module | None):
+    """The generator's loss on a batch {input, target}: reconstruction alone, or with a discriminator the weighted
+    reconstruction + LSGAN + feature matching."""
+    from msr_lib.train import losses
+
+    restored = _fold(model(batch["input"]))
+    target = _fold(batch["target"])
+    reconstruction, parts = losses.restoration_reconstruction_loss(restored, target)
+    if discriminator is None:
+        return reconstruction, parts
+    fake = discriminator(restored)
+    with torch.no_grad():                        # feature matching takes the real side as a fixed target
+        real = discriminator(target)
+    adversarial = losses.lsgan_generator_loss(fake)
+    matching = losses.feature_matching_loss(real, fake)
+    total = (losses.RECONSTRUCTION_WEIGHT * reconstruction + losses.ADVERSARIAL_WEIGHT * adversarial
+             + losses.FEATURE_MATCHING_WEIGHT * matching)
+    return total, {**parts, "adversarial": float(adversarial.detach()), "feature_matching": float(matching.detach())}
+
+
+def discriminator_batch_loss(discriminator: nn.Module, model: nn.Module, batch: dict):
+    """The discriminator's LSGAN loss: clean stems are real, the generator's restorations (no gradient) fake."""
+    from msr_lib.train.losses import lsgan_discriminator_loss
+
+    with torch.no_grad():
+        restored = _fold(model(batch["input"]))
+    real, fake = discriminator(_fold(batch["target"])), discriminator(restored)
+    loss = lsgan_discriminator_loss(real, fake)
+    return loss, {"real": float(torch.stack([r.mean() for r, _ in real]).mean()),
+                  "fake": float(torch.stack([f.mean() for f, _ in fake]).mean())}
+
+
+def restoration_scores(model: nn.Module, batches: list[dict]) -> dict[str, float]:
+    """Mean Multi-Mel-SNR (dB) of the restored stems and of the inputs against the targets, and the gain."""
+    from msr_lib.audio import SAMPLE_RATE
+    from msr_lib.metrics import multi_mel_snr_batch
+
+    restored, inputs = [], []
+    for batch in batches:
+        restored.append(multi_mel_snr_batch(model(batch["input"]), batch["target"], SAMPLE_RATE))
+        inputs.append(multi_mel_snr_batch(batch["input"], batch["target"], SAMPLE_RATE))
+    mms, mms_input = float(torch.cat(restored).nanmean()), float(torch.cat(inputs).nanmean())
+    return {"mms": mms, "mms_input": mms_input, "gain": mms - mms_input}
+
+
+def _lora_targets(model: nn.Module) -> list[str]:
+    return [name for name, module in model.named_modules() if type(module) in (nn.Conv1d, nn.Conv2d)]
+
+
+def train_restorer(
+    stem: str,
+    out_dir,
+    *,
+    preset: str | Preset | None = None,
+    init=None,
+    steps: int | None = None,
+    resume: bool = False,
+    train_songs=None,
+    valid_songs=None,
+    source: str = "degraded",
+    cache_dir=None,
+    method: str = "full",
+    device=None,
+    progress: bool = True,
+    on_log=None,
+    **overrides,
+) -> TrainResult:
+    """Train the generalist (``stem="all"``) or one stem's expert into the run folder ``out_dir``.
+
+    ``init``: the run (or restorer folder, ``bundled:`` name) to start from — experts start from the generalist.
+    ``source``: "degraded" (clean stems through the production chain, unlimited) or "separated" (a separator's
+    estimates, cached in ``cache_dir`` by :func:`~msr_lib.data.restoration.cache_separated_stems`).
+    ``overrides`` change :class:`~msr_lib.train.loop.TrainConfig` fields.
+    """
+    from msr_lib.data.restoration import RestorationDataset
+    from msr_lib.lessons import prepare_songs
+    from msr_lib.models import save_restorer
+
+    preset = preset if isinstance(preset, Preset) else get_preset(preset)
+    stem = "all" if stem == "all" else canonical_stem(stem)
+    if stem != "all" and stem not in STEMS:
+        raise MSRError(f"unknown stem {stem!r}; choose all or one of {', '.join(STEMS)}")
+    out_dir = Path(out_dir)
+    info_path = out_dir / RUN_INFO
+    if resume:
+        if not info_path.is_file():
+            raise MSRError(f"cannot resume: {info_path} does not exist (start without --resume)")
+        info = json.loads(info_path.read_text())
+        if info.get("stem") != stem:
+            raise MSRError(f"cannot resume: {out_dir} trains the {info.get('stem')!r} restorer, not {stem!r}")
+        init, method, source = info.get("init"), info.get("method", method), info.get("source", source)
+    elif (out_dir / "checkpoint").exists():
+        raise MSRError(f"{out_dir} already holds a run; pass --resume to continue it or choose another --out")
+    if method not in RESTORER_METHODS:
+        raise MSRError(f"method must be one of {', '.join(RESTORER_METHODS)}, got {method!r}")
+    if method == "lora" and init is None:
+        raise MSRError("a LoRA expert needs --init: the generalist it adapts")
+    role = "generalist" if stem == "all" else "expert"
+    config = restorer_train_config(preset, role, steps=steps, **overrides)
+    if train_songs is None or valid_songs is None:
+        default_train, default_valid = prepare_songs(preset, progress=progress)
+        train_songs = default_train if train_songs is None else train_songs
+        valid_songs = default_valid if valid_songs is None else valid_songs
+
+    generator = build_restorer(preset, init)
+    model = generator
+    if method == "lora":
+        from msr_lib.train.curriculum import apply_lora
+
+        model = apply_lora(generator, **RESTORER_LORA, target_modules=_lora_targets(generator))
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    info = {"model_kind": "restorer", "stem": stem, "method": method, "source": source, "preset": preset.name,
+            "init": str(init) if init is not None else None, "trainable_parameters": trainable,
+            "total_parameters": total, "train_songs": str(train_songs), "valid_songs": str(valid_songs)}
+    if int(os.environ.get("RANK", "0")) == 0:
+        if progress:
+            print(f"restorer {stem} ({method}): trainable {trainable:,} of {total:,} parameters; adversarial from "
+                  f"step {config.adversarial_from}")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        info_path.write_text(json.dumps(info, indent=2) + "\n")
+    world = max(1, int(os.environ.get("WORLD_SIZE", "1")))
+
+    settings = preset.restorer["train"]
+    stems = None if stem == "all" else [stem]
+    train_data = RestorationDataset(train_songs, stems=stems, source=source, cache_dir=cache_dir,
+                                    chunk_seconds=settings["chunk_seconds"],
+                                    length=config.steps * config.batch_size * world,
+                                    seed=config.seed)
+    valid_data = RestorationDataset(valid_songs, stems=stems, source=source, cache_dir=cache_dir,
+                                    chunk_seconds=settings["valid_seconds"], length=settings["valid_items"],
+                                    seed=12345)
+    size = config.batch_size
+    valid_batches = [{k: torch.stack([valid_data[i][k] for i in range(start, min(start + size, len(valid_data)))])
+                      for k in ("input", "target")} for start in range(0, len(valid_data), size)]
+
+    def save_model(m, folder):
+        from msr_lib.train.curriculum import merge_lora
+
+        save_restorer(merge_lora(m) if method == "lora" else m, folder, stem=stem,
+                      extra={"training": {k: info[k] for k in ("method", "source", "preset", "init")}})
+
+    return train(model, train_data, config=config, out_dir=out_dir, loss_fn=restoration_batch_loss,
+                 save_model=save_model, validate_fn=lambda m: restoration_scores(m, valid_batches),
+                 discriminator=build_discriminator(preset), discriminator_loss_fn=discriminator_batch_loss,
+                 resume=resume, device=device, progress=progress, describe=f"restorer {stem}", on_log=on_log)
