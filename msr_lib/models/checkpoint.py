@@ -1,6 +1,7 @@
-"""Separator checkpoints: save ours (a folder with ``config.json`` + ``model.safetensors``), load ours or MSST's.
+"""Separator and restorer checkpoints: save ours (a folder with ``config.json`` + ``model.safetensors``), load ours
+or MSST's separators.
 
-Our format (``format_version`` 1)::
+Our separator format (``format_version`` 1)::
 
     folder/config.json        {"model_type": "bs_roformer", "model": {<BSRoformer kwargs>},
                                "stems": [<canonical names, model output order>], "sample_rate": 44100,
@@ -18,10 +19,29 @@ file in that folder. Its stems come from ``training.target_instrument`` (single-
 
 :func:`export_separator` (``msr export``) writes a copy with fp16 weights: how the bundled separators were made.
 
+Restorers (the HiFi++ generator, :class:`~msr_lib.models.hifipp.HiFiPlusPlus`) use the same layout::
+
+    folder/config.json        {"model_type": "hifipp_restorer", "model": {<HiFiPlusPlus kwargs>},
+                               "stem": "<canonical stem, or 'all' for the generalist>", "sample_rate": 44100,
+                               "format_version": 1, ...extra}
+    folder/model.safetensors
+
+or, for a LoRA expert, an adapter on a base restorer instead of the full weights::
+
+    folder/config.json        the same keys ("model": the base's kwargs) plus
+                              "lora": {"base": "<bundled:generalist, or a path>", <peft LoraConfig fields>}
+    folder/lora_adapter.safetensors   the adapter weights only (peft's state-dict keys, as the curriculum saves them)
+
+A base path is stored relative to the adapter folder, so a runs tree can move as a whole. :func:`load_restorer`
+applies the adapter to its base and merges it: a LoRA expert costs the same at inference as a full one. peft 0.21
+puts LoRA on ``Conv1d``/``Conv2d`` layers but not on the upsampler's ``ConvTranspose1d``, and its LoRA convolution
+ignores ``dilation``: target undilated convolutions only (e.g. the residual blocks' ``plain`` ones, the U-Nets').
+Bundled restorers live in ``bundled/restorers/<name>/``: ``generalist`` and one expert per instrument stem.
+
 Every failure a user can cause (missing or corrupt file, unknown ``model_type``, weights that do not fit the config)
 raises :class:`~msr_lib.errors.MSRError` with one line.
 
-Lesson: notebooks/03_bs_roformer.ipynb
+Lessons: notebooks/03_bs_roformer.ipynb, notebooks/05_hifipp_restorer.ipynb
 """
 from __future__ import annotations
 
@@ -37,16 +57,24 @@ from torch import nn
 from msr_lib.audio import SAMPLE_RATE, _umask, atomic_output_dir
 from msr_lib.errors import MSRError
 from msr_lib.models.bs_roformer import BSRoformer, _unwrap_state_dict, load_msst
+from msr_lib.models.hifipp import HiFiPlusPlus
 from msr_lib.stems import canonical_stem
 
 FORMAT_VERSION = 1
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+ADAPTER_NAME = "lora_adapter.safetensors"
 BUNDLED_DIR = Path(__file__).resolve().parent / "bundled"  # <name>/config.json + model.safetensors (fp16)
+BUNDLED_RESTORERS_DIR = BUNDLED_DIR / "restorers"  # generalist/, bass/, …: the same layout
 DEFAULT_SEPARATOR = "bundled:8stem"
+DEFAULT_RESTORER = "bundled:generalist"
 RUN_CHECKPOINT = "checkpoint"  # a training run keeps its latest checkpoint folder here
 MODEL_TYPES = ("bs_roformer",)
+RESTORER_MODEL_TYPE = "hifipp_restorer"
+GENERALIST_STEM = "all"  # the ``stem`` of a restorer trained on every stem
+_LOADERS = {**dict.fromkeys(MODEL_TYPES, "load_separator"), RESTORER_MODEL_TYPE: "load_restorer"}
 _RESERVED = ("model_type", "model", "stems", "sample_rate", "format_version")
+_RESTORER_RESERVED = ("model_type", "model", "stem", "sample_rate", "format_version", "lora")
 _TORCH_SUFFIXES = (".ckpt", ".pt", ".pth")
 _YAML_SUFFIXES = (".yaml", ".yml")
 
@@ -113,29 +141,46 @@ def write_separator_files(
     if not isinstance(model, BSRoformer):
         raise MSRError(f"save_separator supports BSRoformer models only, got {type(model).__name__}")
     stems = _canonical_stems(stems, model.num_stems, "save_separator")
-    extra = dict(extra or {})
-    clash = sorted(set(extra) & set(_RESERVED))
-    if clash:
-        raise MSRError(f"save_separator: extra may not override {', '.join(clash)}")
-    model_config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in model.config.items()}
     config = {
-        "model_type": "bs_roformer", "model": model_config, "stems": stems, "sample_rate": SAMPLE_RATE,
-        "format_version": FORMAT_VERSION, **extra,
+        "model_type": "bs_roformer", "model": _json_model_config(model), "stems": stems, "sample_rate": SAMPLE_RATE,
+        "format_version": FORMAT_VERSION, **_checked_extra(extra, _RESERVED, "save_separator"),
     }
-    try:
-        config_text = json.dumps(config, indent=2) + "\n"
-    except (TypeError, ValueError) as exc:
-        raise MSRError(f"save_separator: config is not JSON-serialisable ({_one_line(exc)})") from None
+    _write_files(Path(folder), config, {WEIGHTS_NAME: _tensors(model.state_dict(), dtype)}, "save_separator")
+
+
+def _json_model_config(model: nn.Module) -> dict:
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in model.config.items()}
+
+
+def _checked_extra(extra: dict | None, reserved, where: str) -> dict:
+    extra = dict(extra or {})
+    clash = sorted(set(extra) & set(reserved))
+    if clash:
+        raise MSRError(f"{where}: extra may not override {', '.join(clash)}")
+    return extra
+
+
+def _tensors(state_dict: Mapping, dtype: torch.dtype | None) -> dict[str, torch.Tensor]:
+    """CPU copies of ``state_dict`` for safetensors, floating-point ones cast to ``dtype`` when given."""
     tensors = {}
-    for key, value in model.state_dict().items():
+    for key, value in state_dict.items():
         value = value.detach()
         if dtype is not None and value.is_floating_point():
             value = value.to(dtype)
         tensors[key] = value.cpu().contiguous().clone()  # clone: no shared storage (safetensors refuses it)
-    folder = Path(folder)
+    return tensors
+
+
+def _write_files(folder: Path, config: dict, weights: Mapping[str, dict], where: str) -> None:
+    """Write ``config.json`` and each ``{file name: tensors}`` of ``weights`` into ``folder``."""
+    try:
+        config_text = json.dumps(config, indent=2) + "\n"
+    except (TypeError, ValueError) as exc:
+        raise MSRError(f"{where}: config is not JSON-serialisable ({_one_line(exc)})") from None
     (folder / CONFIG_NAME).write_text(config_text)
-    save_file(tensors, str(folder / WEIGHTS_NAME), metadata={"format": "pt"})
-    os.chmod(folder / WEIGHTS_NAME, 0o666 & ~_umask())  # safetensors writes 0600
+    for name, tensors in weights.items():
+        save_file(tensors, str(folder / name), metadata={"format": "pt"})
+        os.chmod(folder / name, 0o666 & ~_umask())  # safetensors writes 0600
 
 
 def export_separator(source, folder, *, dtype: torch.dtype = torch.float16) -> Path:
@@ -151,9 +196,31 @@ def export_separator(source, folder, *, dtype: torch.dtype = torch.float16) -> P
 
 def bundled_separators() -> list[str]:
     """Names of the separators shipped in this checkout (``load_separator("bundled:<name>")``)."""
-    if not BUNDLED_DIR.is_dir():
+    return _bundled_names(BUNDLED_DIR)
+
+
+def _bundled_names(folder: Path) -> list[str]:
+    if not folder.is_dir():
         return []
-    return sorted(p.name for p in BUNDLED_DIR.iterdir() if (p / CONFIG_NAME).is_file())
+    return sorted(p.name for p in folder.iterdir() if (p / CONFIG_NAME).is_file())
+
+
+def _checkpoint_path(path, *, kind: str, bundled_dir: Path, bundled) -> Path:
+    """``"bundled:<name>"`` (``bundled()`` lists the names) → its folder; a training run folder → its checkpoint
+    folder; any other path that exists → itself."""
+    if isinstance(path, str) and path.startswith("bundled:"):
+        name = path.split(":", 1)[1]
+        available = bundled()
+        if name not in available:
+            raise MSRError(f"no bundled {kind} {name!r} in this checkout (available: "
+                           f"{', '.join(available) or 'none yet'}); train one or pass a checkpoint path")
+        path = bundled_dir / name
+    path = Path(path)
+    if not path.exists():
+        raise MSRError(f"no such checkpoint: {path}")
+    if path.is_dir() and not (path / CONFIG_NAME).is_file() and (path / RUN_CHECKPOINT / CONFIG_NAME).is_file():
+        path = path / RUN_CHECKPOINT  # a training run folder (msr train): its latest checkpoint
+    return path
 
 
 def load_separator(path=DEFAULT_SEPARATOR, *, device="cpu") -> Separator:
@@ -162,18 +229,7 @@ def load_separator(path=DEFAULT_SEPARATOR, *, device="cpu") -> Separator:
 
     Returns a :class:`Separator` in eval mode on ``device``.
     """
-    if isinstance(path, str) and path.startswith("bundled:"):
-        name = path.split(":", 1)[1]
-        available = bundled_separators()
-        if name not in available:
-            raise MSRError(f"no bundled separator {name!r} in this checkout (available: "
-                           f"{', '.join(available) or 'none yet'}); train one or pass a checkpoint path")
-        path = BUNDLED_DIR / name
-    path = Path(path)
-    if not path.exists():
-        raise MSRError(f"no such checkpoint: {path}")
-    if path.is_dir() and not (path / CONFIG_NAME).is_file() and (path / RUN_CHECKPOINT / CONFIG_NAME).is_file():
-        path = path / RUN_CHECKPOINT  # a training run folder (msr train): its latest checkpoint
+    path = _checkpoint_path(path, kind="separator", bundled_dir=BUNDLED_DIR, bundled=bundled_separators)
     if path.is_dir() or path.name == CONFIG_NAME:
         folder = path if path.is_dir() else path.parent
         if not (folder / CONFIG_NAME).is_file():
@@ -195,7 +251,8 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
         raise MSRError(f"cannot read weights {path}: {_one_line(exc)}") from None
 
 
-def _build(model_config, state_dict: Mapping, where) -> BSRoformer:
+def _build(model_config, state_dict: Mapping, where, *, make=load_msst) -> nn.Module:
+    """``make(model_config, state_dict)`` (a model with those weights loaded), its failures as one line."""
     if not isinstance(model_config, Mapping):
         raise MSRError(f"{where}: the model config must be a mapping, got {type(model_config).__name__}")
     if isinstance(state_dict, Mapping):
@@ -203,12 +260,13 @@ def _build(model_config, state_dict: Mapping, where) -> BSRoformer:
     if not isinstance(state_dict, Mapping) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
         raise MSRError(f"{where}: the checkpoint does not hold a state dict of tensors")
     try:
-        return load_msst(dict(model_config), state_dict)
+        return make(dict(model_config), state_dict)
     except (TypeError, ValueError, RuntimeError) as exc:
         raise MSRError(f"{where}: weights do not fit the config ({_one_line(exc)})") from None
 
 
-def _load_folder(folder: Path) -> Separator:
+def _read_config(folder: Path, model_types) -> dict:
+    """``folder/config.json``, checked: a JSON object of one of ``model_types`` in a format this library reads."""
     config_path = folder / CONFIG_NAME
     try:
         config = json.loads(config_path.read_text())
@@ -217,12 +275,19 @@ def _load_folder(folder: Path) -> Separator:
     if not isinstance(config, dict):
         raise MSRError(f"{config_path}: expected a JSON object")
     model_type = config.get("model_type")
-    if model_type not in MODEL_TYPES:
-        raise MSRError(f"{config_path}: unknown model_type {model_type!r} (supported: {', '.join(MODEL_TYPES)})")
+    if model_type not in model_types:
+        if model_type in _LOADERS:
+            raise MSRError(f"{config_path}: model_type {model_type!r} is not loaded here; use "
+                           f"{_LOADERS[model_type]}")
+        raise MSRError(f"{config_path}: unknown model_type {model_type!r} (supported: {', '.join(model_types)})")
     version = config.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise MSRError(f"{config_path}: unsupported format_version {version!r} (this library reads up to "
                        f"{FORMAT_VERSION})")
+    return config
+
+
+def _read_weights(folder: Path) -> dict[str, torch.Tensor]:
     weight_files = [folder / WEIGHTS_NAME] if (folder / WEIGHTS_NAME).is_file() else sorted(
         folder.glob("model*.safetensors"))
     if not weight_files:
@@ -230,8 +295,13 @@ def _load_folder(folder: Path) -> Separator:
     state_dict: dict[str, torch.Tensor] = {}
     for file in weight_files:  # one file normally; several shards are merged
         state_dict.update(_read_safetensors(file))
-    model = _build(config.get("model"), state_dict, folder)
-    stems = _canonical_stems(config.get("stems"), model.num_stems, str(config_path))
+    return state_dict
+
+
+def _load_folder(folder: Path) -> Separator:
+    config = _read_config(folder, MODEL_TYPES)
+    model = _build(config.get("model"), _read_weights(folder), folder)
+    stems = _canonical_stems(config.get("stems"), model.num_stems, str(folder / CONFIG_NAME))
     return Separator(model, stems, config.get("sample_rate", SAMPLE_RATE), config)
 
 
@@ -297,3 +367,193 @@ def _load_msst(ckpt: Path) -> Separator:
     stems = _canonical_stems(_msst_stems(config, yaml_path), model.num_stems, str(yaml_path))
     audio = config.get("audio") if isinstance(config.get("audio"), dict) else {}
     return Separator(model, stems, audio.get("sample_rate", SAMPLE_RATE), config)
+
+
+# ---------------------------------------------------------------- restorers
+
+class Restorer(nn.Module):
+    """A loaded restorer: ``restorer(x)`` with x (batch, channels, samples) → the restored stem, the same shape.
+
+    ``model`` is the :class:`~msr_lib.models.hifipp.HiFiPlusPlus` generator (a LoRA expert's adapter merged into
+    it), ``stem`` the canonical stem it was trained on (``"all"``: the generalist), ``config`` its ``config.json``.
+    """
+
+    def __init__(self, model: HiFiPlusPlus, *, stem: str, config: Mapping | None = None):
+        super().__init__()
+        self.model = model
+        self.stem = stem
+        self.config = dict(config or {})
+
+    def forward(self, audio: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        return self.model(audio, cond)
+
+
+def _restorer_stem(stem, where: str) -> str:
+    if not isinstance(stem, str):
+        raise MSRError(f"{where}: stem must be a stem name or {GENERALIST_STEM!r}, got {stem!r}")
+    if stem.strip().lower() == GENERALIST_STEM:
+        return GENERALIST_STEM
+    try:
+        return canonical_stem(stem)
+    except MSRError as exc:
+        raise MSRError(f"{where}: {exc} or {GENERALIST_STEM!r}") from None
+
+
+def _restorer_config(model: HiFiPlusPlus, *, stem, extra: dict | None, where: str) -> dict:
+    return {
+        "model_type": RESTORER_MODEL_TYPE, "model": _json_model_config(model), "stem": _restorer_stem(stem, where),
+        "sample_rate": model.sample_rate, "format_version": FORMAT_VERSION,
+        **_checked_extra(extra, _RESTORER_RESERVED, where),
+    }
+
+
+def save_restorer(model: HiFiPlusPlus, folder, *, stem: str, dtype: torch.dtype | None = None,
+                  extra: dict | None = None) -> Path:
+    """Write ``model`` (a :class:`HiFiPlusPlus` or a :class:`Restorer`) as a restorer folder, atomically; returns
+    the folder. ``stem``: the canonical stem it restores, or ``"all"``; ``dtype`` and ``extra`` as in
+    :func:`save_separator`."""
+    folder = Path(folder)
+    with atomic_output_dir(folder) as tmp:
+        write_restorer_files(model, tmp, stem=stem, dtype=dtype, extra=extra)
+    return folder
+
+
+def write_restorer_files(model: HiFiPlusPlus, folder, *, stem: str, dtype: torch.dtype | None = None,
+                         extra: dict | None = None) -> None:
+    """Write a restorer's ``config.json`` + ``model.safetensors`` into an existing (e.g. temporary) folder; see
+    :func:`save_restorer`, which wraps this in an atomic folder."""
+    if isinstance(model, Restorer):
+        model = model.model
+    if not isinstance(model, HiFiPlusPlus):
+        raise MSRError(f"save_restorer supports HiFiPlusPlus models only, got {type(model).__name__} "
+                       "(a peft model: save_restorer_adapter)")
+    config = _restorer_config(model, stem=stem, extra=extra, where="save_restorer")
+    _write_files(Path(folder), config, {WEIGHTS_NAME: _tensors(model.state_dict(), dtype)}, "save_restorer")
+
+
+def save_restorer_adapter(model, folder, *, stem: str, base: str, lora_config: dict,
+                          dtype: torch.dtype | None = None, extra: dict | None = None) -> Path:
+    """Write a LoRA expert as an adapter folder (``config.json`` + ``lora_adapter.safetensors``), atomically;
+    returns the folder.
+
+    ``model`` is a peft model (``get_peft_model`` on a :class:`HiFiPlusPlus`, or a :class:`Restorer` holding one)
+    whose base weights are those of ``base`` (anything :func:`load_restorer` reads, e.g. ``"bundled:generalist"``
+    or a run folder; checked), with the adapters ``lora_config`` (peft ``LoraConfig`` fields) makes (checked).
+    ``dtype`` casts the adapter weights on disk."""
+    folder = Path(folder)
+    with atomic_output_dir(folder) as tmp:
+        write_restorer_adapter_files(model, tmp, stem=stem, base=base, lora_config=lora_config, dtype=dtype,
+                                     extra=extra)
+    return folder
+
+
+def write_restorer_adapter_files(model, folder, *, stem: str, base: str, lora_config: dict,
+                                 dtype: torch.dtype | None = None, extra: dict | None = None) -> None:
+    """Write an adapter folder's files into an existing (e.g. temporary) folder; see :func:`save_restorer_adapter`,
+    which wraps this in an atomic folder."""
+    from peft import PeftModel, get_peft_model_state_dict  # imported here: peft loads transformers (~5 s)
+
+    where = "save_restorer_adapter"
+    if isinstance(model, Restorer):
+        model = model.model
+    if not isinstance(model, PeftModel) or not isinstance(model.get_base_model(), HiFiPlusPlus):
+        raise MSRError(f"{where}: expected a peft model on a HiFiPlusPlus (get_peft_model), got "
+                       f"{type(model).__name__}")
+    if not isinstance(lora_config, Mapping) or "base" in lora_config:
+        raise MSRError(f"{where}: lora_config must be a mapping of peft LoraConfig fields, got {lora_config!r}")
+    reference = load_restorer(base).model
+    if _json_model_config(reference) != _json_model_config(model.get_base_model()):
+        raise MSRError(f"{where}: the model is not built like its base {base} (their configs differ)")
+    reference = _adapted(reference, lora_config, where)
+    adapter = get_peft_model_state_dict(model)
+    _check_adapter(adapter, get_peft_model_state_dict(reference), where)
+    ours = model.state_dict()
+    for key, value in reference.state_dict().items():  # the base weights, up to fp16 rounding of a bundled base
+        if "lora_" not in key and not torch.allclose(ours[key].detach().cpu().float(), value, rtol=1e-3, atol=1e-6):
+            raise MSRError(f"{where}: the model's base weights are not those of {base} ({key} differs)")
+    folder = Path(folder)
+    if not str(base).startswith("bundled:"):  # a path: stored relative to the adapter folder
+        base = os.path.relpath(Path(base).resolve(), folder.resolve())
+    config = _restorer_config(model.get_base_model(), stem=stem, extra=extra, where=where)
+    config["lora"] = {"base": str(base), **lora_config}
+    _write_files(folder, config, {ADAPTER_NAME: _tensors(adapter, dtype)}, where)
+
+
+def _adapted(model: HiFiPlusPlus, lora_config: Mapping, where: str) -> nn.Module:
+    """``model`` wrapped by peft with fresh LoRA adapters made by ``lora_config`` (``LoraConfig`` fields)."""
+    from peft import LoraConfig, get_peft_model
+
+    try:
+        return get_peft_model(model, LoraConfig(**lora_config))
+    except (TypeError, ValueError) as exc:  # unknown fields, no or unsupported target modules
+        raise MSRError(f"{where}: bad LoRA config ({_one_line(exc)})") from None
+
+
+def _check_adapter(adapter: Mapping, expected: Mapping, where: str) -> None:
+    shapes = {k: tuple(v.shape) for k, v in adapter.items()}
+    wanted = {k: tuple(v.shape) for k, v in expected.items()}
+    if shapes != wanted:
+        missing, unexpected = sorted(set(wanted) - set(shapes)), sorted(set(shapes) - set(wanted))
+        misshapen = sorted(k for k in set(shapes) & set(wanted) if shapes[k] != wanted[k])
+        raise MSRError(f"{where}: adapter weights do not fit the lora config ({len(missing)} missing {missing[:2]}, "
+                       f"{len(unexpected)} unexpected {unexpected[:2]}, {len(misshapen)} misshapen {misshapen[:2]})")
+
+
+def export_restorer(source, folder, *, dtype: torch.dtype = torch.float16) -> Path:
+    """Write the restorer at ``source`` (anything :func:`load_restorer` reads; a LoRA expert comes out merged) as a
+    full restorer folder with ``dtype`` weights. The config keeps the source's ``training`` record plus
+    ``training.run``. Returns the folder."""
+    restorer = load_restorer(source)
+    training = dict(restorer.config.get("training", {}), run=str(source))
+    return save_restorer(restorer.model, folder, stem=restorer.stem, dtype=dtype, extra={"training": training})
+
+
+def bundled_restorers() -> list[str]:
+    """Names of the restorers shipped in this checkout (``load_restorer("bundled:<name>")``)."""
+    return _bundled_names(BUNDLED_RESTORERS_DIR)
+
+
+def load_restorer(path=DEFAULT_RESTORER, *, device="cpu") -> Restorer:
+    """Load a restorer: ``"bundled:<name>"`` (default ``bundled:generalist``), a training run folder or a restorer
+    folder — full weights, or a LoRA adapter, which is applied to its base and merged.
+
+    Returns a :class:`Restorer` in eval mode on ``device``, float32 whatever the weights' dtype on disk.
+    """
+    folder = _checkpoint_path(path, kind="restorer", bundled_dir=BUNDLED_RESTORERS_DIR, bundled=bundled_restorers)
+    if not (folder / CONFIG_NAME).is_file():
+        raise MSRError(f"{folder} is not a restorer checkpoint folder (no {CONFIG_NAME})")
+    config = _read_config(folder, (RESTORER_MODEL_TYPE,))
+    if "lora" in config:
+        model = _load_adapter(folder, config)
+    else:
+        model = _build(config.get("model"), _read_weights(folder), folder, make=_load_hifipp)
+    stem = _restorer_stem(config.get("stem"), str(folder / CONFIG_NAME))
+    return Restorer(model, stem=stem, config=config).to(device).eval()
+
+
+def _load_hifipp(model_config: dict, state_dict: Mapping) -> HiFiPlusPlus:
+    model = HiFiPlusPlus(**model_config)
+    model.load_state_dict(state_dict)  # strict: missing, unexpected or misshapen weights raise RuntimeError
+    return model
+
+
+def _load_adapter(folder: Path, config: dict) -> HiFiPlusPlus:
+    """The base restorer of an adapter folder with the adapter merged into its weights."""
+    from peft import get_peft_model_state_dict, set_peft_model_state_dict
+
+    where = str(folder / CONFIG_NAME)
+    lora = config["lora"]
+    if not isinstance(lora, Mapping) or not isinstance(lora.get("base"), str):
+        raise MSRError(f"{where}: lora must be a mapping naming its base restorer, got {lora!r}")
+    base = lora["base"]
+    model = load_restorer(base if base.startswith("bundled:") else folder / base).model
+    if _json_model_config(model) != config.get("model"):
+        raise MSRError(f"{where}: the base {base} is not the model this adapter was made for (their configs differ)")
+    weights = folder / ADAPTER_NAME
+    if not weights.is_file():
+        raise MSRError(f"{folder}: no {ADAPTER_NAME} next to {CONFIG_NAME}")
+    adapter = _read_safetensors(weights)
+    peft_model = _adapted(model, {k: v for k, v in lora.items() if k != "base"}, where)
+    _check_adapter(adapter, get_peft_model_state_dict(peft_model), where)
+    set_peft_model_state_dict(peft_model, adapter)
+    return peft_model.merge_and_unload().requires_grad_(True)
