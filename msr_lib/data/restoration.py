@@ -192,7 +192,7 @@ class RestorationDataset(Dataset):
     :class:`~msr_lib.data.datasets.MultitrackDataset`. ``stems``: which stems' pairs (``None``: every stem some
     song has; for ``"separated"``, the separator's stems, where ``other`` holds what its named stems leave over, as
     :func:`msr_lib.audio.group_stems` groups). ``cache_dir``: the folder of :func:`cache_separated_stems`, for
-    ``source="separated"`` only; every song must be cached there.
+    ``source="separated"`` only; every song must be cached there, and all its cached versions are drawn from.
     """
 
     def __init__(self, songs, *, stems: Sequence[str] | None = None, source: str = "degraded",
