@@ -30,14 +30,15 @@ from torch import nn
 
 from msr_lib.errors import MSRError
 from msr_lib.presets import Preset, get_preset
-from msr_lib.stems import STEMS, canonical_stem
+from msr_lib.stems import canonical_stem
 from msr_lib.train.loop import TrainConfig, TrainResult, train
 
 __all__ = ["train_restorer", "build_restorer", "build_discriminator", "restorer_train_config", "RESTORER_METHODS"]
 
 RUN_INFO = "run.json"
 RESTORER_METHODS = ("full", "lora")
-#: LoRA on the restorer: rank and scale, on every plain convolution (peft has no transposed-convolution LoRA)
+#: LoRA on the restorer: rank and scale, on every undilated convolution (peft 0.21 has no LoRA for transposed
+#: convolutions and ignores a convolution's dilation)
 RESTORER_LORA = {"r": 4, "lora_alpha": 8, "lora_dropout": 0.0}
 
 
@@ -104,8 +105,8 @@ def discriminator_batch_loss(discriminator: nn.Module, model: nn.Module, batch: 
         restored = _fold(model(batch["input"]))
     real, fake = discriminator(_fold(batch["target"])), discriminator(restored)
     loss = lsgan_discriminator_loss(real, fake)
-    return loss, {"real": float(torch.stack([r.mean() for r, _ in real]).mean()),
-                  "fake": float(torch.stack([f.mean() for f, _ in fake]).mean())}
+    return loss, {"real": float(torch.stack([r.detach().mean() for r, _ in real]).mean()),
+                  "fake": float(torch.stack([f.detach().mean() for f, _ in fake]).mean())}
 
 
 def restoration_scores(model: nn.Module, batches: list[dict]) -> dict[str, float]:
@@ -122,7 +123,8 @@ def restoration_scores(model: nn.Module, batches: list[dict]) -> dict[str, float
 
 
 def _lora_targets(model: nn.Module) -> list[str]:
-    return [name for name, module in model.named_modules() if type(module) in (nn.Conv1d, nn.Conv2d)]
+    return [name for name, module in model.named_modules()
+            if type(module) in (nn.Conv1d, nn.Conv2d) and all(d == 1 for d in module.dilation)]
 
 
 def train_restorer(
@@ -152,12 +154,10 @@ def train_restorer(
     """
     from msr_lib.data.restoration import RestorationDataset
     from msr_lib.lessons import prepare_songs
-    from msr_lib.models import save_restorer
+    from msr_lib.models.checkpoint import write_restorer_files
 
     preset = preset if isinstance(preset, Preset) else get_preset(preset)
-    stem = "all" if stem == "all" else canonical_stem(stem)
-    if stem != "all" and stem not in STEMS:
-        raise MSRError(f"unknown stem {stem!r}; choose all or one of {', '.join(STEMS)}")
+    stem = "all" if stem == "all" else canonical_stem(stem)      # an unknown name fails here, in one line
     out_dir = Path(out_dir)
     info_path = out_dir / RUN_INFO
     if resume:
@@ -215,8 +215,8 @@ def train_restorer(
     def save_model(m, folder):
         from msr_lib.train.curriculum import merge_lora
 
-        save_restorer(merge_lora(m) if method == "lora" else m, folder, stem=stem,
-                      extra={"training": {k: info[k] for k in ("method", "source", "preset", "init")}})
+        write_restorer_files(merge_lora(m) if method == "lora" else m, folder, stem=stem,
+                             extra={"training": {k: info[k] for k in ("method", "source", "preset", "init")}})
 
     return train(model, train_data, config=config, out_dir=out_dir, loss_fn=restoration_batch_loss,
                  save_model=save_model, validate_fn=lambda m: restoration_scores(m, valid_batches),
