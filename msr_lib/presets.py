@@ -125,7 +125,7 @@ PRESETS: dict[str, Preset] = {
                   "discriminator": {"kind": "mel", "channels": 16},
                   "train": {"batch_size": 4, "chunk_seconds": 1.0, "warmup_steps": 20, "validate_every": 25,
                             "checkpoint_every": 50, "valid_items": 8, "valid_seconds": 2.0,
-                            "roles": _roles(150, 60, 1e-3)}},
+                            "roles": _roles(100, 40, 1e-3)}},
     ),
     "gpu": Preset(
         name="gpu",
