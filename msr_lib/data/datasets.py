@@ -507,7 +507,7 @@ class MultitrackDataset(Dataset):
 
         self.entries: list[SongEntry] = []
         self._sources: list[dict[int, object]] = []  # per song: target index → array (preload) or file windows
-        self._lengths: list[int] = []
+        self.song_samples: list[int] = []  # per song: its length in samples
         for entry in entries:
             if entry.extra.get("meta", {}).get("generator") == DEVELOPMENT_SET_GENERATOR:
                 raise MSRError(f"{entry.name}: a song of the real-recordings development set, kept apart from "
@@ -518,10 +518,11 @@ class MultitrackDataset(Dataset):
             sources, song_length = self._load_preloaded(entry, routed) if self.preload else self._index_files(routed)
             self.entries.append(entry)
             self._sources.append(sources)
-            self._lengths.append(song_length)
+            self.song_samples.append(song_length)
         if not self.entries:
             raise MSRError(f"no song has any of the requested stems ({', '.join(self.stems)})")
-        self._songs_with = [[i for i, src in enumerate(self._sources) if t in src] for t in range(len(self.stems))]
+        #: per target index: the songs that have it
+        self.songs_with = [[i for i, src in enumerate(self._sources) if t in src] for t in range(len(self.stems))]
         #: per song, per cached version: (mastered mix source, stem gains (S,)); None without a cache
         self._mastered: list[list[tuple[object, np.ndarray]]] | None = None
         if mastered_cache is not None:
@@ -597,12 +598,14 @@ class MultitrackDataset(Dataset):
 
     def _read(self, source, song: int, start_fraction: float, count: int) -> np.ndarray:
         """The chunk of ``source`` (an array, or file windows summed) starting at ``start_fraction`` of the song."""
-        start = int(start_fraction * max(0, self._lengths[song] - count))
+        start = int(start_fraction * max(0, self.song_samples[song] - count))
         if isinstance(source, np.ndarray):
             return fit_length(source[:, start:start + count], count)
         return np.sum([self._read_window(w, start, count) for w in source], axis=0, dtype=np.float32)
 
-    def _chunk(self, song: int, target: int, start_fraction: float, count: int) -> np.ndarray | None:
+    def read_chunk(self, song: int, target: int, start_fraction: float, count: int) -> np.ndarray | None:
+        """``count`` samples of target ``target`` of song ``song`` from ``start_fraction`` of the song, ``None`` when
+        the song does not have that target (the reader restoration pairs share)."""
         source = self._sources[song].get(target)
         return None if source is None else self._read(source, song, start_fraction, count)
 
@@ -625,7 +628,7 @@ class MultitrackDataset(Dataset):
                 "seed": self.seed, "versions": versions, "degrade": degrade}
 
     def _whole_stem(self, song: int, target: int) -> np.ndarray:
-        source, length = self._sources[song][target], self._lengths[song]
+        source, length = self._sources[song][target], self.song_samples[song]
         if isinstance(source, np.ndarray):
             return source
         return np.sum([fit_length(load_audio(w.path, self.sample_rate), length) for w in source], axis=0,
@@ -646,7 +649,7 @@ class MultitrackDataset(Dataset):
                     gains = rng.uniform(low, high, size=len(self.stems))
                     gained = {self.stems[t]: audio * np.float32(10.0 ** (gains[t] / 20.0))
                               for t, audio in stems.items()}
-                    save_audio(tmp / f"mastered_{k}.flac", self._degrade(gained, rng, self._lengths[song]),
+                    save_audio(tmp / f"mastered_{k}.flac", self._degrade(gained, rng, self.song_samples[song]),
                                self.sample_rate)
                     gains_db.append([float(g) for g in gains])
                 (tmp / "mastered.json").write_text(json.dumps({**settings, "gains_db": gains_db}, indent=1) + "\n")
@@ -659,7 +662,7 @@ class MultitrackDataset(Dataset):
         for k, gains in enumerate(recorded["gains_db"]):
             path = folder / f"mastered_{k}.flac"
             if self.preload:
-                source = fit_length(load_audio(path, self.sample_rate), self._lengths[song])
+                source = fit_length(load_audio(path, self.sample_rate), self.song_samples[song])
             else:
                 source = self._index_files({0: [path]})[0][0]
             out.append((source, (10.0 ** (np.asarray(gains, dtype=np.float64) / 20.0)).astype(np.float32)))
@@ -684,10 +687,10 @@ class MultitrackDataset(Dataset):
         for t in range(n_stems):
             remix, song_pick, start, gain = draws[t]
             song, start_fraction = base_song, base_start
-            candidates = self._songs_with[t]
+            candidates = self.songs_with[t]
             if remix < self.remix_prob and candidates:
                 song, start_fraction = candidates[int(song_pick * len(candidates))], float(start)
-            chunk = self._chunk(song, t, start_fraction, count)
+            chunk = self.read_chunk(song, t, start_fraction, count)
             if chunk is None:
                 continue
             present[t] = True
@@ -713,7 +716,7 @@ class MultitrackDataset(Dataset):
         targets = np.zeros((len(self.stems), 2, count), dtype=np.float32)
         active = np.zeros(len(self.stems), dtype=bool)
         for t in range(len(self.stems)):
-            chunk = self._chunk(song, t, start_fraction, count)
+            chunk = self.read_chunk(song, t, start_fraction, count)
             if chunk is not None:
                 targets[t] = chunk * gains[t]
                 active[t] = float(np.sqrt(np.mean(np.square(targets[t])))) >= ACTIVE_STEM_RMS

@@ -174,7 +174,7 @@ def _separated_pairs(entries: list[SongEntry], cache_dir: Path, chunk_seconds: f
             estimate_entries.append(scan_song_folders(folder)[0])
     options = {"stems": stems, "chunk_seconds": chunk_seconds, "preload": False, "length": 1}
     clean, estimates = MultitrackDataset(clean_entries, **options), MultitrackDataset(estimate_entries, **options)
-    if clean._lengths != estimates._lengths:
+    if clean.song_samples != estimates.song_samples:
         raise MSRError(f"{cache_dir}: cached estimates differ in length from their songs; delete the cache and run "
                        "cache_separated_stems again")
     return clean, estimates
@@ -215,7 +215,7 @@ class RestorationDataset(Dataset):
                                                            preload=False, length=1), None
         else:
             self.clean, self.estimates = _separated_pairs(entries, Path(cache_dir), chunk_seconds)
-        available = [s for t, s in enumerate(self.clean.stems) if self.clean._songs_with[t]]
+        available = [s for t, s in enumerate(self.clean.stems) if self.clean.songs_with[t]]
         requested = available if stems is None else [canonical_stem(str(s)) for s in stems]
         if not requested:
             raise MSRError("stems is empty; name at least one stem or pass None for all")
@@ -246,17 +246,17 @@ class RestorationDataset(Dataset):
         rng = np.random.default_rng([self.seed, int(index)])
         stem = self.stems[int(rng.integers(len(self.stems)))]
         t = self.clean.stems.index(stem)
-        songs = self.clean._songs_with[t]
+        songs = self.clean.songs_with[t]
         for _ in range(MAX_DRAWS):
             song, start = songs[int(rng.integers(len(songs)))], float(rng.random())
-            clean = self.clean._chunk(song, t, start, self.samples)
+            clean = self.clean.read_chunk(song, t, start, self.samples)
             target = self._channels(clean)
             if _rms(target) < ACTIVE_STEM_RMS:
                 continue
             if self.estimates is None:
                 source = self._channels(self._degrade(clean, stem, rng))
             else:
-                source = self._channels(self.estimates._chunk(song, t, start, self.samples))
+                source = self._channels(self.estimates.read_chunk(song, t, start, self.samples))
             if _rms(source) >= ACTIVE_STEM_RMS:
                 break
         else:
