@@ -243,17 +243,36 @@ def _cmd_train_restorer(args) -> int:
 
 # ---------------------------------------------------------------- msr export
 def _add_export(sub) -> None:
-    p = sub.add_parser("export", help="copy a separator (e.g. a training run) as a checkpoint folder with fp16 weights")
+    p = sub.add_parser("export", help="copy a separator or a restorer (e.g. a training run) as a checkpoint folder "
+                                      "with fp16 weights")
     p.add_argument("source", help="a training run folder, checkpoint folder, MSST checkpoint or bundled:<name>")
     p.add_argument("--out", required=True,
-                   help="the new checkpoint folder (written atomically; msr_lib/models/bundled/<name> ships it)")
+                   help="the new checkpoint folder (written atomically; msr_lib/models/bundled/<name> ships a "
+                        "separator, msr_lib/models/bundled/restorers/<name> a restorer)")
     p.set_defaults(func=_cmd_export)
 
 
-def _cmd_export(args) -> int:
-    from msr_lib.models import export_separator
+def _is_restorer(source: str) -> bool:
+    """Whether ``source`` names a restorer: a bundled restorer, or a folder (or run) whose config says so."""
+    import json
 
-    out = export_separator(args.source, args.out)
+    from msr_lib.models.checkpoint import CONFIG_NAME, RESTORER_MODEL_TYPE, RUN_CHECKPOINT, bundled_restorers
+
+    if source.startswith("bundled:"):
+        return source.split(":", 1)[1] in bundled_restorers()
+    for config in (Path(source) / CONFIG_NAME, Path(source) / RUN_CHECKPOINT / CONFIG_NAME):
+        if config.is_file():
+            try:
+                return json.loads(config.read_text()).get("model_type") == RESTORER_MODEL_TYPE
+            except (OSError, ValueError, AttributeError):
+                return False                  # the loader then says what is wrong with it
+    return False
+
+
+def _cmd_export(args) -> int:
+    from msr_lib.models import export_restorer, export_separator
+
+    out = (export_restorer if _is_restorer(args.source) else export_separator)(args.source, args.out)
     size = sum(p.stat().st_size for p in out.iterdir())
     print(f"exported {args.source} -> {out} (fp16, {size / 1e6:.1f} MB)")
     return 0

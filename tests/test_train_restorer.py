@@ -88,3 +88,12 @@ def test_bad_requests_fail_in_one_line(generalist, songs, tmp_path, capsys):
         train_restorer("bass", generalist, preset=QUICK, resume=True, train_songs=songs[0], valid_songs=songs[1])
     assert main(["train", "restorer", "--stem", "all", "--out", str(tmp_path / "z"), "--source", "separated"]) == 2
     assert "--source separated needs --cache" in capsys.readouterr().err
+
+
+def test_msr_export_writes_an_fp16_restorer(generalist, tmp_path, capsys):
+    assert main(["export", str(generalist), "--out", str(tmp_path / "exported")]) == 0
+    assert "fp16" in capsys.readouterr().out
+    exported, original = load_restorer(tmp_path / "exported"), load_restorer(generalist)
+    assert exported.stem == "all"
+    for a, b in zip(exported.model.state_dict().values(), original.model.state_dict().values()):
+        assert torch.allclose(a, b.half().float())
