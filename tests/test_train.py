@@ -311,6 +311,10 @@ def test_resume_after_interrupt_gives_the_same_losses(pretrain_run, songs, tmp_p
     kwargs = dict(preset=QUICK, init=pretrain_run, steps=4, train_songs=songs[0], valid_songs=songs[1],
                   progress=False)
     train_separator("lora-clean", tmp_path / "whole", **kwargs)
+    from safetensors.torch import load_file
+
+    adapter = load_file(tmp_path / "whole" / "checkpoint" / "lora_adapter.safetensors")   # beside the merged model
+    assert adapter and all("lora_" in key for key in adapter)
 
     interrupt_after_step(monkeypatch, 2, lambda: train_separator("lora-clean", tmp_path / "parts", **kwargs))
     state = torch.load(tmp_path / "parts" / "checkpoint" / "train_state.pt", weights_only=True)

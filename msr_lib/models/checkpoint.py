@@ -132,10 +132,12 @@ def save_separator(
 
 
 def write_separator_files(
-    model: nn.Module, folder, *, stems, extra: dict | None = None, dtype: torch.dtype | None = None
+    model: nn.Module, folder, *, stems, extra: dict | None = None, dtype: torch.dtype | None = None,
+    adapter: Mapping | None = None,
 ) -> None:
     """Write ``config.json`` + ``model.safetensors`` into an existing (e.g. temporary) folder; see
-    :func:`save_separator`, which wraps this in an atomic folder."""
+    :func:`save_separator`, which wraps this in an atomic folder. ``adapter``: the LoRA weights the model was
+    merged from (a peft adapter state dict), written beside it as :data:`ADAPTER_NAME` (a LoRA stage's run)."""
     if isinstance(model, Separator):
         model = model.model
     if not isinstance(model, BSRoformer):
@@ -145,7 +147,10 @@ def write_separator_files(
         "model_type": "bs_roformer", "model": _json_model_config(model), "stems": stems, "sample_rate": SAMPLE_RATE,
         "format_version": FORMAT_VERSION, **_checked_extra(extra, _RESERVED, "save_separator"),
     }
-    _write_files(Path(folder), config, {WEIGHTS_NAME: _tensors(model.state_dict(), dtype)}, "save_separator")
+    weights = {WEIGHTS_NAME: _tensors(model.state_dict(), dtype)}
+    if adapter is not None:
+        weights[ADAPTER_NAME] = _tensors(adapter, dtype)
+    _write_files(Path(folder), config, weights, "save_separator")
 
 
 def _json_model_config(model: nn.Module) -> dict:

@@ -352,15 +352,13 @@ def train_separator(
 
     def save_model(m, folder):
         plain = merge_lora(m)
-        write_separator_files(plain, folder, stems=stems, extra={"training": {k: info[k] for k in (
-            "stage", "preset", "init", "trainable_parameters", "total_parameters")}})
+        adapter = None
         if plain is not m:
             from peft import get_peft_model_state_dict
-            from safetensors.torch import save_file
 
-            adapter = {k: v.detach().cpu().contiguous() for k, v in get_peft_model_state_dict(m).items()}
-            save_file(adapter, str(Path(folder) / "lora_adapter.safetensors"))
-            os.chmod(Path(folder) / "lora_adapter.safetensors", 0o644)
+            adapter = get_peft_model_state_dict(m)
+        write_separator_files(plain, folder, stems=stems, adapter=adapter, extra={"training": {k: info[k] for k in (
+            "stage", "preset", "init", "trainable_parameters", "total_parameters")}})
 
     return train(model, train_data, config=config, out_dir=out_dir, loss_fn=loss_fn, save_model=save_model,
                  validate_fn=validate_fn, resume=resume, device=device, progress=progress, describe=stage,
