@@ -4,7 +4,8 @@ For each configuration, in this one process (the paper's sizes are the peer): we
 block and for the whole generator as a real-time factor per **stereo** stem at 44.1 kHz (wall seconds / audio
 seconds; median of ``--repeats`` runs over ``--seconds`` of noise-like audio, after one warm-up run), and the time of
 one generator training step (L1 on the waveform, forward + backward + AdamW) on 4 × 1 s mono items, the issue's
-yardstick for the paper's generator (1.8 s/step measured there).
+yardstick for the paper's generator (1.8 s/step measured there); then, per ``--gan-presets``, the whole training
+step of that preset's restorer (reconstruction-only, and adversarial: discriminator + generator) per audio second.
 
     .venv/bin/python benchmarks/bench_restorer.py [--configs paper,tiny,...] [--seconds 8] [--repeats 3] [--threads 2]
 
@@ -91,6 +92,42 @@ def training_step_seconds(model: HiFiPlusPlus, repeats: int) -> float:
     return result
 
 
+def gan_step_seconds(preset_name: str, repeats: int) -> dict[str, float]:
+    """Seconds per training step of the preset's restorer with its discriminator, on noise-like stereo items of the
+    preset's batch and chunk: the reconstruction-only step and the adversarial step (discriminator update, then
+    generator update), as :mod:`msr_lib.train.restorer` computes them; and each per second of training audio."""
+    from msr_lib.presets import get_preset
+    from msr_lib.train.restorer import (build_discriminator, build_restorer, discriminator_batch_loss,
+                                        restoration_batch_loss)
+
+    preset = get_preset(preset_name)
+    torch.manual_seed(0)
+    generator, critic = build_restorer(preset).train(), build_discriminator(preset).train()
+    g_opt, d_opt = torch.optim.AdamW(generator.parameters()), torch.optim.AdamW(critic.parameters())
+    settings = preset.restorer["train"]
+    samples = int(settings["chunk_seconds"] * generator.sample_rate)
+    batch = {"input": 0.1 * torch.randn(settings["batch_size"], 2, samples),
+             "target": 0.1 * torch.randn(settings["batch_size"], 2, samples)}
+
+    def generator_step(adversarial: bool):
+        g_opt.zero_grad(set_to_none=True)
+        critic.requires_grad_(False)
+        restoration_batch_loss(generator, batch, critic if adversarial else None)[0].backward()
+        critic.requires_grad_(True)
+        g_opt.step()
+
+    def adversarial_step():
+        d_opt.zero_grad(set_to_none=True)
+        discriminator_batch_loss(critic, generator, batch)[0].backward()
+        d_opt.step()
+        generator_step(True)
+
+    audio_seconds = settings["batch_size"] * settings["chunk_seconds"]
+    reconstruction = _timed(lambda: generator_step(False), repeats)
+    adversarial = _timed(adversarial_step, repeats)
+    return {"reconstruction": reconstruction, "adversarial": adversarial, "audio_seconds": audio_seconds}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated, from {', '.join(CONFIGS)}")
@@ -98,6 +135,8 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     parser.add_argument("--no-train", action="store_true", help="skip the training-step timing")
+    parser.add_argument("--gan-presets", default="quick,laptop",
+                        help="presets whose whole training step (generator + discriminator) is timed ('' for none)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -122,6 +161,11 @@ def main(argv=None) -> int:
         ratio = f"{paper_rtf / times['whole']:>6.1f}x" if paper_rtf else f"{'':>7}"
         print(f"{name:<18} {weights['total']:>9,} {cells} {times['whole']:>10.3f} {ratio} {train:>12.2f}")
     print("block cells: seconds per stereo second, then weights; RTF stereo: the whole generator, wall / audio seconds")
+    for name in [n.strip() for n in args.gan_presets.split(",") if n.strip()]:
+        t = gan_step_seconds(name, args.repeats)
+        print(f"{name} preset training step ({t['audio_seconds']:g} s of stereo audio): reconstruction only "
+              f"{t['reconstruction']:.2f} s ({t['reconstruction'] / t['audio_seconds']:.2f} s per audio second), "
+              f"adversarial {t['adversarial']:.2f} s ({t['adversarial'] / t['audio_seconds']:.2f} s per audio second)")
     return 0
 
 
