@@ -17,6 +17,10 @@ RTF per stereo stem ``paper`` 1.03 (1.66 M weights, upsampler 0.77 of it; train 
 (38 k; its every-bin mask net 0.065), ``tiny+bands`` 0.026, ``tiny22`` 0.080, ``tiny22+bands`` 0.019 (53× cheaper
 than the paper's sizes; train step 0.15 s), ``tiny22+bands-mrf`` 0.017. What buys the most: the mask U-Net on 64
 mel bands instead of 513 bins (9× on that block), then the 22.05 kHz inside for the waveform blocks.
+A second run (same settings, a helper's tests running beside it, load average 4): ``paper`` 0.51, ``tiny`` 0.077,
+``tiny+bands`` 0.020, ``tiny22+bands`` 0.018, ``tiny22+bands-mrf`` 0.017 — the small configurations repeat, the
+paper's upsampler (0.21 against 0.77) does not: read its row as 0.5–1.0. Whole training steps (``--gan-presets``):
+``quick`` 0.12 s reconstruction-only / 0.23 s adversarial per 1 s step; ``laptop`` (4 × 1 s stereo) 0.39 s / 0.92 s.
 """
 from __future__ import annotations
 
