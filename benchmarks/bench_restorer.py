@@ -33,7 +33,7 @@ import torch
 
 from msr_lib.metrics import resample_torch
 from msr_lib.models.hifipp import HiFiPlusPlus, block_parameters
-from msr_lib.presets import PAPER_RESTORER
+from msr_lib.presets import PAPER_RESTORER, PRESETS
 
 _SMALL = dict(rate_divisor=2, hop=256, upsample_rates=(8, 8, 4))
 CONFIGS = {
@@ -43,6 +43,8 @@ CONFIGS = {
     "tiny22": _SMALL,
     "tiny22+bands": {**_SMALL, "mask_bands": 64},
     "tiny22+bands-mrf": {**_SMALL, "mask_bands": 64, "resblock_kernels": ()},
+    # each preset's restorer (preset:paper is the paper's sizes again)
+    **{f"preset:{name}": preset.restorer["model"] for name, preset in PRESETS.items()},
 }
 
 
@@ -134,7 +136,8 @@ def gan_step_seconds(preset_name: str, repeats: int) -> dict[str, float]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated, from {', '.join(CONFIGS)}")
+    parser.add_argument("--configs", default=",".join(n for n in CONFIGS if n != "preset:paper"),
+                        help=f"comma-separated, from {', '.join(CONFIGS)}")
     parser.add_argument("--seconds", type=float, default=8.0, help="stereo audio per timed inference run")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
