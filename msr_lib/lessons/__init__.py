@@ -2,9 +2,14 @@
 
 - :func:`prepare_songs` renders (once) the preset's training and validation songs;
 - :func:`lesson_run` trains a curriculum stage into ``data_dir()/runs/<preset>/<stage>`` or reuses the run there;
-- :func:`warm_start` is the 4-stem separator the curriculum's later stages start from.
+- :func:`warm_start` is the 4-stem separator the curriculum's later stages start from;
+- :func:`restorer_run` trains a HiFi++ restorer (the generalist or a stem's expert) into
+  ``data_dir()/runs/<preset>/restorer-<name>`` or reuses the run there, as :func:`lesson_run` does for separators;
+- :func:`generalist_restorer` is the generalist the lessons' experts start from: the bundled one when this checkout
+  ships it, else the lesson's own short run;
+- :func:`save_lora_adapter` writes a LoRA expert run's adapter alone (what such an expert costs on disk).
 
-Lesson: notebooks/03_bs_roformer.ipynb, notebooks/04_curriculum_lora.ipynb
+Lessons: notebooks/03_bs_roformer.ipynb, notebooks/04_curriculum_lora.ipynb, notebooks/05_hifipp_restorer.ipynb
 """
 from __future__ import annotations
 
@@ -15,10 +20,13 @@ from pathlib import Path
 from msr_lib.environment import data_dir
 from msr_lib.presets import Preset, get_preset
 
-__all__ = ["prepare_songs", "lesson_run", "warm_start", "BUNDLED_WARM_START"]
+__all__ = ["prepare_songs", "lesson_run", "warm_start", "BUNDLED_WARM_START", "restorer_run", "generalist_restorer",
+           "save_lora_adapter", "BUNDLED_GENERALIST"]
 
 #: the shipped 4-stem separator, trained far longer than a lesson can (docs/MODEL_CARD.md)
 BUNDLED_WARM_START = "bundled:4stem"
+#: the shipped generalist restorer (``load_restorer("bundled:generalist")``), once this checkout ships one
+BUNDLED_GENERALIST = "bundled:generalist"
 
 
 def _preset(preset: str | Preset | None) -> Preset:
@@ -94,3 +102,84 @@ def lesson_run(stage: str, *, preset: str | Preset | None = None, init=None, fre
         shutil.rmtree(run)  # started but no checkpoint yet: nothing to keep
     curriculum.train_separator(stage, run, preset=preset, init=init, **options)
     return run
+
+
+def restorer_run(stem: str, *, preset: str | Preset | None = None, init=None, method: str = "full",
+                 fresh: bool = False, name: str | None = None, **options) -> Path:
+    """The run folder of a restorer for the lessons: ``data_dir()/runs/<preset>/restorer-<name>``.
+
+    ``stem`` "all" is the generalist (default name ``generalist``); a stem's expert (default name the stem, with
+    ``-lora`` for ``method="lora"``) starts from ``init``, by default :func:`generalist_restorer`. As
+    :func:`lesson_run`: a finished run is reused, an interrupted one resumed, a missing one trained (``fresh=True``
+    starts over), and a run recorded with another ``init``, ``method`` or stem is trained again. ``options`` go to
+    :func:`~msr_lib.train.restorer.train_restorer` (e.g. ``steps``, ``on_log``, ``progress``).
+    """
+    import torch
+
+    from msr_lib.stems import canonical_stem
+    from msr_lib.train import restorer
+    from msr_lib.train.loop import CHECKPOINT, TRAIN_STATE
+
+    preset = _preset(preset)
+    stem = "all" if stem == "all" else canonical_stem(stem)
+    if init is None and stem != "all":
+        init = generalist_restorer(preset, progress=options.get("progress", True))
+    default = "generalist" if stem == "all" else stem + ("-lora" if method == "lora" else "")
+    run = data_dir() / "runs" / preset.name / f"restorer-{name or default}"
+    info = run / restorer.RUN_INFO
+    recorded = json.loads(info.read_text()) if info.is_file() else {}
+    wanted = {"init": str(init) if init is not None else None, "method": method, "stem": stem}
+    if run.exists() and (fresh or any(recorded.get(k, v) != v for k, v in wanted.items())):
+        shutil.rmtree(run)  # asked for, or the run was made another way: train it again
+    state_path = run / CHECKPOINT / TRAIN_STATE
+    if state_path.is_file():
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        role = "generalist" if stem == "all" else "expert"
+        if state["step"] >= (options.get("steps") or preset.restorer["train"]["roles"][role]["steps"]):
+            return run
+        restorer.train_restorer(stem, run, preset=preset, resume=True, **options)
+        return run
+    if run.exists():
+        shutil.rmtree(run)  # started but no checkpoint yet: nothing to keep
+    restorer.train_restorer(stem, run, preset=preset, init=init, method=method, **options)
+    return run
+
+
+def generalist_restorer(preset: str | Preset | None = None, *, progress: bool = True) -> str | Path:
+    """The generalist restorer the lessons start from: :data:`BUNDLED_GENERALIST` when this checkout ships it,
+    else the lesson's own short run, ``restorer_run("all")`` (trained first if it is missing)."""
+    from msr_lib.models.checkpoint import bundled_restorers
+
+    if BUNDLED_GENERALIST.split(":", 1)[1] in bundled_restorers():
+        return BUNDLED_GENERALIST
+    return restorer_run("all", preset=preset, progress=progress)
+
+
+def save_lora_adapter(run, folder, *, dtype=None) -> Path:
+    """Write the trained adapter of a LoRA expert run (``method="lora"``) as an adapter folder on the run's ``init``
+    (:func:`~msr_lib.models.checkpoint.save_restorer_adapter`: ``config.json`` + ``lora_adapter.safetensors``).
+
+    The run's own ``checkpoint/`` holds the adapter merged into a full restorer (it runs as fast as the base);
+    this folder holds the adapter weights alone — what the expert costs on disk next to its generalist. They come
+    from the run's resume state (the EMA weights, as in ``checkpoint/``). Returns the folder."""
+    import torch
+
+    from msr_lib.errors import MSRError
+    from msr_lib.models.checkpoint import save_restorer_adapter
+    from msr_lib.train.curriculum import apply_lora
+    from msr_lib.train.loop import CHECKPOINT, TRAIN_STATE
+    from msr_lib.train.restorer import RESTORER_LORA, RUN_INFO, _lora_targets, build_restorer
+
+    run = Path(run)
+    info_path, state_path = run / RUN_INFO, run / CHECKPOINT / TRAIN_STATE
+    if not (info_path.is_file() and state_path.is_file()):
+        raise MSRError(f"{run} is not a finished restorer run (no {RUN_INFO} or {CHECKPOINT}/{TRAIN_STATE})")
+    info = json.loads(info_path.read_text())
+    if info.get("method") != "lora":
+        raise MSRError(f"{run} trained its restorer with method {info.get('method')!r}, not LoRA: it has no adapter")
+    generator = build_restorer(_preset(info.get("preset")), init=info["init"])
+    settings = {**RESTORER_LORA, "target_modules": _lora_targets(generator)}
+    model = apply_lora(generator, **settings)
+    model.load_state_dict(torch.load(state_path, map_location="cpu", weights_only=True)["ema"])
+    return save_restorer_adapter(model, folder, stem=info["stem"], base=info["init"], lora_config=settings,
+                                 dtype=dtype)
