@@ -1,6 +1,6 @@
 """Training curves for the lessons: a finished run's log as a figure, and a live plot that a training loop feeds.
 
-Lessons: notebooks/03_bs_roformer.ipynb, notebooks/04_curriculum_lora.ipynb
+Lessons: notebooks/03_bs_roformer.ipynb, notebooks/04_curriculum_lora.ipynb, notebooks/05_hifipp_restorer.ipynb
 
 A run's log (:func:`msr_lib.train.loop.read_log`) is a list of rows: training rows ``{"step", "loss", "l1", "stft",
 "neg_si_snr", "lr", "grad_norm", ...}`` and validation rows ``{"step", "valid/mms", "valid/mms/<stem>", ...}`` (the
@@ -11,12 +11,16 @@ first one at step 0: the model before training).
 2. the SI-SNR part, logged as ``neg_si_snr`` (−SI-SNR in dB: lower is better),
 3. validation Multi-Mel-SNR per stem (thin lines) and their mean (thick black line), higher is better.
 
-:class:`LiveLossPlot` is an ``on_log`` callback (``lesson_run(..., on_log=live)``) that redraws that figure in place
-in a notebook every ``every`` rows.
+:func:`plot_restorer_log` draws a restorer run's log (:mod:`msr_lib.train.restorer`): the reconstruction loss and
+its parts, the adversarial phase (generator LSGAN, feature matching, discriminator), and validation Multi-Mel-SNR of
+the restored stems against their inputs.
+
+:class:`LiveLossPlot` is an ``on_log`` callback (``lesson_run(..., on_log=live)``) that redraws one of these figures
+in place in a notebook every ``every`` rows (``plot=plot_restorer_log`` for a restorer).
 """
 from __future__ import annotations
 
-__all__ = ["LOSS_PARTS", "training_rows", "validation_rows", "plot_training_log", "LiveLossPlot"]
+__all__ = ["LOSS_PARTS", "training_rows", "validation_rows", "plot_training_log", "plot_restorer_log", "LiveLossPlot"]
 
 #: the training-row keys drawn in the first panel (total, then the relative-error parts)
 LOSS_PARTS = ("loss", "l1", "stft")
@@ -86,17 +90,56 @@ def plot_training_log(rows, *, title: str = "", fig=None):
     return fig
 
 
+def plot_restorer_log(rows, *, title: str = "", adversarial_from: int | None = None, fig=None):
+    """Draw a restorer run's log as three panels: reconstruction (total, STFT and mel parts), the adversarial phase
+    (generator LSGAN, feature matching, discriminator LSGAN; the dotted line is LSGAN's "cannot tell" level 1, the
+    dashed one ``adversarial_from``), validation Multi-Mel-SNR of the restored stems and of their inputs."""
+    import matplotlib.pyplot as plt
+
+    rows = list(rows)
+    if fig is None:
+        fig = plt.figure(figsize=(14, 3.3))
+    fig.clf()
+    axes = fig.subplots(1, 3)
+    train_rows, valid_rows = training_rows(rows), validation_rows(rows)
+    panels = ((axes[0], {"reconstruction": "reconstruction", "stft": "STFT part", "mel_l1": "mel L1 part"}),
+              (axes[1], {"adversarial": "generator (LSGAN)", "feature_matching": "feature matching",
+                         "d_loss": "discriminator (LSGAN)"}),
+              (axes[2], {"valid/mms": "restored", "valid/mms_input": "input"}))
+    for ax, keys in panels:
+        for key, label in keys.items():
+            source = valid_rows if key.startswith("valid") else train_rows
+            points = [(r["step"], r[key]) for r in source if key in r]
+            if points:
+                ax.plot(*zip(*points), marker="o" if key.startswith("valid") else ".", label=label)
+    if adversarial_from is not None:
+        axes[1].axvline(adversarial_from + 0.5, color="0.5", ls="--", lw=1)
+    axes[1].axhline(1.0, color="0.5", ls=":", lw=1)
+    for ax, name in zip(axes, ("reconstruction loss", "adversarial phase", "validation Multi-Mel-SNR (dB)")):
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 class LiveLossPlot:
     """An ``on_log`` callback that keeps the rows it is given and redraws :func:`plot_training_log` in place.
 
-    ``every``: redraw after this many training rows (validation rows always redraw). In a notebook the figure is
+    ``every``: redraw after this many training rows (validation rows always redraw). ``plot``: the figure
+    (default :func:`plot_training_log`; :func:`plot_restorer_log` for a restorer), with ``plot_options`` (e.g.
+    ``adversarial_from``). In a notebook the figure is
     shown once through an ``IPython.display`` handle and then updated; outside one, nothing is displayed (the rows
     are still collected). Call :meth:`finish` with the run folder at the end: it redraws from the run's whole log, so
     a reused (already finished) or resumed run shows its full history too.
     """
 
-    def __init__(self, *, title: str = "", every: int = 5):
+    def __init__(self, *, title: str = "", every: int = 5, plot=None, **plot_options):
         self.title, self.every = title, max(1, int(every))
+        self.plot, self.plot_options = plot or plot_training_log, plot_options
         self.rows: list[dict] = []
         self.handle = None
         self.redraws = 0
@@ -109,7 +152,7 @@ class LiveLossPlot:
 
     def figure(self):
         """A new figure of the rows so far (the caller closes it)."""
-        return plot_training_log(self.rows, title=self.title)
+        return self.plot(self.rows, title=self.title, **self.plot_options)
 
     def redraw(self) -> None:
         """Draw the rows so far into the notebook output (first call displays, later calls update it)."""

@@ -154,12 +154,12 @@ def test_save_lora_adapter_writes_a_runs_trained_adapter(tmp_path):
     from msr_lib.models.hifipp import HiFiPlusPlus
     from msr_lib.presets import get_preset
     from msr_lib.train.curriculum import apply_lora, merge_lora
-    from msr_lib.train.restorer import RESTORER_LORA, _lora_targets
+    from msr_lib.train.restorer import RESTORER_LORA, lora_targets
 
     torch.manual_seed(0)
     base = save_restorer(HiFiPlusPlus(**get_preset("quick").restorer["model"]), tmp_path / "generalist", stem="all")
     generator = load_restorer(base).model
-    model = apply_lora(generator, **RESTORER_LORA, target_modules=_lora_targets(generator))
+    model = apply_lora(generator, **RESTORER_LORA, target_modules=lora_targets(generator))
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "lora_B" in name:

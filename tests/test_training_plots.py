@@ -96,3 +96,21 @@ def test_every_is_at_least_one(every):
     live = LiveLossPlot(every=every)
     live({"step": 1, "loss": 1.0})
     assert live.redraws == 1
+
+
+def test_plot_restorer_log_draws_the_reconstruction_the_gan_phase_and_validation():
+    from msr_lib.training_plots import plot_restorer_log
+
+    rows = [{"step": 0, "valid/mms": 1.0, "valid/mms_input": 1.0}]
+    for step in range(1, 7):
+        row = {"step": step, "loss": 2.0, "reconstruction": 2.0 - 0.1 * step, "stft": 1.0, "mel_l1": 1.0}
+        if step > 3:
+            row.update({"adversarial": 0.9, "feature_matching": 0.2, "d_loss": 0.5})
+        rows.append(row)
+    rows.append({"step": 6, "valid/mms": 1.5, "valid/mms_input": 1.0})
+    fig = plot_restorer_log(rows, title="t", adversarial_from=3)
+    reconstruction, adversarial, valid = fig.axes[:3]
+    assert [line.get_label() for line in reconstruction.get_lines()] == ["reconstruction", "STFT part", "mel L1 part"]
+    gan = {line.get_label(): list(line.get_xdata()) for line in adversarial.get_lines() if not line.get_label().startswith("_")}
+    assert gan == {"generator (LSGAN)": [4, 5, 6], "feature matching": [4, 5, 6], "discriminator (LSGAN)": [4, 5, 6]}
+    assert [list(line.get_ydata()) for line in valid.get_lines()] == [[1.0, 1.5], [1.0, 1.0]]

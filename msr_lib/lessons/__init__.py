@@ -168,7 +168,7 @@ def save_lora_adapter(run, folder, *, dtype=None) -> Path:
     from msr_lib.models.checkpoint import save_restorer_adapter
     from msr_lib.train.curriculum import apply_lora
     from msr_lib.train.loop import CHECKPOINT, TRAIN_STATE
-    from msr_lib.train.restorer import RESTORER_LORA, RUN_INFO, _lora_targets, build_restorer
+    from msr_lib.train.restorer import RESTORER_LORA, RUN_INFO, build_restorer, lora_targets
 
     run = Path(run)
     info_path, state_path = run / RUN_INFO, run / CHECKPOINT / TRAIN_STATE
@@ -178,7 +178,7 @@ def save_lora_adapter(run, folder, *, dtype=None) -> Path:
     if info.get("method") != "lora":
         raise MSRError(f"{run} trained its restorer with method {info.get('method')!r}, not LoRA: it has no adapter")
     generator = build_restorer(_preset(info.get("preset")), init=info["init"])
-    settings = {**RESTORER_LORA, "target_modules": _lora_targets(generator)}
+    settings = {**RESTORER_LORA, "target_modules": lora_targets(generator)}
     model = apply_lora(generator, **settings)
     model.load_state_dict(torch.load(state_path, map_location="cpu", weights_only=True)["ema"])
     return save_restorer_adapter(model, folder, stem=info["stem"], base=info["init"], lora_config=settings,

@@ -33,7 +33,8 @@ from msr_lib.presets import Preset, get_preset
 from msr_lib.stems import canonical_stem
 from msr_lib.train.loop import TrainConfig, TrainResult, train
 
-__all__ = ["train_restorer", "build_restorer", "build_discriminator", "restorer_train_config", "RESTORER_METHODS"]
+__all__ = ["train_restorer", "build_restorer", "build_discriminator", "restorer_train_config", "lora_targets",
+           "RESTORER_METHODS"]
 
 RUN_INFO = "run.json"
 RESTORER_METHODS = ("full", "lora")
@@ -122,7 +123,8 @@ def restoration_scores(model: nn.Module, batches: list[dict]) -> dict[str, float
     return {"mms": mms, "mms_input": mms_input, "gain": mms - mms_input}
 
 
-def _lora_targets(model: nn.Module) -> list[str]:
+def lora_targets(model: nn.Module) -> list[str]:
+    """The modules a restorer's LoRA adapters go on: every undilated Conv1d/Conv2d (see :data:`RESTORER_LORA`)."""
     return [name for name, module in model.named_modules()
             if type(module) in (nn.Conv1d, nn.Conv2d) and all(d == 1 for d in module.dilation)]
 
@@ -185,7 +187,7 @@ def train_restorer(
     if method == "lora":
         from msr_lib.train.curriculum import apply_lora
 
-        model = apply_lora(generator, **RESTORER_LORA, target_modules=_lora_targets(generator))
+        model = apply_lora(generator, **RESTORER_LORA, target_modules=lora_targets(generator))
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     info = {"model_kind": "restorer", "stem": stem, "method": method, "source": source, "preset": preset.name,
