@@ -4,6 +4,7 @@ import pytest
 from msr_lib import lessons
 from msr_lib.stems import FOUR_STEMS
 from msr_lib.train import curriculum
+from msr_lib.train.loop import RUN_INFO
 
 
 @pytest.fixture
@@ -55,7 +56,7 @@ def test_a_run_from_another_warm_start_is_trained_again(fake_training, tmp_path)
 
     run = tmp_path / "data" / "runs" / "quick" / "lora-clean"
     run.mkdir(parents=True)
-    (run / curriculum.RUN_INFO).write_text(json.dumps({"stage": "lora-clean", "init": "somewhere/else"}))
+    (run / RUN_INFO).write_text(json.dumps({"stage": "lora-clean", "init": "somewhere/else"}))
     (run / "stale.txt").write_text("from the old run")
     lessons.lesson_run("lora-clean", preset="quick", progress=False)
     assert fake_training == [("lora-clean", "bundled:4stem")] and not (run / "stale.txt").exists()
@@ -98,7 +99,7 @@ def fake_restorer_training(tmp_path, monkeypatch):
         calls.append((stem, init, method, resume))
         (out_dir / "checkpoint").mkdir(parents=True, exist_ok=True)
         if not resume:
-            (out_dir / restorer.RUN_INFO).write_text(json.dumps(
+            (out_dir / RUN_INFO).write_text(json.dumps(
                 {"stem": stem, "init": str(init) if init is not None else None, "method": method}))
         role = "generalist" if stem == "all" else "expert"
         steps = options.get("steps") or preset.restorer["train"]["roles"][role]["steps"]

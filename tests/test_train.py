@@ -353,7 +353,7 @@ def test_resume_refuses_changed_settings(pretrain_run, songs, tmp_path):
     with pytest.raises(MSRError, match="settings changed.*lr"):
         train_separator("pretrain", run, preset=QUICK, resume=True, lr=0.5, train_songs=songs[0],
                         valid_songs=songs[1], progress=False)
-    with pytest.raises(MSRError, match="is a 'pretrain' run"):
+    with pytest.raises(MSRError, match="holds a run of stage 'pretrain', not"):
         train_separator("lora-clean", run, preset=QUICK, resume=True, train_songs=songs[0], valid_songs=songs[1],
                         progress=False)
 

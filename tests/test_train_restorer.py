@@ -84,7 +84,7 @@ def test_bad_requests_fail_in_one_line(generalist, songs, tmp_path, capsys):
                        valid_songs=songs[1])
     with pytest.raises(MSRError, match="already holds a run"):
         train_restorer("all", generalist, preset=QUICK, train_songs=songs[0], valid_songs=songs[1])
-    with pytest.raises(MSRError, match="trains the 'all' restorer, not 'bass'"):
+    with pytest.raises(MSRError, match="holds a run of stem 'all', not 'bass'"):
         train_restorer("bass", generalist, preset=QUICK, resume=True, train_songs=songs[0], valid_songs=songs[1])
     assert main(["train", "restorer", "--stem", "all", "--out", str(tmp_path / "z"), "--source", "separated"]) == 2
     assert "--source separated needs --cache" in capsys.readouterr().err

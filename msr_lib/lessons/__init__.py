@@ -75,7 +75,7 @@ def lesson_run(stage: str, *, preset: str | Preset | None = None, init=None, fre
     import torch
 
     from msr_lib.train import curriculum
-    from msr_lib.train.loop import CHECKPOINT, TRAIN_STATE
+    from msr_lib.train.loop import CHECKPOINT, RUN_INFO, TRAIN_STATE
 
     preset = _preset(preset)
     spec = curriculum.get_stage(stage)
@@ -86,7 +86,7 @@ def lesson_run(stage: str, *, preset: str | Preset | None = None, init=None, fre
         init = (warm_start(preset, progress=progress) if previous.starts_from is None
                 else lesson_run(previous.name, preset=preset, progress=progress))
     run = data_dir() / "runs" / preset.name / (name or stage)
-    info = run / curriculum.RUN_INFO
+    info = run / RUN_INFO
     recorded = json.loads(info.read_text()).get("init") if info.is_file() else None
     if run.exists() and (fresh or recorded != (str(init) if init is not None else None)):
         shutil.rmtree(run)  # asked for, or the run started from another warm start: train it again
@@ -118,7 +118,7 @@ def restorer_run(stem: str, *, preset: str | Preset | None = None, init=None, me
 
     from msr_lib.stems import canonical_stem
     from msr_lib.train import restorer
-    from msr_lib.train.loop import CHECKPOINT, TRAIN_STATE
+    from msr_lib.train.loop import CHECKPOINT, RUN_INFO, TRAIN_STATE
 
     preset = _preset(preset)
     stem = "all" if stem == "all" else canonical_stem(stem)
@@ -126,7 +126,7 @@ def restorer_run(stem: str, *, preset: str | Preset | None = None, init=None, me
         init = generalist_restorer(preset, progress=options.get("progress", True))
     default = "generalist" if stem == "all" else stem + ("-lora" if method == "lora" else "")
     run = data_dir() / "runs" / preset.name / f"restorer-{name or default}"
-    info = run / restorer.RUN_INFO
+    info = run / RUN_INFO
     recorded = json.loads(info.read_text()) if info.is_file() else {}
     wanted = {"init": str(init) if init is not None else None, "method": method, "stem": stem}
     if run.exists() and (fresh or any(recorded.get(k, v) != v for k, v in wanted.items())):
@@ -167,8 +167,8 @@ def save_lora_adapter(run, folder, *, dtype=None) -> Path:
     from msr_lib.errors import MSRError
     from msr_lib.models.checkpoint import save_restorer_adapter
     from msr_lib.train.curriculum import apply_lora
-    from msr_lib.train.loop import CHECKPOINT, TRAIN_STATE
-    from msr_lib.train.restorer import RESTORER_LORA, RUN_INFO, build_restorer, lora_targets
+    from msr_lib.train.loop import CHECKPOINT, RUN_INFO, TRAIN_STATE
+    from msr_lib.train.restorer import RESTORER_LORA, build_restorer, lora_targets
 
     run = Path(run)
     info_path, state_path = run / RUN_INFO, run / CHECKPOINT / TRAIN_STATE

@@ -57,15 +57,14 @@ from msr_lib.models.bs_roformer import BSRoformer
 from msr_lib.models.checkpoint import load_separator, write_separator_files
 from msr_lib.presets import Preset, get_preset
 from msr_lib.stems import FOUR_STEMS, STEMS
-from msr_lib.train.loop import CHECKPOINT, TrainConfig, TrainResult, train, trainable_parameters
+from msr_lib.train.loop import RUN_INFO, TrainConfig, TrainResult, recorded_run, train, trainable_parameters
 from msr_lib.train.losses import separation_loss
 
 __all__ = [
     "STAGES", "Stage", "get_stage", "full_fine_tune", "LORA", "apply_lora", "merge_lora", "expand_stems",
-    "build_stage_model", "trained_outputs", "match_mix_level", "stage_train_config", "train_separator", "RUN_INFO",
+    "build_stage_model", "trained_outputs", "match_mix_level", "stage_train_config", "train_separator",
 ]
 
-RUN_INFO = "run.json"
 #: CP-JKU's LoRA settings.
 LORA = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.05, "target_modules": ["to_q", "to_v"]}
 TRAINS = ("all", "lora", "new-heads")
@@ -286,16 +285,10 @@ def train_separator(
     preset = preset if isinstance(preset, Preset) else get_preset(preset)
     out_dir = Path(out_dir)
     info_path = out_dir / RUN_INFO
-    if resume:
-        if not info_path.is_file():
-            raise MSRError(f"cannot resume: {info_path} does not exist (start without --resume)")
-        info = json.loads(info_path.read_text())
-        if info["stage"] != stage:
-            raise MSRError(f"cannot resume: {out_dir} is a {info['stage']!r} run, not {stage!r}")
-        init = info.get("init") if init is None else init
-        method = info.get("method", method)
-    elif (out_dir / CHECKPOINT).exists():
-        raise MSRError(f"{out_dir} already holds a run; pass --resume to continue it or choose another --out")
+    recorded = recorded_run(out_dir, resume=resume, identity={"stage": stage})
+    if recorded is not None:
+        init = recorded.get("init") if init is None else init
+        method = recorded.get("method", method)
     if method not in ("lora", "full"):
         raise MSRError(f"method must be 'lora' or 'full', got {method!r}")
     spec = full_fine_tune(get_stage(stage)) if method == "full" else get_stage(stage)

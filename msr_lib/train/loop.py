@@ -49,12 +49,13 @@ from msr_lib.errors import MSRError
 
 __all__ = [
     "TrainConfig", "TrainResult", "StepBatches", "train", "read_log", "trainable_parameters", "lr_at_step",
-    "CHECKPOINT", "LOG", "TRAIN_STATE",
+    "CHECKPOINT", "LOG", "TRAIN_STATE", "RUN_INFO", "recorded_run",
 ]
 
 CHECKPOINT = "checkpoint"
 LOG = "log.jsonl"
 TRAIN_STATE = "train_state.pt"
+RUN_INFO = "run.json"  # what a run trains and from what (written by the separator's and the restorer's trainers)
 
 
 @dataclass
@@ -115,6 +116,25 @@ def lr_at_step(config: TrainConfig, step: int) -> float:
     progress = min(1.0, (step - config.warmup_steps) / span)
     floor = config.lr * config.min_lr_ratio
     return floor + (config.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def recorded_run(out_dir, *, resume: bool, identity: dict) -> dict | None:
+    """Check a run folder before training into it. With ``resume``: its recorded :data:`RUN_INFO`, which must
+    agree with ``identity`` (e.g. ``{"stage": "pretrain"}``); without: ``None``, refusing a folder that already
+    holds a checkpoint. Each refusal is one :class:`MSRError` line."""
+    out_dir = Path(out_dir)
+    info_path = out_dir / RUN_INFO
+    if not resume:
+        if (out_dir / CHECKPOINT).exists():
+            raise MSRError(f"{out_dir} already holds a run; pass --resume to continue it or choose another --out")
+        return None
+    if not info_path.is_file():
+        raise MSRError(f"cannot resume: {info_path} does not exist (start without --resume)")
+    info = json.loads(info_path.read_text())
+    for key, value in identity.items():
+        if info.get(key) != value:
+            raise MSRError(f"cannot resume: {out_dir} holds a run of {key} {info.get(key)!r}, not {value!r}")
+    return info
 
 
 class StepBatches(torch.utils.data.Sampler):

@@ -31,12 +31,11 @@ from torch import nn
 from msr_lib.errors import MSRError
 from msr_lib.presets import Preset, get_preset
 from msr_lib.stems import canonical_stem
-from msr_lib.train.loop import TrainConfig, TrainResult, train
+from msr_lib.train.loop import RUN_INFO, TrainConfig, TrainResult, recorded_run, train
 
 __all__ = ["train_restorer", "build_restorer", "build_discriminator", "restorer_train_config", "lora_targets",
            "RESTORER_METHODS"]
 
-RUN_INFO = "run.json"
 RESTORER_METHODS = ("full", "lora")
 #: LoRA on the restorer: rank and scale, on every undilated convolution (peft 0.21 has no LoRA for transposed
 #: convolutions and ignores a convolution's dilation)
@@ -162,15 +161,9 @@ def train_restorer(
     stem = "all" if stem == "all" else canonical_stem(stem)      # an unknown name fails here, in one line
     out_dir = Path(out_dir)
     info_path = out_dir / RUN_INFO
-    if resume:
-        if not info_path.is_file():
-            raise MSRError(f"cannot resume: {info_path} does not exist (start without --resume)")
-        info = json.loads(info_path.read_text())
-        if info.get("stem") != stem:
-            raise MSRError(f"cannot resume: {out_dir} trains the {info.get('stem')!r} restorer, not {stem!r}")
-        init, method, source = info.get("init"), info.get("method", method), info.get("source", source)
-    elif (out_dir / "checkpoint").exists():
-        raise MSRError(f"{out_dir} already holds a run; pass --resume to continue it or choose another --out")
+    recorded = recorded_run(out_dir, resume=resume, identity={"model_kind": "restorer", "stem": stem})
+    if recorded is not None:
+        init, method, source = recorded.get("init"), recorded.get("method", method), recorded.get("source", source)
     if method not in RESTORER_METHODS:
         raise MSRError(f"method must be one of {', '.join(RESTORER_METHODS)}, got {method!r}")
     if method == "lora" and init is None:
