@@ -44,3 +44,14 @@ def tiny_io():
     from safetensors.torch import load_file
 
     return load_file(MSST_FIXTURES / "tiny_io.safetensors")
+
+
+@pytest.fixture(scope="session")
+def songs(tmp_path_factory):
+    """Training and validation song folders for the training tests: 3 + 1 quick songs of 3 s (seeds 1000, 2000)."""
+    from msr_lib.data.synth import synthesize_songs
+
+    root = tmp_path_factory.mktemp("songs")
+    synthesize_songs(root / "train", songs=3, seconds=3.0, seed=1000, progress=False, workers=1)
+    synthesize_songs(root / "valid", songs=1, seconds=3.0, seed=2000, progress=False, workers=1)
+    return root / "train", root / "valid"

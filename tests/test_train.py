@@ -24,16 +24,6 @@ QUICK = get_preset("quick")
 
 
 @pytest.fixture(scope="session")
-def songs(tmp_path_factory):
-    from msr_lib.data.synth import synthesize_songs
-
-    root = tmp_path_factory.mktemp("songs")
-    synthesize_songs(root / "train", songs=3, seconds=3.0, seed=1000, progress=False, workers=1)
-    synthesize_songs(root / "valid", songs=1, seconds=3.0, seed=2000, progress=False, workers=1)
-    return root / "train", root / "valid"
-
-
-@pytest.fixture(scope="session")
 def pretrain_run(songs, tmp_path_factory):
     run = tmp_path_factory.mktemp("runs") / "pretrain"
     train_separator("pretrain", run, preset=QUICK, train_songs=songs[0], valid_songs=songs[1], progress=False)

@@ -15,16 +15,6 @@ QUICK = get_preset("quick")
 
 
 @pytest.fixture(scope="module")
-def songs(tmp_path_factory):
-    from msr_lib.data.synth import synthesize_songs
-
-    root = tmp_path_factory.mktemp("restorer_songs")
-    synthesize_songs(root / "train", songs=2, seconds=3.0, seed=1000, progress=False, workers=1)
-    synthesize_songs(root / "valid", songs=1, seconds=3.0, seed=2000, progress=False, workers=1)
-    return root / "train", root / "valid"
-
-
-@pytest.fixture(scope="module")
 def generalist(songs, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "generalist"
     train_restorer("all", out, preset=QUICK, train_songs=songs[0], valid_songs=songs[1], progress=False)
