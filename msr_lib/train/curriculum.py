@@ -57,7 +57,8 @@ from msr_lib.models.bs_roformer import BSRoformer
 from msr_lib.models.checkpoint import load_separator, write_separator_files
 from msr_lib.presets import Preset, get_preset
 from msr_lib.stems import FOUR_STEMS, STEMS
-from msr_lib.train.loop import RUN_INFO, TrainConfig, TrainResult, recorded_run, train, trainable_parameters
+from msr_lib.train.loop import (RUN_INFO, TrainConfig, TrainResult, fixed_batches, recorded_run, train,
+                                trainable_parameters)
 from msr_lib.train.losses import separation_loss
 
 __all__ = [
@@ -329,10 +330,7 @@ def train_separator(
         seed=12345, remix_prob=0.0, gain_db=(0.0, 0.0), degrade=True if mastered else None, preload=False,
     )
     size = config.batch_size  # validating 4 items × 4 s at once took 1.3 GB in the laptop preset, 2 items half that
-    valid_batches = [
-        {k: torch.stack([valid_data[i][k] for i in range(start, min(start + size, len(valid_data)))]) for k in
-         ("mixture", "targets", "active", "clean_mix")} for start in range(0, len(valid_data), size)
-    ]
+    valid_batches = fixed_batches(valid_data, ("mixture", "targets", "active", "clean_mix"), size)
     train_mask = None
     if spec.trains == "new-heads":  # the loss counts the outputs that train; the kept ones do not change
         train_mask = trained_outputs(model)

@@ -49,7 +49,7 @@ from msr_lib.errors import MSRError
 
 __all__ = [
     "TrainConfig", "TrainResult", "StepBatches", "train", "read_log", "trainable_parameters", "lr_at_step",
-    "CHECKPOINT", "LOG", "TRAIN_STATE", "RUN_INFO", "recorded_run",
+    "CHECKPOINT", "LOG", "TRAIN_STATE", "RUN_INFO", "recorded_run", "fixed_batches",
 ]
 
 CHECKPOINT = "checkpoint"
@@ -135,6 +135,14 @@ def recorded_run(out_dir, *, resume: bool, identity: dict) -> dict | None:
         if info.get(key) != value:
             raise MSRError(f"cannot resume: {out_dir} holds a run of {key} {info.get(key)!r}, not {value!r}")
     return info
+
+
+def fixed_batches(dataset, keys, batch_size: int) -> list[dict]:
+    """The whole of ``dataset`` as batches of ``batch_size`` items, the tensors under ``keys`` stacked: fixed
+    validation batches (each item is made once)."""
+    items = [dataset[i] for i in range(len(dataset))]
+    return [{k: torch.stack([item[k] for item in items[start:start + batch_size]]) for k in keys}
+            for start in range(0, len(items), batch_size)]
 
 
 class StepBatches(torch.utils.data.Sampler):
@@ -354,17 +362,14 @@ def train(
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / LOG).write_text("")  # a fresh run starts a fresh log
 
-    train_model = model
-    if world > 1:
-        train_model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[local_rank] if device.type == "cuda" else None
-        )
+    def data_parallel(module: nn.Module | None) -> nn.Module | None:
+        if module is None or world == 1:
+            return module
+        return nn.parallel.DistributedDataParallel(module, device_ids=[local_rank] if device.type == "cuda" else None)
+
+    train_model = data_parallel(model)
     forward_model = torch.compile(train_model) if config.compile else train_model
-    d_train_model = discriminator
-    if discriminator is not None and world > 1:
-        d_train_model = nn.parallel.DistributedDataParallel(
-            discriminator, device_ids=[local_rank] if device.type == "cuda" else None
-        )
+    d_train_model = data_parallel(discriminator)
     loader = torch.utils.data.DataLoader(
         train_data, batch_sampler=StepBatches(len(train_data), config.batch_size, step, config.steps, rank, world),
         num_workers=config.num_workers, pin_memory=device.type == "cuda",

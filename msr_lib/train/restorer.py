@@ -31,7 +31,7 @@ from torch import nn
 from msr_lib.errors import MSRError
 from msr_lib.presets import Preset, get_preset
 from msr_lib.stems import canonical_stem
-from msr_lib.train.loop import RUN_INFO, TrainConfig, TrainResult, recorded_run, train
+from msr_lib.train.loop import RUN_INFO, TrainConfig, TrainResult, fixed_batches, recorded_run, train
 
 __all__ = ["train_restorer", "build_restorer", "build_discriminator", "restorer_train_config", "lora_targets",
            "RESTORER_METHODS"]
@@ -109,16 +109,19 @@ def discriminator_batch_loss(discriminator: nn.Module, model: nn.Module, batch: 
                   "fake": float(torch.stack([f.detach().mean() for f, _ in fake]).mean())}
 
 
-def restoration_scores(model: nn.Module, batches: list[dict]) -> dict[str, float]:
-    """Mean Multi-Mel-SNR (dB) of the restored stems and of the inputs against the targets, and the gain."""
+def mean_multi_mel_snr(batches: list[dict], estimate) -> float:
+    """Mean Multi-Mel-SNR (dB) over the items of ``batches`` of ``estimate(batch)`` against ``batch["target"]``."""
     from msr_lib.audio import SAMPLE_RATE
     from msr_lib.metrics import multi_mel_snr_batch
 
-    restored, inputs = [], []
-    for batch in batches:
-        restored.append(multi_mel_snr_batch(model(batch["input"]), batch["target"], SAMPLE_RATE))
-        inputs.append(multi_mel_snr_batch(batch["input"], batch["target"], SAMPLE_RATE))
-    mms, mms_input = float(torch.cat(restored).nanmean()), float(torch.cat(inputs).nanmean())
+    scores = [multi_mel_snr_batch(estimate(batch), batch["target"], SAMPLE_RATE) for batch in batches]
+    return float(torch.cat(scores).nanmean())
+
+
+def restoration_scores(model: nn.Module, batches: list[dict], *, mms_input: float) -> dict[str, float]:
+    """Mean Multi-Mel-SNR (dB) of the restored stems against the targets, the inputs' (``mms_input``: the same at
+    every validation, so the caller computes it once with :func:`mean_multi_mel_snr`) and the gain."""
+    mms = mean_multi_mel_snr(batches, lambda batch: model(batch["input"]))
     return {"mms": mms, "mms_input": mms_input, "gain": mms - mms_input}
 
 
@@ -203,9 +206,8 @@ def train_restorer(
     valid_data = RestorationDataset(valid_songs, stems=stems, source=source, cache_dir=cache_dir,
                                     chunk_seconds=settings["valid_seconds"], length=settings["valid_items"],
                                     seed=12345)
-    size = config.batch_size
-    valid_batches = [{k: torch.stack([valid_data[i][k] for i in range(start, min(start + size, len(valid_data)))])
-                      for k in ("input", "target")} for start in range(0, len(valid_data), size)]
+    valid_batches = fixed_batches(valid_data, ("input", "target"), config.batch_size)
+    mms_input = mean_multi_mel_snr(valid_batches, lambda batch: batch["input"])     # the inputs do not change
 
     def save_model(m, folder):
         from msr_lib.train.curriculum import merge_lora
@@ -214,6 +216,7 @@ def train_restorer(
                              extra={"training": {k: info[k] for k in ("method", "source", "preset", "init")}})
 
     return train(model, train_data, config=config, out_dir=out_dir, loss_fn=restoration_batch_loss,
-                 save_model=save_model, validate_fn=lambda m: restoration_scores(m, valid_batches),
+                 save_model=save_model,
+                 validate_fn=lambda m: restoration_scores(m, valid_batches, mms_input=mms_input),
                  discriminator=build_discriminator(preset), discriminator_loss_fn=discriminator_batch_loss,
                  resume=resume, device=device, progress=progress, describe=f"restorer {stem}", on_log=on_log)
