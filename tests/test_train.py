@@ -406,3 +406,22 @@ def test_two_process_ddp_run_on_gloo(songs, tmp_path):
     state = torch.load(run / "checkpoint" / "train_state.pt", weights_only=True)
     assert state["step"] == 2
     assert load_separator(run).stems == FOUR_STEMS
+
+
+def test_two_process_ddp_runs_the_lora_and_expand_stages(songs, tmp_path):
+    """The bundled recipe's later stages under torchrun: LoRA (frozen base) and expand (new heads) train on 2 ranks."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MSR_DATA_DIR": str(tmp_path / "data")}
+    previous = None
+    for stage in ("pretrain", "lora-clean", "expand"):
+        run = tmp_path / stage
+        init = ["--init", str(previous)] if previous else []
+        result = subprocess.run(
+            [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
+             "msr_lib.cli", "train", "separator", "--stage", stage, "--preset", "quick", "--steps", "2",
+             "--batch-size", "1", "--out", str(run), "--data", str(songs[0]), "--valid-data", str(songs[1]), *init],
+            env=env, capture_output=True, text=True, timeout=300,
+        )
+        assert result.returncode == 0, f"{stage}: {result.stderr[-3000:]}"
+        assert [r["step"] for r in read_log(run) if "loss" in r] == [1, 2], stage
+        previous = run
+    assert len(load_separator(previous).stems) == 9
