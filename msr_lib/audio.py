@@ -72,6 +72,45 @@ def resample(audio: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
     return np.ascontiguousarray(out.T, dtype=np.float32)
 
 
+def resampled_length(length: int, orig_sr: int, target_sr: int) -> int:
+    """Samples that :func:`resample` (soxr) returns for ``length`` input samples: ``length·target/orig`` rounded
+    half up."""
+    return (2 * length * target_sr + orig_sr) // (2 * orig_sr)
+
+
+class Resampler:
+    """:func:`resample` as a stream (soxr's own streaming resampler, the same filter): push ``(channels, n)``
+    blocks, get resampled blocks back; :meth:`finish` flushes. The blocks add up to exactly ``length_out`` samples
+    (default :func:`resampled_length` of ``length_in``): trimmed past it, zero-padded up to it."""
+
+    def __init__(self, orig_sr: int, target_sr: int, *, channels: int, length_in: int, length_out: int | None = None):
+        if orig_sr <= 0 or target_sr <= 0:
+            raise AudioError(f"sample rates must be positive, got {orig_sr} → {target_sr}")
+        self.channels = channels
+        self.length = resampled_length(length_in, orig_sr, target_sr) if length_out is None else length_out
+        self._stream = None if orig_sr == target_sr else soxr.ResampleStream(
+            orig_sr, target_sr, channels, dtype="float32", quality="HQ")
+        self._done = 0
+
+    def push(self, block: np.ndarray) -> list[np.ndarray]:
+        if self._stream is not None:
+            block = self._stream.resample_chunk(np.ascontiguousarray(block.T, dtype=np.float32)).T
+        return self._fit(block)
+
+    def finish(self) -> list[np.ndarray]:
+        blocks = []
+        if self._stream is not None:
+            blocks += self._fit(self._stream.resample_chunk(np.zeros((0, self.channels), np.float32), last=True).T)
+        if self._done < self.length:
+            blocks += self._fit(np.zeros((self.channels, self.length - self._done), np.float32))
+        return blocks
+
+    def _fit(self, block: np.ndarray) -> list[np.ndarray]:
+        block = block[:, :max(0, self.length - self._done)]
+        self._done += block.shape[1]
+        return [np.ascontiguousarray(block, dtype=np.float32)] if block.shape[1] else []
+
+
 def check_audio(audio: np.ndarray, name: str = "audio") -> np.ndarray:
     """Validate an in-memory signal: 2-D ``(channels, samples)``, non-empty, finite. Returns float32."""
     audio = np.asarray(audio)

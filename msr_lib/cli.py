@@ -143,6 +143,58 @@ def _cmd_separate(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- msr restore
+def _add_restore(sub) -> None:
+    from msr_lib.presets import PRESETS
+
+    p = sub.add_parser("restore", help="the full pipeline: separate a song and restore every stem (one file each)")
+    p.add_argument("input", help="an audio file (any rate; mono or stereo), a song folder, or a folder of them")
+    p.add_argument("--out", required=True,
+                   help="output folder for <stem>.wav/.flac (a folder of inputs: one subfolder per song); each "
+                        "song's folder is written under a temporary name and moved into place when done")
+    p.add_argument("--separator", default=None, help="separator checkpoint (default: the preset's, bundled:8stem)")
+    p.add_argument("--restorers", default="bundled",
+                   help="bundled (each stem's shipped expert, else the generalist), one restorer for every stem, "
+                        "or a folder of restorer folders named by stem (default bundled)")
+    p.add_argument("--no-restore", action="store_true", help="separate only")
+    p.add_argument("--stems", default=None, help="comma-separated stems to write (default all)")
+    p.add_argument("--keep-separated", action="store_true",
+                   help="also write the separator's stems, before restoration, to OUT/separated/")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto: CUDA when available)")
+    p.add_argument("--chunk-seconds", type=float, default=None,
+                   help="separator chunk in seconds (default: the checkpoint's, else 8)")
+    p.add_argument("--overlap", type=float, default=None, help="fraction of a chunk shared with the next (default "
+                                                                "the preset's, 0.25)")
+    p.add_argument("--batch-size", type=int, default=None, help="chunks per forward pass (default the preset's)")
+    p.add_argument("--format", choices=["wav", "flac"], default="wav",
+                   help="wav (32-bit float) or flac (24-bit PCM) (default wav)")
+    p.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                   help="sizes and defaults; quick runs tiny untrained models (smoke checks) (default $MSR_PRESET "
+                        "or laptop)")
+    p.set_defaults(func=_cmd_restore)
+
+
+def _cmd_restore(args) -> int:
+    from msr_lib.environment import resolve_device
+    from msr_lib.pipeline import load_restorers, pipeline_models, restore_file, selected_stems, song_inputs
+
+    inputs = song_inputs(args.input, args.out)  # before loading the models, which can take a while
+    device = resolve_device(args.device)
+    restorers = None if args.no_restore else args.restorers
+    separator, restorers = pipeline_models(args.preset, separator=args.separator, restorers=restorers,
+                                           device=device)
+    stems = selected_stems(args.stems, separator)
+    restorers = load_restorers(restorers, stems, device=device)  # once for every song
+    for number, (song, out) in enumerate(inputs, 1):
+        paths = restore_file(song, out, separator=separator, restorers=restorers, stems=stems,
+                             keep_separated=args.keep_separated, output_format=args.format, device=device,
+                             chunk_seconds=args.chunk_seconds, overlap=args.overlap, batch_size=args.batch_size,
+                             preset=args.preset)
+        count = f"[{number}/{len(inputs)}] " if len(inputs) > 1 else ""
+        print(f"{count}wrote {len(paths)} stems ({', '.join(paths)}) of {song.name} to {out}")
+    return 0
+
+
 # ---------------------------------------------------------------- msr train separator
 def _add_train(sub) -> None:
     from msr_lib.presets import PRESETS
@@ -288,6 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_degrade(sub)
     _add_evaluate(sub)
     _add_separate(sub)
+    _add_restore(sub)
     _add_train(sub)
     _add_export(sub)
     return parser

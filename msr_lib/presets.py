@@ -21,6 +21,12 @@ BUNDLED_SOUND_SOURCES = ("fluidr3_gm", "musescore_general", "timgm6mb", "opl3_fm
 ENV_VAR = "MSR_PRESET"
 
 
+#: the pipeline's defaults (a preset overrides what it needs); the restorers train on 1-2 s chunks but are
+#: convolutional, so a longer inference chunk costs only memory
+PIPELINE = {"models": "bundled", "chunk_seconds": None, "restorer_chunk_seconds": 4.0, "overlap": 0.25,
+            "batch_size": 1}
+
+
 @dataclass(frozen=True)
 class Preset:
     """All sizes for one scale of work."""
@@ -41,6 +47,10 @@ class Preset:
     #: the HiFi++ restorer (msr_lib.train.restorer): ``model`` (HiFiPlusPlus keywords), ``discriminator`` (``kind``
     #: mel or stft, and its keywords), ``train`` (TrainConfig defaults, chunk/validation sizes, per-role overrides)
     restorer: dict = field(default_factory=dict)
+    #: the full pipeline (msr_lib.pipeline, ``msr restore``): ``models`` "bundled" (the shipped separator and
+    #: restorers) or "untrained" (tiny ones of this preset's sizes: smoke checks); separator ``chunk_seconds``
+    #: (None: the checkpoint's), ``restorer_chunk_seconds``, ``overlap``, chunks per forward ``batch_size``
+    pipeline: dict = field(default_factory=lambda: dict(PIPELINE))
 
 
 def _stages(pretrain: int, lora: int, expand: int, lr: float, *, pretrain_schedule: int | None = None) -> dict:
@@ -106,6 +116,7 @@ PRESETS: dict[str, Preset] = {
                   "train": {"batch_size": 2, "chunk_seconds": 0.5, "warmup_steps": 1, "validate_every": 2,
                             "checkpoint_every": 2, "valid_items": 2, "valid_seconds": 0.5,
                             "roles": _roles(4, 2, 1e-3)}},
+        pipeline={**PIPELINE, "models": "untrained", "chunk_seconds": 1.0, "restorer_chunk_seconds": 1.0},
     ),
     "laptop": Preset(
         name="laptop",
@@ -143,6 +154,7 @@ PRESETS: dict[str, Preset] = {
                   "train": {"batch_size": 16, "chunk_seconds": 2.0, "warmup_steps": 500, "validate_every": 1000,
                             "checkpoint_every": 1000, "num_workers": 8, "valid_items": 64, "valid_seconds": 4.0,
                             "roles": _roles(40000, 5000, 2e-4)}},
+        pipeline={**PIPELINE, "batch_size": 8},
     ),
     "paper": Preset(
         name="paper",

@@ -174,7 +174,7 @@ def test_separate_file_writes_stems_at_input_rate_and_length(tmp_path, rng, tiny
     out = tmp_path / "stems"
     paths = separate_file(src, out, tiny_separator, chunk_seconds=0.25, device="cpu", progress=False)
     assert list(paths) == list(STEMS4)
-    assert sorted(p.name for p in out.iterdir()) == sorted(f"{s}.wav" for s in STEMS4)
+    assert sorted(p.name for p in out.iterdir()) == sorted([f"{s}.wav" for s in STEMS4] + ["restore.json"])
     for name, path in paths.items():
         assert path == out / f"{name}.wav"
         info = sf.info(path)
@@ -237,7 +237,7 @@ def test_cli_separate_writes_stems(tmp_path, rng, saved_separator, capsys):
                  "--chunk-seconds", "0.5", "--overlap", "0.5", "--batch-size", "2", "--format", "flac"])
     assert code == 0
     assert str(out) in capsys.readouterr().out
-    assert sorted(p.name for p in out.iterdir()) == sorted(f"{s}.flac" for s in STEMS4)
+    assert sorted(p.name for p in out.iterdir()) == sorted([f"{s}.flac" for s in STEMS4] + ["restore.json"])
     info = sf.info(out / "drums.flac")
     assert (info.samplerate, info.frames, info.channels) == (32000, 30000, 2)
 
@@ -268,3 +268,31 @@ def test_cli_separate_bad_inputs(tmp_path, saved_separator, capsys):
     _fails_cleanly(["separate", str(good), "--out", str(out), "--model", "bundled:nonexistent"], out, capsys,
                    "no bundled separator")
     _fails_cleanly(["separate", str(good), "--out", str(out), *model, "--overlap", "1.5"], out, capsys, "overlap")
+
+
+# ---------------------------------------------------------------- streaming
+
+@pytest.mark.parametrize("blocks", [[1234], [1, 233, 1000], [50] * 24 + [34], [700, 534]])
+@pytest.mark.parametrize("batch_size", [1, 2])
+def test_streamed_overlap_add_equals_whole_signal_whatever_the_block_sizes(rng, blocks, batch_size):
+    """OverlapAdd returns the same samples however the input arrives; the blocks it returns add up to the length."""
+    from msr_lib.separate import OverlapAdd, crossfade_weights
+
+    mix = noise(rng, 2, sum(blocks))
+    starts, weights = crossfade_weights(mix.shape[1], 100, 60)
+    process = lambda x: torch.sin(3 * x)[:, None] * torch.tensor([1.0, -2.0])[None, :, None, None]  # noqa: E731
+    stream = OverlapAdd(process, length=mix.shape[1], chunk=100, hop=60, channels=2, out_shape=(2, 2),
+                        batch_size=batch_size)
+    out, at = [], 0
+    for n in blocks:
+        out += stream.push(mix[:, at:at + n])
+        at += n
+    out += stream.finish()
+    got = np.concatenate(out, axis=-1)
+    expected = np.zeros((2, 2, starts[-1] + 100))
+    padded = np.pad(mix, ((0, 0), (0, starts[-1] + 100 - mix.shape[1])))
+    for start, w in zip(starts, weights):
+        expected[..., start:start + 100] += process(torch.from_numpy(padded[None, :, start:start + 100]))[0].numpy() * w
+    assert got.shape == (2, 2, mix.shape[1])
+    np.testing.assert_allclose(got, expected[..., :mix.shape[1]], atol=1e-5)
+    assert max(b.shape[-1] for b in out) <= 100 + 60 * batch_size  # memory: a chunk and a batch of hops at most
