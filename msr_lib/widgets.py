@@ -1,6 +1,7 @@
 """Listening and exploration widgets for the lessons.
 
-Lessons: notebooks/00_welcome.ipynb, notebooks/01_data_and_mastering.ipynb (players appear in every lesson).
+Lessons: notebooks/00_welcome.ipynb, notebooks/01_data_and_mastering.ipynb (players appear in every lesson);
+the listening desk (stem browser, mixing desk): notebooks/06_full_pipeline.ipynb.
 
 Rules every player here follows (docs/DESIGN.md): never autoplay, never loop, never peak-normalise. When several
 signals are compared they share **one** gain: 1.0, unless one of them would clip the player, in which case all are
@@ -162,3 +163,200 @@ def effect_explorer(audio, process, controls: dict, sample_rate: int = SAMPLE_RA
     box = widgets.VBox(([widgets.HTML(f"<h4>{title}</h4>")] if title else []) + list(controls.values()) + [out])
     box.result = lambda: state["after"]
     return box
+
+
+# ---------------------------------------------------------------- the listening desk (lesson 06)
+
+def _rows_html(rows: dict) -> str:
+    """A small HTML table of ``{row: {column: number}}``."""
+    columns = list(dict.fromkeys(c for values in rows.values() for c in values))
+    head = "".join(f"<th style='padding:0 8px'>{c}</th>" for c in columns)
+    body = "".join(
+        f"<tr><td style='padding:0 8px'><b>{row}</b></td>" + "".join(
+            f"<td style='padding:0 8px;text-align:right'>{values[c]:+.2f}</td>" if isinstance(values.get(c), float)
+            else f"<td style='padding:0 8px'>{values.get(c, '')}</td>" for c in columns) + "</tr>"
+        for row, values in rows.items())
+    return f"<table style='font-family:monospace'><tr><th></th>{head}</tr>{body}</table>"
+
+
+def stem_browser(versions: dict, sample_rate: int = SAMPLE_RATE, *, mix=None, scores: dict | None = None,
+                 stem: str | None = None, seconds: float | None = None, spectrograms: bool = True):
+    """Pick a stem; hear and see every version of it side by side.
+
+    ``versions`` maps a version name (e.g. ``"separated"``, ``"restored"``, ``"reference"``) to ``{stem: audio}``;
+    ``mix`` (optional) plays first. The players of one stem share one gain (:func:`compare_players`), so a quieter
+    version sounds quieter; spectrograms use one colour range. ``scores`` maps a version to ``{stem: {metric: dB}}``
+    and shows that stem's rows. Returns the widget; ``widget.chooser.value`` is the stem on show,
+    ``widget.select(stem)`` switches (what the dropdown does), ``widget.players()`` is its players' box.
+    """
+    import ipywidgets as widgets
+    import matplotlib.pyplot as plt
+    from IPython.display import display
+
+    from msr_lib.plots import plot_spectrogram
+    from msr_lib.stems import sort_stems
+
+    stems = sort_stems({s for v in versions.values() for s in v})
+    if not stems:
+        raise ValueError("stem_browser: no stems in any version")
+    chooser = widgets.Dropdown(options=stems, value=stem if stem in stems else stems[0], description="stem")
+    out = widgets.Output()
+
+    def render(_change=None):
+        name = chooser.value
+        signals = ({"mix": mix} if mix is not None else {}) | {
+            version: audio[name] for version, audio in versions.items() if name in audio}
+        out.clear_output(wait=True)
+        with out:
+            if spectrograms:
+                heard = {k: excerpt(v, sample_rate, seconds) for k, v in signals.items()}
+                fig, axes = plt.subplots(1, len(heard), figsize=(3.6 * len(heard), 2.6), sharey=True, squeeze=False)
+                for ax, (label, audio) in zip(axes[0], heard.items()):
+                    plot_spectrogram(ax, audio, sample_rate, title=label)
+                    if ax is not axes[0][0]:
+                        ax.set_ylabel("")
+                fig.tight_layout()
+                plt.show()
+            if scores:
+                rows = {version: dict(per_stem[name]) for version, per_stem in scores.items() if name in per_stem}
+                if rows:
+                    display(widgets.HTML(_rows_html(rows)))
+            shown["players"] = compare_players(signals, sample_rate, seconds=seconds, title=f"<b>{name}</b>")
+            display(shown["players"])
+
+    shown = {}
+    chooser.observe(render, names="value")
+    render()
+    box = widgets.VBox([chooser, out])
+    box.chooser = chooser
+    box.players = lambda: shown["players"]
+    box.select = lambda name: setattr(chooser, "value", name)
+    return box
+
+
+def remix(stems: dict, gains_db: dict | None = None, *, mute=(), solo=()) -> np.ndarray:
+    """The sum of ``stems`` with per-stem gains in dB; muted stems left out; if any stem is soloed, only the soloed
+    ones (a muted solo stays muted). All gains 0 dB, nothing muted: the plain sum (the song, for stems that add up)."""
+    gains_db = gains_db or {}
+    unknown = (set(gains_db) | set(mute) | set(solo)) - set(stems)
+    if unknown:
+        raise ValueError(f"remix: no such stems {sorted(unknown)}; the stems are {list(stems)}")
+    playing = [s for s in stems if s not in mute and (not solo or s in solo)]
+    first = np.asarray(next(iter(stems.values())), dtype=np.float32)
+    total = np.zeros_like(first)
+    for name in playing:
+        total += np.asarray(stems[name], dtype=np.float32) * np.float32(10 ** (gains_db.get(name, 0.0) / 20))
+    return total
+
+
+def mixing_desk(stems: dict, sample_rate: int = SAMPLE_RATE, *, seconds: float | None = None, min_db: float = -30.0,
+                max_db: float = 12.0):
+    """A fader (dB), mute and solo per stem → a remix to play and save.
+
+    The remix is recomputed when a fader is released or a button toggled (:func:`remix`); with every fader at 0 dB
+    and nothing muted it is the sum of the stems — the song itself when the stems add up to it. Its player keeps
+    its level (scaled down only if it would clip, and then says so). "save" writes the whole remix (not only the
+    ``seconds`` heard) to the path in the text box, as 24-bit WAV, atomically. ``widget.remix()`` returns the current
+    remix, ``widget.faders`` / ``widget.mutes`` / ``widget.solos`` map stems to their controls.
+    """
+    import ipywidgets as widgets
+    from IPython.display import display
+
+    from msr_lib.audio import save_audio
+
+    faders, mutes, solos = {}, {}, {}
+    rows = []
+    for name in stems:
+        faders[name] = widgets.FloatSlider(value=0.0, min=min_db, max=max_db, step=0.5, description=name,
+                                           continuous_update=False, readout_format="+.1f",
+                                           layout=widgets.Layout(width="420px"))
+        mutes[name] = widgets.ToggleButton(value=False, description="mute", layout=widgets.Layout(width="64px"))
+        solos[name] = widgets.ToggleButton(value=False, description="solo", layout=widgets.Layout(width="64px"))
+        rows.append(widgets.HBox([faders[name], mutes[name], solos[name]]))
+    path = widgets.Text(value="remix.wav", description="save to", layout=widgets.Layout(width="420px"))
+    save = widgets.Button(description="save", icon="save")
+    status = widgets.HTML()
+    out = widgets.Output()
+    state = {}
+
+    def current() -> np.ndarray:
+        return remix(stems, {n: f.value for n, f in faders.items()},
+                     mute=[n for n, b in mutes.items() if b.value], solo=[n for n, b in solos.items() if b.value])
+
+    def render(_change=None):
+        state["remix"] = current()
+        settings = ", ".join(f"{n} {f.value:+.1f} dB" for n, f in faders.items() if f.value != 0.0) or "all faders 0 dB"
+        out.clear_output(wait=True)
+        with out:
+            display(compare_players({f"remix ({settings})": state["remix"]}, sample_rate, seconds=seconds))
+
+    def on_save(_button):
+        try:
+            written = save_audio(path.value, state["remix"], sample_rate, subtype="PCM_24")
+            status.value = f"saved {written} ({state['remix'].shape[-1] / sample_rate:.1f} s)"
+        except Exception as exc:  # shown in the widget: a typo in the path must not raise in a callback
+            status.value = f"<span style='color:#b00'>not saved: {' '.join(str(exc).split())}</span>"
+
+    for control in [*faders.values(), *mutes.values(), *solos.values()]:
+        control.observe(render, names="value")
+    save.on_click(on_save)
+    render()
+    box = widgets.VBox(rows + [out, widgets.HBox([path, save]), status])
+    box.remix = lambda: state["remix"]
+    box.faders, box.mutes, box.solos = faders, mutes, solos
+    box.save = lambda: on_save(save)
+    return box
+
+
+def desk_song(folder, *, reference=None, sample_rate: int | None = None):
+    """What the listening desk shows for a folder: ``(versions, mix, sample_rate)``.
+
+    ``folder`` is a :func:`msr_lib.pipeline.restore_file` output (its stems are ``"restored"``, or ``"separated"``
+    when it ran without restorers; a ``separated/`` subfolder adds those; the input it records is the mix) or a
+    song folder (its stems are
+    ``"reference"``, its mix the mix). ``reference``: a song folder whose stems join as ``"reference"`` and whose
+    mix is played first.
+    """
+    import json
+    from pathlib import Path
+
+    from msr_lib.audio import load_audio_with_rate, song_files
+    from msr_lib.pipeline import RECORD_NAME, SEPARATED_DIR
+
+    folder = Path(folder)
+    versions, mix, rate = {}, None, sample_rate
+
+    def stems_of(path: Path) -> dict:
+        nonlocal rate
+        files = song_files(path, unknown="keep")
+        loaded = {}
+        for stem, paths in files.stems.items():
+            audio, file_rate = load_audio_with_rate(paths[0], rate, stereo=False)
+            rate = rate or file_rate
+            loaded[stem] = sum([audio] + [load_audio_with_rate(p, rate, stereo=False)[0] for p in paths[1:]])
+        return loaded
+
+    def mix_of(path: Path):
+        nonlocal rate
+        files = song_files(path, unknown="keep")
+        chosen = files.mastered_mix or files.clean_mix
+        if chosen is None:
+            return None
+        audio, file_rate = load_audio_with_rate(chosen, rate, stereo=False)
+        rate = rate or file_rate
+        return audio
+
+    if (folder / RECORD_NAME).is_file():
+        record = json.loads((folder / RECORD_NAME).read_text())
+        if (folder / SEPARATED_DIR).is_dir():
+            versions["separated"] = stems_of(folder / SEPARATED_DIR)
+        versions["restored" if record.get("restorers") else "separated"] = stems_of(folder)
+        if Path(record.get("input", "")).is_file():  # the song it was made from
+            mix, _ = load_audio_with_rate(record["input"], rate, stereo=False)
+    else:
+        versions["reference"] = stems_of(folder)
+        mix = mix_of(folder)
+    if reference is not None:
+        versions["reference"] = stems_of(Path(reference))
+        mix = mix_of(Path(reference))
+    return versions, mix, rate

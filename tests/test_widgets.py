@@ -103,3 +103,84 @@ def test_stem_spectrograms_have_one_colour_bar():
     colour_bars = [ax for ax in fig.axes if ax.get_ylabel() == "dBFS"]
     assert len(colour_bars) == 1
     assert len(fig.axes) == 4 + 1  # 3 panels, one switched-off slot, the colour bar
+
+
+# ---------------------------------------------------------------- the listening desk
+
+def _desk_stems(seconds=0.5):
+    return {"vocals": tone(440, seconds=seconds, amplitude=0.2), "bass": tone(55, seconds=seconds, amplitude=0.3),
+            "other": tone(3000, seconds=seconds, amplitude=0.05)}
+
+
+def test_stem_browser_switching_stems_changes_what_plays():
+    stems = _desk_stems()
+    versions = {"separated": {k: 0.5 * v for k, v in stems.items()}, "restored": {k: 0.9 * v for k, v in stems.items()},
+                "reference": stems}
+    mix = sum(stems.values())
+    scores = {"separated": {"bass": {"multi_mel_snr": 3.25}}, "restored": {"bass": {"multi_mel_snr": 4.5}}}
+    browser = widgets.stem_browser(versions, 44100, mix=mix, scores=scores, spectrograms=False)
+    assert browser.chooser.options == ("vocals", "bass", "other")  # canonical order
+    first = [decoded(row.children[1])[0] for row in browser.players().children[1:]]
+    assert len(first) == 4  # mix, separated, restored, reference
+    np.testing.assert_allclose(first[3], stems["vocals"].reshape(first[3].shape), atol=1e-4)
+    browser.select("bass")
+    now = [decoded(row.children[1])[0] for row in browser.players().children[1:]]
+    np.testing.assert_allclose(now[1], 0.5 * stems["bass"].reshape(now[1].shape), atol=1e-4)  # one shared gain
+    np.testing.assert_allclose(now[2], 0.9 * stems["bass"].reshape(now[2].shape), atol=1e-4)
+    assert "bass" in browser.players().children[0].value
+
+
+def test_remix_gains_mute_and_solo():
+    stems = _desk_stems()
+    np.testing.assert_allclose(widgets.remix(stems), sum(stems.values()), atol=1e-6)
+    np.testing.assert_allclose(widgets.remix(stems, {"bass": -6.0}, mute=["other"]),
+                               stems["vocals"] + 10 ** (-6 / 20) * stems["bass"], atol=1e-6)
+    np.testing.assert_allclose(widgets.remix(stems, solo=["vocals"]), stems["vocals"], atol=1e-7)
+    np.testing.assert_allclose(widgets.remix(stems, solo=["vocals"], mute=["vocals"]), 0 * stems["vocals"])
+    import pytest
+
+    with pytest.raises(ValueError, match="no such stems"):
+        widgets.remix(stems, {"drums": 3.0})
+
+
+def test_mixing_desk_at_zero_db_plays_the_song_and_saves_the_remix(tmp_path):
+    stems = _desk_stems()
+    desk = widgets.mixing_desk(stems, 44100)
+    np.testing.assert_allclose(desk.remix(), sum(stems.values()), atol=1e-6)
+    desk.faders["bass"].value = -12.0
+    desk.mutes["other"].value = True
+    expected = stems["vocals"] + 10 ** (-12 / 20) * stems["bass"]
+    np.testing.assert_allclose(desk.remix(), expected, atol=1e-6)
+    desk.children[-2].children[0].value = str(tmp_path / "mine.wav")
+    desk.save()
+    saved, rate = sf.read(tmp_path / "mine.wav", dtype="float32", always_2d=True)
+    assert rate == 44100 and sf.info(tmp_path / "mine.wav").subtype == "PCM_24"
+    np.testing.assert_allclose(saved.T, expected.reshape(saved.T.shape), atol=1e-5)
+    desk.children[-2].children[0].value = str(tmp_path / "no" / "such" / "\0bad.wav")
+    desk.save()
+    assert "not saved" in desk.children[-1].value
+
+
+def test_desk_song_reads_a_restore_result_and_a_song_folder(tmp_path):
+    from msr_lib.audio import save_audio
+
+    stems = _desk_stems()
+    song = tmp_path / "song"
+    for name, audio in stems.items():
+        save_audio(song / f"{name}.wav", audio, 44100)
+    save_audio(song / "clean_mix.wav", sum(stems.values()), 44100)
+    versions, mix, rate = widgets.desk_song(song)
+    assert list(versions) == ["reference"] and list(versions["reference"]) == ["vocals", "bass", "other"]
+    assert rate == 44100 and mix.shape[-1] == stems["bass"].shape[-1]
+    out = tmp_path / "restored"
+    from msr_lib.models import Restorer
+    from tests.test_pipeline import Doubler, gain_separator
+
+    from msr_lib.pipeline import restore_file
+
+    restore_file(song / "clean_mix.wav", out, separator=gain_separator(), restorers=Restorer(Doubler(), stem="all"),
+                 keep_separated=True, progress=False)
+    versions, mix, rate = widgets.desk_song(out, reference=song)
+    assert list(versions) == ["separated", "restored", "reference"]
+    np.testing.assert_allclose(versions["restored"]["bass"], 2 * versions["separated"]["bass"], atol=1e-5)
+    assert mix is not None and len(versions["restored"]) == 9
