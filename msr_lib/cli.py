@@ -195,6 +195,31 @@ def _cmd_restore(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- msr workshop
+def _add_workshop(sub) -> None:
+    from msr_lib.presets import PRESETS
+
+    p = sub.add_parser("workshop", help="run every lesson in order, headless: executed notebooks, HTML, time per "
+                                        "lesson")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="laptop", help="the lessons' preset (default laptop)")
+    p.add_argument("--out", required=True, help="folder for the executed notebooks, their HTML and timings.json/.md")
+    p.add_argument("--lessons", default=None, help="comma-separated lesson numbers or names (default every lesson)")
+    p.add_argument("--no-html", action="store_true", help="skip the HTML copies")
+    p.add_argument("--cell-timeout", type=int, default=1800, help="seconds one cell may take (default 1800)")
+    p.set_defaults(func=_cmd_workshop)
+
+
+def _cmd_workshop(args) -> int:
+    from msr_lib.workshop import markdown_table, run_workshop
+
+    lessons = [name.strip() for name in args.lessons.split(",") if name.strip()] if args.lessons else None
+    results = run_workshop(preset=args.preset, out_dir=args.out, lessons=lessons, cell_timeout=args.cell_timeout,
+                           html=not args.no_html)
+    print(markdown_table(results))
+    print(f"\nexecuted lessons and timings.md in {args.out}")
+    return 0 if all(r["ok"] for r in results) else 1
+
+
 # ---------------------------------------------------------------- msr train separator
 def _add_train(sub) -> None:
     from msr_lib.presets import PRESETS
@@ -341,6 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate(sub)
     _add_separate(sub)
     _add_restore(sub)
+    _add_workshop(sub)
     _add_train(sub)
     _add_export(sub)
     return parser

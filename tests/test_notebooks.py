@@ -15,9 +15,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from tests.test_measure_lessons import measure_lessons
-
-poll_shell_in_short_steps = measure_lessons.poll_shell_in_short_steps
+from msr_lib.workshop import poll_shell_in_short_steps
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 

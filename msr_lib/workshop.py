@@ -1,29 +1,31 @@
-"""Execute lessons in a preset and measure what a student's machine goes through: the README's lesson table.
+"""Run the workshop: every lesson in order, headless, in a preset — executed notebooks, HTML and the time of each.
 
-    python scripts/measure_lessons.py                       # every lesson, laptop preset
-    python scripts/measure_lessons.py 00 02 --preset quick --out /tmp/executed --json lessons.json
+    msr workshop --preset laptop --out workshop/              # every lesson
+    msr workshop --preset quick --out /tmp/w --lessons 00,02   # some lessons
 
 Each lesson runs top to bottom in a fresh kernel (nbclient), with ``MSR_PRESET`` set. Measured: wall time (kernel
 start to last cell), the slowest cell (index and seconds), the peak memory of the kernel process and all its
 children (polled every 0.5 s; RSS summed over the process tree, and PSS, which counts pages the processes share
-once; and which cell peaks), and the size of the executed notebook with its
-widget state (where the players' audio is), written to ``--out`` (default: a temporary folder; never over ``notebooks/``). Prints a markdown table, writes ``--json``
-when given, and exits 1 when a lesson fails.
+once; and which cell peaks), and the size of the executed notebook with its widget state (where the players'
+audio is). Written to ``--out`` (never ``notebooks/``): each executed notebook, its HTML (the widgets need
+JupyterLab, or a network for the HTML widget manager, to play), ``timings.json`` and ``timings.md`` — the table of
+the README and docs/INSTRUCTORS.md. A failing lesson is reported with its cell and the run goes on; the command
+exits 1 if any failed.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
 import sys
-import tempfile
 import threading
 from pathlib import Path
 from queue import Empty
 from time import monotonic
 
-NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+from msr_lib.errors import MSRError
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"  # the lessons, beside the package
 POLL_SECONDS = 0.5
 ANSI_COLOUR = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -111,13 +113,14 @@ def lesson_paths(names) -> list[Path]:
             continue
         matches = [p for p in lessons if p.stem == name or p.stem.split("_")[0] == name]
         if not matches:
-            raise SystemExit(f"no lesson {name!r}; lessons: {', '.join(p.stem for p in lessons)}")
+            raise MSRError(f"no lesson {name!r}; lessons: {', '.join(p.stem for p in lessons)}")
         found += matches
     return found
 
 
-def measure_lesson(path: Path, *, preset: str, out_dir: Path, cell_timeout: int) -> dict:
-    """Execute one lesson in a fresh kernel; return its measurements (``ok`` False with ``error`` if a cell failed)."""
+def run_lesson(path: Path, *, preset: str, out_dir: Path, cell_timeout: int = 1800, html: bool = True) -> dict:
+    """Execute one lesson in a fresh kernel into ``out_dir`` (and its HTML with ``html``); return its measurements
+    (``ok`` False with ``error`` if a cell failed)."""
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError
@@ -152,6 +155,12 @@ def measure_lesson(path: Path, *, preset: str, out_dir: Path, cell_timeout: int)
     executed = out_dir / path.name
     with atomic_file(executed) as tmp:
         nbformat.write(nb, tmp)
+    if html:
+        from nbconvert import HTMLExporter
+
+        body, _ = HTMLExporter().from_notebook_node(nb)
+        with atomic_file(executed.with_suffix(".html")) as tmp:
+            Path(tmp).write_text(body)
     slowest = max(cell_seconds, key=lambda item: item[1], default=(None, 0.0))
     hungriest = max(cell_peaks, key=lambda item: item[1], default=(None, 0))
     return {"lesson": path.stem, "preset": preset, "ok": error is None, "error": error, "wall_s": round(wall, 1),
@@ -174,33 +183,38 @@ def markdown_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("lessons", nargs="*", help="lesson numbers, names or paths (default: every lesson)")
-    parser.add_argument("--preset", default="laptop")
-    parser.add_argument("--out", type=Path, help="folder for the executed notebooks (default: a temporary folder)")
-    parser.add_argument("--json", type=Path, help="write the measurements here")
-    parser.add_argument("--cell-timeout", type=int, default=1800, help="seconds one cell may take")
-    args = parser.parse_args(argv)
+def run_workshop(*, preset: str, out_dir, lessons=None, cell_timeout: int = 1800, html: bool = True,
+                 progress: bool = True) -> list[dict]:
+    """Run ``lessons`` (numbers, names or paths; default every lesson) in order into ``out_dir``; writes
+    ``timings.json`` and ``timings.md`` there and returns the measurements, one dict per lesson."""
+    from msr_lib.audio import atomic_file
 
-    paths = lesson_paths(args.lessons)
-    out_dir = args.out or Path(tempfile.mkdtemp(prefix="msr_lessons_"))
+    paths = lesson_paths(lessons)
+    out_dir = Path(out_dir)
     if out_dir.resolve() == NOTEBOOKS.resolve():
-        raise SystemExit("--out must not be notebooks/: the lessons are stored without outputs")
+        raise MSRError("--out must not be notebooks/: the lessons are stored without outputs")
     out_dir.mkdir(parents=True, exist_ok=True)
     results = []
-    for path in paths:
-        results.append(measure_lesson(path, preset=args.preset, out_dir=out_dir, cell_timeout=args.cell_timeout))
-        print(f"{path.stem}: {'ok' if results[-1]['ok'] else results[-1]['error']}", file=sys.stderr, flush=True)
-    print(markdown_table(results))
-    print(f"\nexecuted notebooks in {out_dir}")
-    if args.json:
-        from msr_lib.audio import atomic_file
+    for number, path in enumerate(paths, 1):
+        if progress:
+            print(f"[{number}/{len(paths)}] {path.stem} ({preset}) …", file=sys.stderr, flush=True)
+        results.append(run_lesson(path, preset=preset, out_dir=out_dir, cell_timeout=cell_timeout, html=html))
+        if progress:
+            r = results[-1]
+            state = f"{r['wall_s'] / 60:.1f} min" if r["ok"] else f"FAILED {r['error']}"
+            print(f"[{number}/{len(paths)}] {path.stem}: {state}", file=sys.stderr, flush=True)
+    with atomic_file(out_dir / "timings.json") as tmp:
+        Path(tmp).write_text(json.dumps(results, indent=1) + "\n")
+    with atomic_file(out_dir / "timings.md") as tmp:
+        Path(tmp).write_text(f"Preset `{preset}`, {environment_line()}\n\n{markdown_table(results)}\n")
+    return results
 
-        with atomic_file(args.json) as tmp:
-            Path(tmp).write_text(json.dumps(results, indent=1) + "\n")
-    return 0 if all(r["ok"] for r in results) else 1
 
+def environment_line() -> str:
+    """The machine a workshop ran on, in one line (CPU cores, torch, GPU if any)."""
+    import platform
 
-if __name__ == "__main__":
-    sys.exit(main())
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), torch {torch.__version__}, {gpu}"

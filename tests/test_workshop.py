@@ -1,19 +1,16 @@
-"""scripts/measure_lessons.py executes lessons in a fresh kernel each and reports wall time, the slowest cell, the
-peak RSS and PSS of the kernel's process tree and the executed size, as a markdown table and JSON; a failing lesson exits 1."""
-import importlib.util
+"""msr workshop (msr_lib.workshop) executes lessons in a fresh kernel each and reports wall time, the slowest cell,
+the peak RSS and PSS of the kernel's process tree and the executed size, as a markdown table and JSON, with the
+executed notebooks and their HTML; a failing lesson exits 1."""
 import json
-import sys
 from pathlib import Path
 
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "measure_lessons.py"
-spec = importlib.util.spec_from_file_location("measure_lessons", SCRIPT)
-measure_lessons = importlib.util.module_from_spec(spec)
-sys.modules["measure_lessons"] = measure_lessons
-spec.loader.exec_module(measure_lessons)
+from msr_lib import workshop
+from msr_lib.cli import main
+from msr_lib.errors import MSRError
 
 MB = 2**20
 CHILD = ("import numpy as np, pathlib, sys; held = np.ones(300 * 2**20 // 8); "
@@ -38,10 +35,12 @@ def test_table_and_json_of_a_tiny_lesson(tmp_path, capsys):
                       f"while not pathlib.Path({str(flag)!r}).exists(): time.sleep(0.1)"),
         new_code_cell("import ipywidgets; ipywidgets.Audio(value=bytes(range(256)) * 4096, format='flac')  # 1 MB"),
     ])
-    out, report = tmp_path / "executed", tmp_path / "lessons.json"
-    assert measure_lessons.main([str(lesson), "--preset", "quick", "--out", str(out), "--json", str(report)]) == 0
+    out = tmp_path / "executed"
+    assert main(["workshop", "--lessons", str(lesson), "--preset", "quick", "--out", str(out)]) == 0
     table = capsys.readouterr().out
-    (result,) = json.loads(report.read_text())
+    (result,) = json.loads((out / "timings.json").read_text())
+    assert (out / "90_tiny.html").read_text().count("preset quick") >= 1  # the HTML copy, with the outputs
+    assert "| 90_tiny | " in (out / "timings.md").read_text()
     assert result["lesson"] == "90_tiny" and result["preset"] == "quick" and result["ok"] and result["error"] is None
     assert result["slowest_cell"]["index"] in (1, 2, 3, 4) and result["slowest_cell"]["seconds"] >= 0
     assert result["wall_s"] >= result["slowest_cell"]["seconds"]
@@ -63,17 +62,18 @@ def test_table_and_json_of_a_tiny_lesson(tmp_path, capsys):
 def test_a_failing_lesson_exits_1_and_says_where(tmp_path, capsys):
     broken = write_lesson(tmp_path, "91_broken.ipynb", [new_code_cell("x = 1"), new_code_cell("raise ValueError('no')"),
                                                         new_code_cell("print('never')")])
-    report = tmp_path / "lessons.json"
-    assert measure_lessons.main([str(broken), "--preset", "quick", "--out", str(tmp_path), "--json", str(report)]) == 1
-    (result,) = json.loads(report.read_text())
+    assert main(["workshop", "--lessons", str(broken), "--preset", "quick", "--out", str(tmp_path),
+                 "--no-html"]) == 1
+    (result,) = json.loads((tmp_path / "timings.json").read_text())
+    assert not (tmp_path / "91_broken.html").exists()
     assert not result["ok"] and result["error"] == "cell 1: ValueError: no"
     assert "failed: cell 1" in capsys.readouterr().out
     assert nbformat.read(tmp_path / "91_broken.ipynb", as_version=4).cells[2].outputs == []  # stopped at the error
 
 
 def test_lessons_by_number_and_name():
-    by_number = measure_lessons.lesson_paths(["00", "02_measuring_restoration"])
+    by_number = workshop.lesson_paths(["00", "02_measuring_restoration"])
     assert [p.name for p in by_number] == ["00_welcome.ipynb", "02_measuring_restoration.ipynb"]
-    assert len(measure_lessons.lesson_paths([])) >= 5
-    with pytest.raises(SystemExit, match="no lesson '77'"):
-        measure_lessons.lesson_paths(["77"])
+    assert len(workshop.lesson_paths([])) >= 5
+    with pytest.raises(MSRError, match="no lesson '77'"):
+        workshop.lesson_paths(["77"])
