@@ -261,6 +261,11 @@ def _add_train(sub) -> None:
                    help="training inputs: clean stems through the production chain (degraded, default) or a "
                         "separator's estimates cached in --cache (separated)")
     r.add_argument("--cache", default=None, help="folder of cached separator estimates (with --source separated)")
+    r.add_argument("--separator", default=None,
+                   help="with --source separated: separate the songs missing from --cache with this separator "
+                        "first (e.g. bundled:8stem), once per song")
+    r.add_argument("--versions", type=int, default=1,
+                   help="with --separator: masterings separated per song (default 1)")
     r.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the preset's)")
     r.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     r.add_argument("--data", default=None, help="training song folders (default: the preset's synthetic songs)")
@@ -304,11 +309,13 @@ def _cmd_train_restorer(args) -> int:
             raise MSRError(f"{folder}: no such folder")
     if args.source == "separated" and args.cache is None:
         raise MSRError("--source separated needs --cache: the folder of cached separator estimates")
+    if args.separator is not None and args.source != "separated":
+        raise MSRError("--separator goes with --source separated (it fills --cache)")
     try:
         result = train_restorer(
             args.stem, args.out, preset=args.preset, init=args.init, steps=args.steps, resume=args.resume,
             train_songs=args.data, valid_songs=args.valid_data, source=args.source, cache_dir=args.cache,
-            method=args.method, device=args.device, batch_size=args.batch_size, lr=args.lr,
+            separator=args.separator, versions=args.versions, method=args.method, device=args.device, batch_size=args.batch_size, lr=args.lr,
         )
     except KeyboardInterrupt:
         print("msr: interrupted; continue with the same command plus --resume", file=sys.stderr)

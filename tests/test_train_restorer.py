@@ -87,3 +87,25 @@ def test_msr_export_writes_an_fp16_restorer(generalist, tmp_path, capsys):
     assert exported.stem == "all"
     for a, b in zip(exported.model.state_dict().values(), original.model.state_dict().values()):
         assert torch.allclose(a, b.half().float())
+
+
+def test_separated_pairs_are_cached_once_from_a_separator_then_train(songs, tmp_path, capsys):
+    """`--source separated --separator S`: the songs are separated into --cache first, once; a rerun reuses them."""
+    from msr_lib.models import save_separator
+    from msr_lib.pipeline import untrained_models
+
+    separator, _ = untrained_models(QUICK)
+    save_separator(separator.model, tmp_path / "sep", stems=separator.stems)
+    cache = tmp_path / "cache"
+    args = ["train", "restorer", "--stem", "all", "--preset", "quick", "--steps", "2", "--source", "separated",
+            "--cache", str(cache), "--separator", str(tmp_path / "sep"), "--data", str(songs[0]),
+            "--valid-data", str(songs[1])]
+    assert main(args + ["--out", str(tmp_path / "a")]) == 0
+    cached = sorted(p.name for p in cache.iterdir())
+    assert len(cached) == 4 and all(name.endswith("_v0") for name in cached)  # 3 training songs + 1 validation
+    stamps = {p: p.stat().st_mtime_ns for p in cache.rglob("*.flac")}
+    assert main(args + ["--out", str(tmp_path / "b")]) == 0
+    assert {p: p.stat().st_mtime_ns for p in cache.rglob("*.flac")} == stamps  # not separated again
+    assert [r["step"] for r in read_log(tmp_path / "b") if "loss" in r] == [1, 2]
+    assert main(["train", "restorer", "--stem", "all", "--out", str(tmp_path / "c"), "--separator", "x"]) == 2
+    assert "--separator goes with --source separated" in capsys.readouterr().err

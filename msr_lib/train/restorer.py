@@ -143,6 +143,8 @@ def train_restorer(
     valid_songs=None,
     source: str = "degraded",
     cache_dir=None,
+    separator=None,
+    versions: int = 1,
     method: str = "full",
     device=None,
     progress: bool = True,
@@ -153,7 +155,9 @@ def train_restorer(
 
     ``init``: the run (or restorer folder, ``bundled:`` name) to start from — experts start from the generalist.
     ``source``: "degraded" (clean stems through the production chain, unlimited) or "separated" (a separator's
-    estimates, cached in ``cache_dir`` by :func:`~msr_lib.data.restoration.cache_separated_stems`).
+    estimates, cached in ``cache_dir`` by :func:`~msr_lib.data.restoration.cache_separated_stems`; with
+    ``separator`` given, the training and validation songs missing from the cache are separated into it first, in
+    ``versions`` masterings each).
     ``overrides`` change :class:`~msr_lib.train.loop.TrainConfig` fields.
     """
     from msr_lib.data.restoration import RestorationDataset
@@ -198,6 +202,11 @@ def train_restorer(
     world = max(1, int(os.environ.get("WORLD_SIZE", "1")))
 
     settings = preset.restorer["train"]
+    if source == "separated" and separator is not None:
+        from msr_lib.data.restoration import cache_separated_stems
+
+        for songs in (train_songs, valid_songs):  # once per song: GAN training never runs the separator
+            cache_separated_stems(separator, songs, cache_dir, versions=versions, progress=progress)
     stems = None if stem == "all" else [stem]
     train_data = RestorationDataset(train_songs, stems=stems, source=source, cache_dir=cache_dir,
                                     chunk_seconds=settings["chunk_seconds"],
