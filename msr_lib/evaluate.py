@@ -1,7 +1,10 @@
 """Score estimated stems against references: folder against folder (``msr evaluate``), and a score board of
-separators, folders and oracle baselines on songs in memory (:class:`ScoreBoard`, :func:`score_separator`).
+separators, folders and oracle baselines on songs in memory (:class:`ScoreBoard`, :func:`score_separator`,
+:func:`score_pipeline` for separated and restored stems); the held-out song sets the docs' numbers come from
+(:func:`held_out_songs`).
 
-Lessons: notebooks/02_measuring_restoration.ipynb, notebooks/03_bs_roformer.ipynb, notebooks/04_curriculum_lora.ipynb
+Lessons: notebooks/02_measuring_restoration.ipynb, notebooks/03_bs_roformer.ipynb, notebooks/04_curriculum_lora.ipynb,
+notebooks/06_full_pipeline.ipynb
 
 Every score goes through :meth:`Scorer.add_song`, whose rules hold everywhere:
 
@@ -62,6 +65,10 @@ DEFAULT_METRICS = ("multi_mel_snr", "si_snr")
 LOUDNESS_FLOOR_LUFS = -70.0
 #: a mixture counts as clean when it differs from the sum of the references by less than this (RMS ratio, −60 dB)
 CLEAN_MIX_TOLERANCE = 1e-3
+#: the held-out synthetic test songs' seed (training songs use 1000, validation 2000: never seen)
+TEST_SEED = 3000
+#: the held-out song sets: synthetic test songs, and the real-recordings development set (lmms-common loops)
+HELD_OUT_SETS = ("synthetic", "loops")
 
 
 def level_error_db(estimate: np.ndarray, target: np.ndarray, sample_rate: int) -> float:
@@ -720,3 +727,63 @@ def score_separator(separator, songs, *, mix: str = "clean", baselines=("mixture
                                codec=codec)
         board.add_song(folder.name, references=references, mixture=mixture, estimates={name: separator})
     return board
+
+
+def held_out_songs(song_set: str = "synthetic", songs: int = 12, seconds: float = 20.0, *, progress: bool = True,
+                   samples_dir=None) -> tuple[list[Path], int]:
+    """The song folders of a held-out set (rendered under ``data_dir()`` on first use, then reused) and the seed
+    that built them. ``"synthetic"``: test songs rendered with :data:`TEST_SEED`; ``"loops"``: the real-recordings
+    development set, songs assembled from the recorded loops and one-shots of Debian's lmms-common by
+    :mod:`msr_lib.data.loop_songs` (``samples_dir``: its samples folder) — for scoring only, never for training or
+    tuning."""
+    from msr_lib.environment import data_dir
+
+    if song_set not in HELD_OUT_SETS:
+        raise MSRError(f"unknown song set {song_set!r}; choose one of {', '.join(HELD_OUT_SETS)}")
+    if song_set == "loops":
+        from msr_lib.data.loop_songs import DEV_SET_SEED, LMMS_SAMPLES, build_loop_songs
+
+        folders = build_loop_songs(data_dir() / f"loops_s{DEV_SET_SEED}_{seconds:g}s", songs=songs, seconds=seconds,
+                                   seed=DEV_SET_SEED, samples_dir=samples_dir or LMMS_SAMPLES, progress=progress,
+                                   skip_existing=True)
+        return folders, DEV_SET_SEED
+    from msr_lib.data.synth import synthesize_songs
+
+    folders = synthesize_songs(data_dir() / f"test_s{TEST_SEED}_{seconds:g}s", songs=songs, seconds=seconds,
+                               seed=TEST_SEED, progress=progress, skip_existing=True)
+    return folders, TEST_SEED
+
+
+def score_pipeline(separator, restorers, songs, *, compare: Mapping | None = None, mix: str = "mastered",
+                   seed: int = 0, metrics=("multi_mel_snr",), baselines=("mixture",), codec: bool = True,
+                   progress: bool = False, **pipeline_options) -> dict[str, ScoreBoard]:
+    """Score the whole system on song folders: one :class:`ScoreBoard` per metric with the rows ``"separated"``
+    (the separator's stems), ``"restored"`` (each through the restorer ``restorers`` gives it, see
+    :mod:`msr_lib.pipeline`) and one row per entry of ``compare`` (``{row: restorers}``, e.g. ``{"generalist":
+    "bundled:generalist"}``: the same separated stems through other restorers), after the baselines. References
+    and mixtures as in :func:`score_separator` (the songs' stems grouped into the separator's; mastered with
+    :func:`msr_lib.data.synth.song_seed` ``(seed, index)``). The separator runs once per song. ``pipeline_options``
+    go to :func:`msr_lib.pipeline.restore` (chunking, device, preset)."""
+    from tqdm.auto import tqdm
+
+    from msr_lib.audio import group_stems, load_song_stems
+    from msr_lib.data.synth import song_seed
+    from msr_lib.pipeline import restore, restore_stems
+
+    if mix not in MIXES:
+        raise MSRError(f"mix must be one of {', '.join(MIXES)}, got {mix!r}")
+    folders = song_folders(songs)
+    rate = separator.sample_rate
+    boards = {metric: ScoreBoard(metric=metric, baselines=baselines, sample_rate=rate) for metric in metrics}
+    for index, folder in enumerate(tqdm(folders, desc="score", unit="song", disable=not progress)):
+        references = group_stems(load_song_stems(folder, rate), separator.stems)
+        mixture = song_mixture(references, mix=mix, seed=song_seed(seed, index), sample_rate=rate, codec=codec)
+        restored, separated = restore(mixture, sample_rate=rate, separator=separator, restorers=restorers,
+                                      keep_separated=True, progress=False, **pipeline_options)
+        rows = {"separated": separated, "restored": restored}
+        options = {k: v for k, v in pipeline_options.items() if k in ("device", "overlap", "batch_size", "preset")}
+        for row, other in (compare or {}).items():
+            rows[row] = restore_stems(separated, other, sample_rate=rate, **options)
+        for board in boards.values():
+            board.add_song(folder.name, references=references, mixture=mixture, estimates=rows)
+    return boards

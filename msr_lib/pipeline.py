@@ -307,6 +307,43 @@ def restore(
     return restored
 
 
+def restore_stems(stems: Mapping, restorers=DEFAULT_RESTORERS, *, sample_rate: int = SAMPLE_RATE, device=None,
+                  overlap: float | None = None, batch_size: int | None = None, chunk_seconds: float | None = None,
+                  preset=None) -> dict[str, np.ndarray]:
+    """Restore stems already separated (``{stem: (channels, samples)}`` at ``sample_rate``) with the restorer
+    each gets (module docstring; a stem without one comes back as it was): the restoration half of
+    :func:`restore`, with the same chunking (``chunk_seconds``: the restorer's chunk, default the preset's)."""
+    from msr_lib.presets import get_preset
+
+    preset = get_preset(preset) if preset is None or isinstance(preset, str) else preset
+    settings = preset.pipeline
+    device = resolve_device(device)
+    chosen = load_restorers(restorers, list(stems), device=device)
+    out = {}
+    for stem, audio in stems.items():
+        audio = check_audio(np.atleast_2d(np.asarray(audio, dtype=np.float32)), f"{stem} stem")
+        restorer = chosen.get(stem)
+        if restorer is None:
+            out[stem] = audio
+            continue
+        channels, length = audio.shape
+        rate = restorer.model.sample_rate
+        to_restorer = Resampler(sample_rate, rate, channels=channels, length_in=length)
+        chain = [to_restorer, _restorer_stream(
+            restorer, length=to_restorer.length, channels=channels, device=device,
+            chunk_seconds=chunk_seconds or settings["restorer_chunk_seconds"],
+            overlap=settings["overlap"] if overlap is None else overlap,
+            batch_size=batch_size or settings["batch_size"]),
+            Resampler(rate, sample_rate, channels=channels, length_in=to_restorer.length, length_out=length)]
+        blocks = []
+        with inference(restorer, device):
+            stage = _Chain(chain, blocks.append)
+            stage.push(audio)
+            stage.finish()
+        out[stem] = np.concatenate(blocks, axis=-1)
+    return out
+
+
 # ---------------------------------------------------------------- files
 
 def _open_input(path: Path):

@@ -25,39 +25,18 @@ from pathlib import Path
 
 import numpy as np
 
-TEST_SEED = 3000
-SETS = ("synthetic", "loops")
-
-
-def scored_songs(song_set: str, songs: int, seconds: float, progress: bool = True,
-               samples_dir=None) -> tuple[list[Path], int]:
-    """The song folders of a set (rendered on first use, then reused) and the seed that built them; ``samples_dir``:
-    the loops' samples folder (default lmms-common's)."""
-    from msr_lib.environment import data_dir
-
-    if song_set == "loops":
-        from msr_lib.data.loop_songs import DEV_SET_SEED, LMMS_SAMPLES, build_loop_songs
-
-        folders = build_loop_songs(data_dir() / f"loops_s{DEV_SET_SEED}_{seconds:g}s", songs=songs, seconds=seconds,
-                                   seed=DEV_SET_SEED, samples_dir=samples_dir or LMMS_SAMPLES, progress=progress,
-                                   skip_existing=True)
-        return folders, DEV_SET_SEED
-    from msr_lib.data.synth import synthesize_songs
-
-    folders = synthesize_songs(data_dir() / f"test_s{TEST_SEED}_{seconds:g}s", songs=songs, seconds=seconds,
-                               seed=TEST_SEED, progress=progress, skip_existing=True)
-    return folders, TEST_SEED
+from msr_lib.evaluate import HELD_OUT_SETS as SETS
 
 
 def score(model: str, mix: str, songs: int, seconds: float, progress: bool = True, song_set: str = "synthetic",
           samples_dir=None) -> dict:
     """Render (or reuse) the songs of ``song_set``, score ``model`` on them: the result that :func:`markdown` and
     ``--json`` show."""
-    from msr_lib.evaluate import score_separator
+    from msr_lib.evaluate import held_out_songs, score_separator
     from msr_lib.models import load_separator
 
     separator = load_separator(model)
-    folders, seed = scored_songs(song_set, songs, seconds, progress, samples_dir)
+    folders, seed = held_out_songs(song_set, songs, seconds, progress=progress, samples_dir=samples_dir)
     board = score_separator(separator, folders, mix=mix, baselines=("mixture", "irm"), seed=seed, name=model,
                             progress=progress)
     means = board.means()

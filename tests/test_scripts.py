@@ -75,3 +75,32 @@ def test_score_separators_on_the_loop_songs(tmp_path, monkeypatch):
     assert table["irm"]["drums"] > table["mixture"]["drums"]
     assert np.isfinite(result["sum_snr_db"]) and result["level_error_db"]["drums"] >= 0
     assert score.main(["--set", "loops", "--samples-dir", str(tmp_path / "none"), "--model", str(ckpt)]) == 2
+
+
+def test_score_restorers_rows_targets_and_table(tmp_path, monkeypatch, capsys):
+    """Identity restorers (HiFi++ at init): restored = separated, so the gain target fails and the experts tie."""
+    import torch
+
+    from msr_lib.models import HiFiPlusPlus, save_restorer
+    from msr_lib.presets import get_preset
+
+    monkeypatch.setenv("MSR_DATA_DIR", str(tmp_path / "data"))
+    score = _script("score_restorers")
+    ckpt = tiny_separator_checkpoint(tmp_path / "tiny", STEMS)
+    sizes = get_preset("quick").restorer["model"]
+    torch.manual_seed(0)
+    save_restorer(HiFiPlusPlus(**sizes), tmp_path / "r" / "generalist", stem="all")
+    save_restorer(HiFiPlusPlus(**sizes), tmp_path / "r" / "bass", stem="bass")
+    out = tmp_path / "restorers.json"
+    assert score.main(["--separator", str(ckpt), "--restorers", str(tmp_path / "r"), "--songs", "1",
+                       "--seconds", "3", "--metrics", "multi_mel_snr", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    table = result["tables"]["multi_mel_snr"]
+    assert list(table) == ["mixture", "separated", "restored", "generalist"] and result["experts"] == ["bass"]
+    scored = [s for s in STEMS if table["separated"][s] is not None]
+    assert scored and all(abs(table["restored"][s] - table["separated"][s]) < 0.05 for s in scored)
+    gain, *experts = result["targets"]
+    assert gain["target"].startswith("mean restored") and not gain["met"] and abs(gain["value_db"]) < 0.05
+    assert [t["target"] for t in experts] == ["bass expert ≥ its input", "bass expert ≥ the generalist"]
+    printed = capsys.readouterr().out
+    assert "❌ mean restored ≥ separated + 0.5 dB" in printed and "generalist on every stem" in printed
