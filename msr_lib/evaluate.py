@@ -500,6 +500,11 @@ class ScoreBoard:
         summaries = self._scorer(row).result().per_stem
         return {stem: s[self.metric.name] for stem, s in summaries.items() if s[self.metric.name]["count"]}
 
+    def per_song(self, row: str) -> dict[str, dict[str, float | None]]:
+        """``{song: {stem: score}}`` of ``row``: each scored stem's value on each song (``None``: not finite)."""
+        return {song: {stem: values[self.metric.name] for stem, values in stems.items()}
+                for song, stems in self._scorer(row).per_song.items()}
+
     def means(self) -> dict[str, dict[str, float]]:
         """``{row: {stem: mean over songs}}``, rows in order, scored stems only."""
         return {row: {stem: s["mean"] for stem, s in self.per_stem(row).items()} for row in self.rows}

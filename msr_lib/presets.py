@@ -22,9 +22,9 @@ ENV_VAR = "MSR_PRESET"
 
 
 #: the pipeline's defaults (a preset overrides what it needs); the restorers train on 1-2 s chunks but are
-#: convolutional, so a longer inference chunk costs only memory
+#: convolutional, so a longer inference chunk costs only memory; ``lesson_songs``: held-out songs lesson 06 scores
 PIPELINE = {"models": "bundled", "chunk_seconds": None, "restorer_chunk_seconds": 4.0, "overlap": 0.25,
-            "batch_size": 1}
+            "batch_size": 1, "lesson_songs": 3}
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,8 @@ PRESETS: dict[str, Preset] = {
                   "train": {"batch_size": 2, "chunk_seconds": 0.5, "warmup_steps": 1, "validate_every": 2,
                             "checkpoint_every": 2, "valid_items": 2, "valid_seconds": 0.5,
                             "roles": _roles(4, 2, 1e-3)}},
-        pipeline={**PIPELINE, "models": "untrained", "chunk_seconds": 1.0, "restorer_chunk_seconds": 1.0},
+        pipeline={**PIPELINE, "models": "untrained", "chunk_seconds": 1.0, "restorer_chunk_seconds": 1.0,
+                  "lesson_songs": 1},
     ),
     "laptop": Preset(
         name="laptop",
@@ -154,7 +155,7 @@ PRESETS: dict[str, Preset] = {
                   "train": {"batch_size": 16, "chunk_seconds": 2.0, "warmup_steps": 500, "validate_every": 1000,
                             "checkpoint_every": 1000, "num_workers": 8, "valid_items": 64, "valid_seconds": 4.0,
                             "roles": _roles(40000, 5000, 2e-4)}},
-        pipeline={**PIPELINE, "batch_size": 8},
+        pipeline={**PIPELINE, "batch_size": 8, "lesson_songs": 12},
     ),
     "paper": Preset(
         name="paper",

@@ -7,9 +7,12 @@
   ``data_dir()/runs/<preset>/restorer-<name>`` or reuses the run there, as :func:`lesson_run` does for separators;
 - :func:`generalist_restorer` is the generalist the lessons' experts start from: the bundled one when this checkout
   ships it, else the lesson's own short run;
-- :func:`save_lora_adapter` writes a LoRA expert run's adapter alone (what such an expert costs on disk).
+- :func:`save_lora_adapter` writes a LoRA expert run's adapter alone (what such an expert costs on disk);
+- :func:`pipeline_restorers` is what lesson 06 restores with: the bundled restorers, else the lessons' generalist;
+- :func:`bring_your_own_song` runs a student's file through the pipeline, or says in one line why it cannot.
 
-Lessons: notebooks/03_bs_roformer.ipynb, notebooks/04_curriculum_lora.ipynb, notebooks/05_hifipp_restorer.ipynb
+Lessons: notebooks/03_bs_roformer.ipynb, notebooks/04_curriculum_lora.ipynb, notebooks/05_hifipp_restorer.ipynb,
+notebooks/06_full_pipeline.ipynb
 """
 from __future__ import annotations
 
@@ -183,3 +186,36 @@ def save_lora_adapter(run, folder, *, dtype=None) -> Path:
     model.load_state_dict(torch.load(state_path, map_location="cpu", weights_only=True)["ema"])
     return save_restorer_adapter(model, folder, stem=info["stem"], base=info["init"], lora_config=settings,
                                  dtype=dtype)
+
+
+def pipeline_restorers(preset: str | Preset | None = None, *, progress: bool = True):
+    """The restorers lesson 06 runs (what :func:`msr_lib.pipeline.load_restorers` takes): ``"bundled"`` when this
+    checkout ships a generalist (each stem's expert, else the generalist), else ``{"generalist": run}`` with the
+    lessons' own generalist (:func:`generalist_restorer`). The ``quick`` preset's untrained models need none."""
+    from msr_lib.models.checkpoint import bundled_restorers
+    from msr_lib.pipeline import DEFAULT_RESTORERS, GENERALIST
+
+    preset = _preset(preset)
+    if preset.pipeline.get("models") == "untrained" or GENERALIST in bundled_restorers():
+        return DEFAULT_RESTORERS
+    return {GENERALIST: generalist_restorer(preset, progress=progress)}
+
+
+def bring_your_own_song(path, out_dir=None, **options):
+    """Restore the audio file at ``path`` into ``out_dir`` (default ``data_dir()/my_songs/<name>``) with
+    :func:`msr_lib.pipeline.restore_file` (``options``: its keywords); returns the folder, or ``None`` after
+    printing one line that says why not (no path given, no such file, unreadable audio…)."""
+    from msr_lib.errors import MSRError
+    from msr_lib.pipeline import restore_file
+
+    if path is None or not str(path).strip():
+        print("no song given: set MY_SONG to the path of an audio file (wav, flac, ogg, mp3, aiff) and run again")
+        return None
+    path = Path(str(path).strip()).expanduser()
+    out_dir = Path(out_dir) if out_dir is not None else data_dir() / "my_songs" / path.stem
+    try:
+        restore_file(path, out_dir, **options)
+    except MSRError as exc:
+        print(f"cannot restore this song: {exc}")
+        return None
+    return out_dir
