@@ -48,15 +48,16 @@ def _check_chunking(length: int, chunk: int, hop: int, where: str) -> None:
 
 
 def _window(index: int, count: int, chunk: int, hop: int) -> np.ndarray:
-    """Chunk ``index``'s raw window: sin² ramps over the samples it shares with its neighbours, flat elsewhere."""
+    """Chunk ``index``'s raw window: sin² ramps over the samples it shares with its neighbours, flat elsewhere.
+    Past 50 % overlap the ramp in and the ramp out overlap and multiply, so the window stays smooth."""
     fade = chunk - hop
     window = np.ones(chunk)
     if fade:
         ramp = np.sin(0.5 * np.pi * (np.arange(fade) + 0.5) / fade) ** 2  # strictly in (0, 1)
         if index > 0:
-            window[:fade] = ramp
+            window[:fade] *= ramp
         if index < count - 1:
-            window[chunk - fade:] = ramp[::-1]
+            window[chunk - fade:] *= ramp[::-1]
     return window
 
 

@@ -71,6 +71,14 @@ def test_crossfade_weights_sum_to_one_and_edges_are_not_faded(length, chunk, ove
     assert np.all(weights >= 0)
 
 
+@pytest.mark.parametrize("overlap", [0.25, 0.5, 0.75, 0.9])
+def test_crossfade_weights_are_smooth_at_any_overlap(overlap):
+    """No chunk's weight jumps between neighbouring samples (a jump would be a seam in the output)."""
+    chunk = 400
+    starts, weights = crossfade_weights(4000, chunk, max(1, round(chunk * (1 - overlap))))
+    assert np.abs(np.diff(weights[1:-1], axis=1)).max() < 0.05
+
+
 def test_crossfade_weights_fade_inside_overlaps():
     starts, weights = crossfade_weights(400, 100, 50)
     assert starts == [0, 50, 100, 150, 200, 250, 300]
