@@ -735,12 +735,13 @@ def score_separator(separator, songs, *, mix: str = "clean", baselines=("mixture
 
 
 def held_out_songs(song_set: str = "synthetic", songs: int = 12, seconds: float = 20.0, *, progress: bool = True,
-                   samples_dir=None) -> tuple[list[Path], int]:
+                   samples_dir=None, sound_sources=None) -> tuple[list[Path], int]:
     """The song folders of a held-out set (rendered under ``data_dir()`` on first use, then reused) and the seed
-    that built them. ``"synthetic"``: test songs rendered with :data:`TEST_SEED`; ``"loops"``: the real-recordings
-    development set, songs assembled from the recorded loops and one-shots of Debian's lmms-common by
-    :mod:`msr_lib.data.loop_songs` (``samples_dir``: its samples folder) — for scoring only, never for training or
-    tuning."""
+    that built them. ``"synthetic"``: test songs rendered with :data:`TEST_SEED` (``sound_sources``: only those,
+    e.g. ``("fluidr3_gm", "msr_voice")`` for songs like the first bundled generation's, one GM set and our voice;
+    default every installed source); ``"loops"``: the real-recordings development set, songs assembled from the
+    recorded loops and one-shots of Debian's lmms-common by :mod:`msr_lib.data.loop_songs` (``samples_dir``: its
+    samples folder) — for scoring only, never for training or tuning."""
     from msr_lib.environment import data_dir
 
     if song_set not in HELD_OUT_SETS:
@@ -754,8 +755,9 @@ def held_out_songs(song_set: str = "synthetic", songs: int = 12, seconds: float 
         return folders, DEV_SET_SEED
     from msr_lib.data.synth import synthesize_songs
 
-    folders = synthesize_songs(data_dir() / f"test_s{TEST_SEED}_{seconds:g}s", songs=songs, seconds=seconds,
-                               seed=TEST_SEED, progress=progress, skip_existing=True)
+    suffix = "_" + "+".join(sound_sources) if sound_sources else ""
+    folders = synthesize_songs(data_dir() / f"test_s{TEST_SEED}_{seconds:g}s{suffix}", songs=songs, seconds=seconds,
+                               seed=TEST_SEED, sound_sources=sound_sources, progress=progress, skip_existing=True)
     return folders, TEST_SEED
 
 

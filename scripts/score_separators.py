@@ -3,9 +3,11 @@
     python scripts/score_separators.py --model bundled:4stem --mix clean     [--songs 12] [--json out.json]
     python scripts/score_separators.py --model bundled:8stem --mix mastered
     python scripts/score_separators.py --set loops --model bundled:8stem --mix mastered
+    python scripts/score_separators.py --sound-sources fluidr3_gm,msr_voice --model bundled:4stem   # the old songs
 
 ``--set synthetic`` (default): synthetic test songs rendered with seed 3000 (training used 1000, validation 2000:
-never seen). ``--set loops``: the real-recordings development set, songs assembled from the recorded loops and
+never seen), each stem on a sound source drawn from the seed (``--sound-sources``: only those; ``fluidr3_gm,msr_voice``
+renders songs like the first bundled generation's, one GM set and our voices). ``--set loops``: the real-recordings development set, songs assembled from the recorded loops and
 one-shots of Debian's lmms-common by :mod:`msr_lib.data.loop_songs` with seed 4000 — for scoring only, never for
 training or tuning. Both are cached under ``data_dir()`` and scored by
 ``msr_lib.evaluate.score_separator``: each song's reference stems are grouped into the model's stems (stems the
@@ -29,14 +31,15 @@ from msr_lib.evaluate import HELD_OUT_SETS as SETS
 
 
 def score(model: str, mix: str, songs: int, seconds: float, progress: bool = True, song_set: str = "synthetic",
-          samples_dir=None) -> dict:
+          samples_dir=None, sound_sources=None) -> dict:
     """Render (or reuse) the songs of ``song_set``, score ``model`` on them: the result that :func:`markdown` and
     ``--json`` show."""
     from msr_lib.evaluate import held_out_songs, score_separator
     from msr_lib.models import load_separator
 
     separator = load_separator(model)
-    folders, seed = held_out_songs(song_set, songs, seconds, progress=progress, samples_dir=samples_dir)
+    folders, seed = held_out_songs(song_set, songs, seconds, progress=progress, samples_dir=samples_dir,
+                                   sound_sources=sound_sources)
     board = score_separator(separator, folders, mix=mix, baselines=("mixture", "irm"), seed=seed, name=model,
                             progress=progress)
     means = board.means()
@@ -49,6 +52,7 @@ def score(model: str, mix: str, songs: int, seconds: float, progress: bool = Tru
     levels = board.level_errors(model)
     sum_snr = board.sum_snr(model)
     return {"model": model, "mix": mix, "songs": songs, "seconds": seconds, "set": song_set, "test_seed": seed,
+            "sound_sources": list(sound_sources) if sound_sources else "all installed",
             "multi_mel_snr_db": table, "scored_songs_per_stem": {stem: counts.get(stem, 0) for stem in separator.stems},
             "level_error_db": {stem: levels.get(stem) for stem in separator.stems} | {
                 "median": _finite(board.level_error(model))},
@@ -88,6 +92,9 @@ def main(argv=None) -> int:
                         help="synthetic test songs (seed 3000) or the real-recordings development set (seed 4000)")
     parser.add_argument("--samples-dir", type=Path, default=None,
                         help="samples folder of --set loops (default /usr/share/lmms/samples, package lmms-common)")
+    parser.add_argument("--sound-sources", default=None,
+                        help="synthetic songs from these sources only (comma-separated), e.g. fluidr3_gm,msr_voice "
+                             "for songs like the first generation's training songs (default every installed one)")
     parser.add_argument("--model", default="bundled:8stem")
     parser.add_argument("--mix", choices=["clean", "mastered"], default="clean")
     parser.add_argument("--songs", type=int, default=12)
@@ -95,8 +102,9 @@ def main(argv=None) -> int:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     try:
+        sources = tuple(args.sound_sources.split(",")) if args.sound_sources else None
         result = score(args.model, args.mix, args.songs, args.seconds, song_set=args.song_set,
-                       samples_dir=args.samples_dir)
+                       samples_dir=args.samples_dir, sound_sources=sources)
     except MSRError as exc:
         print(f"score_separators: error: {exc}", file=sys.stderr)
         return 2
