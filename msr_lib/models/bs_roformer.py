@@ -217,6 +217,16 @@ class MaskEstimator(nn.Module):
             for w in band_widths
         )
 
+    @torch.no_grad()
+    def scale_masks(self, factor: float) -> None:
+        """Multiply every mask this head outputs by ``factor`` (0: a silent head): the GLU's value half of each
+        band's last Linear is scaled, its gate half kept, so gradients still reach the head."""
+        for band in self.to_freqs:  # band = Sequential(mlp, GLU)
+            last = band[0][-1]
+            values = last.out_features // 2
+            last.weight[:values] *= factor
+            last.bias[:values] *= factor
+
     def forward(self, x: Tensor) -> Tensor:
         """x (b, t, k, d) → (b, t, f·c·r), bands in order."""
         bands = x.unbind(dim=-2)  # k × (b, t, d)
@@ -235,7 +245,9 @@ class BSRoformer(nn.Module):
 
     ``residual_stem`` (ours, not an MSST key; MSST models are ``False``): the last stem gets no mask estimator, its
     output is the input minus the sum of the other stems' outputs (in the waveform), so the stems add up to the
-    input exactly — the last stem (``other``) is "everything the others leave".
+    input exactly — the last stem (``other``) is "everything the others leave". Such a model starts with silent
+    named stems (their masks 0, so ``other`` is the input): with random masks, the residual `other` starts as the
+    input minus random noise and training learned far more slowly (docs/MODEL_CARD.md, the 250-step comparison).
     STFT and iSTFT always run in float32, so the model can run under ``torch.autocast`` (e.g. bf16 on CUDA).
     """
 
@@ -318,6 +330,9 @@ class BSRoformer(nn.Module):
             MaskEstimator(dim, band_widths, depth=mask_estimator_depth, mlp_expansion_factor=mlp_expansion_factor)
             for _ in range(num_stems - residual_stem)
         )
+        if residual_stem:  # a new residual model starts silent in every named stem, its `other` = the input
+            for head in self.mask_estimators:
+                head.scale_masks(0.0)
 
     def _run(self, block: nn.Module, x: Tensor) -> Tensor:
         if self.use_torch_checkpoint and self.training and torch.is_grad_enabled():

@@ -160,12 +160,7 @@ def expand_stems(model: BSRoformer, stems: tuple[str, ...], new_stems: tuple[str
         head = expanded.mask_estimators[index]
         head.load_state_dict(model.mask_estimators[stems.index(stem if stem in stems else source)].state_dict())
         if stem in added:
-            with torch.no_grad():
-                for band in head.to_freqs:  # band = Sequential(mlp, GLU): scale the value half of the last Linear
-                    last = band[0][-1]
-                    values = last.out_features // 2
-                    last.weight[:values] *= scale
-                    last.bias[:values] *= scale
+            head.scale_masks(scale)
             head.requires_grad_(True)
     return expanded
 
