@@ -132,8 +132,8 @@ def load_audio(path, sample_rate: int | None = SAMPLE_RATE, *, stereo: bool = Tr
     return audio
 
 
-def load_audio_with_rate(path, sample_rate: int | None = SAMPLE_RATE, *, stereo: bool = True):
-    """Like :func:`load_audio` but also returns the rate of the returned audio."""
+def check_audio_path(path) -> Path:
+    """``path`` as a :class:`~pathlib.Path` if it names a non-empty file, else one-line :class:`AudioError`."""
     path = Path(path)
     if not path.exists():
         raise AudioError(f"{path}: no such file")
@@ -141,6 +141,12 @@ def load_audio_with_rate(path, sample_rate: int | None = SAMPLE_RATE, *, stereo:
         raise AudioError(f"{path}: is a folder, expected an audio file")
     if path.stat().st_size == 0:
         raise AudioError(f"{path}: file is empty")
+    return path
+
+
+def load_audio_with_rate(path, sample_rate: int | None = SAMPLE_RATE, *, stereo: bool = True):
+    """Like :func:`load_audio` but also returns the rate of the returned audio."""
+    path = check_audio_path(path)
     try:
         data, file_sr = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as exc:  # soundfile raises LibsndfileError, RuntimeError, TypeError… for bad files

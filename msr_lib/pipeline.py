@@ -23,6 +23,7 @@ Lesson: notebooks/06_full_pipeline.ipynb
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Mapping
@@ -32,7 +33,8 @@ import numpy as np
 import torch
 
 from msr_lib.audio import (
-    AUDIO_EXTENSIONS, SAMPLE_RATE, Resampler, atomic_output_dir, check_audio, song_files, to_stereo, unreadable,
+    AUDIO_EXTENSIONS, SAMPLE_RATE, Resampler, atomic_output_dir, check_audio, check_audio_path, song_files, to_stereo,
+    unreadable,
 )
 from msr_lib.environment import resolve_device
 from msr_lib.errors import AudioError, MSRError
@@ -154,11 +156,16 @@ class _Chain:
             self.sink(b)
 
 
-def _restorer_stream(restorer: Restorer, *, length: int, channels: int, device, chunk_seconds: float,
-                     overlap: float, batch_size: int) -> OverlapAdd:
-    chunk, hop = chunking(chunk_seconds, overlap, batch_size, restorer.model.sample_rate)
-    return OverlapAdd(lambda x: restorer(x.to(device)).float().cpu(), length=length, chunk=chunk, hop=hop,
-                      channels=channels, out_shape=(channels,), batch_size=batch_size)
+def _restorer_stages(restorer: Restorer, *, rate: int, length: int, out_rate: int, out_length: int,
+                     channels: int, device, chunk_seconds: float, overlap: float, batch_size: int) -> list:
+    """Streaming stages that restore one stem of ``length`` samples at ``rate``: resample to the restorer's rate,
+    the restorer chunked with crossfades, resample to ``out_rate`` and fit to ``out_length`` samples."""
+    inner = restorer.model.sample_rate
+    into = Resampler(rate, inner, channels=channels, length_in=length)
+    chunk, hop = chunking(chunk_seconds, overlap, batch_size, inner)
+    model = OverlapAdd(lambda x: restorer(x.to(device)).float().cpu(), length=into.length, chunk=chunk, hop=hop,
+                       channels=channels, out_shape=(channels,), batch_size=batch_size)
+    return [into, model, Resampler(inner, out_rate, channels=channels, length_in=into.length, length_out=out_length)]
 
 
 def _stream(blocks, *, rate: int, length: int, channels: int, separator, restorers: dict[str, Restorer],
@@ -169,25 +176,20 @@ def _stream(blocks, *, rate: int, length: int, channels: int, separator, restore
     from tqdm.auto import tqdm
 
     sep_rate = separator.sample_rate
-    sep_length = Resampler(rate, sep_rate, channels=channels, length_in=length).length
     into_separator = Resampler(rate, sep_rate, channels=channels, length_in=length)
+    sep_length = into_separator.length
     separation = separator_stream(separator, length=sep_length, channels=channels, device=device,
                                   chunk_seconds=chunk_seconds, overlap=overlap, batch_size=batch_size)
     index = {stem: k for k, stem in enumerate(separator.stems)}
     chains = []
     for stem in stems:
-        stages = []
         restorer = restorers.get(stem)
         if restorer is not None:
-            rest_rate = restorer.model.sample_rate
-            to_restorer = Resampler(sep_rate, rest_rate, channels=channels, length_in=sep_length)
-            stages += [to_restorer, _restorer_stream(restorer, length=to_restorer.length, channels=channels,
-                                                     device=device, chunk_seconds=restorer_chunk_seconds,
-                                                     overlap=overlap, batch_size=batch_size)]
-            stages.append(Resampler(rest_rate, rate, channels=channels, length_in=to_restorer.length,
-                                    length_out=length))
+            stages = _restorer_stages(restorer, rate=sep_rate, length=sep_length, out_rate=rate, out_length=length,
+                                      channels=channels, device=device, chunk_seconds=restorer_chunk_seconds,
+                                      overlap=overlap, batch_size=batch_size)
         else:
-            stages.append(Resampler(sep_rate, rate, channels=channels, length_in=sep_length, length_out=length))
+            stages = [Resampler(sep_rate, rate, channels=channels, length_in=sep_length, length_out=length)]
         chains.append((index[stem], _Chain(stages, sinks[stem])))
         if stem in separated_sinks:
             chains.append((index[stem], _Chain([Resampler(sep_rate, rate, channels=channels, length_in=sep_length,
@@ -199,8 +201,10 @@ def _stream(blocks, *, rate: int, length: int, channels: int, separator, restore
                 chain.push(block[k])
 
     models = [separator, *{id(r): r for r in restorers.values()}.values()]
-    with _inference(models, device), tqdm(total=length / rate, desc=desc, unit="s", bar_format=SECONDS_BAR,
-                                          disable=not progress) as bar:
+    with contextlib.ExitStack() as running, tqdm(total=length / rate, desc=desc, unit="s", bar_format=SECONDS_BAR,
+                                                 disable=not progress) as bar:
+        for model in models:
+            running.enter_context(inference(model, device))
         for block in blocks:
             for resampled in into_separator.push(block):
                 fan_out(separation.push(resampled))
@@ -210,21 +214,6 @@ def _stream(blocks, *, rate: int, length: int, channels: int, separator, restore
         fan_out(separation.finish())
         for _, chain in chains:
             chain.finish()
-
-
-class _inference:
-    """:func:`msr_lib.separate.inference` for several models at once."""
-
-    def __init__(self, models, device):
-        self.contexts = [inference(m, device) for m in models]
-
-    def __enter__(self):
-        for context in self.contexts:
-            context.__enter__()
-
-    def __exit__(self, *exc):
-        for context in reversed(self.contexts):
-            context.__exit__(*exc)
 
 
 def selected_stems(stems, separator) -> list[str]:
@@ -327,14 +316,11 @@ def restore_stems(stems: Mapping, restorers=DEFAULT_RESTORERS, *, sample_rate: i
             out[stem] = audio
             continue
         channels, length = audio.shape
-        rate = restorer.model.sample_rate
-        to_restorer = Resampler(sample_rate, rate, channels=channels, length_in=length)
-        chain = [to_restorer, _restorer_stream(
-            restorer, length=to_restorer.length, channels=channels, device=device,
-            chunk_seconds=chunk_seconds or settings["restorer_chunk_seconds"],
-            overlap=settings["overlap"] if overlap is None else overlap,
-            batch_size=batch_size or settings["batch_size"]),
-            Resampler(rate, sample_rate, channels=channels, length_in=to_restorer.length, length_out=length)]
+        chain = _restorer_stages(restorer, rate=sample_rate, length=length, out_rate=sample_rate, out_length=length,
+                                 channels=channels, device=device,
+                                 chunk_seconds=chunk_seconds or settings["restorer_chunk_seconds"],
+                                 overlap=settings["overlap"] if overlap is None else overlap,
+                                 batch_size=batch_size or settings["batch_size"])
         blocks = []
         with inference(restorer, device):
             stage = _Chain(chain, blocks.append)
@@ -349,12 +335,7 @@ def restore_stems(stems: Mapping, restorers=DEFAULT_RESTORERS, *, sample_rate: i
 def _open_input(path: Path):
     import soundfile as sf
 
-    if not path.exists():
-        raise AudioError(f"{path}: no such file")
-    if path.is_dir():
-        raise AudioError(f"{path}: is a folder, expected an audio file")
-    if path.stat().st_size == 0:
-        raise AudioError(f"{path}: file is empty")
+    check_audio_path(path)
     try:
         handle = sf.SoundFile(str(path))
     except Exception as exc:  # soundfile raises LibsndfileError, RuntimeError, TypeError… for bad files
