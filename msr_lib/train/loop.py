@@ -9,7 +9,7 @@ Read :func:`train` top to bottom: it is the whole algorithm. Per step:
 3. clip the gradient norm, one AdamW step, one learning-rate schedule step (linear warm-up, cosine decay),
 4. update the exponential moving average (EMA) of the weights,
 5. log a JSON line; every ``validate_every`` steps (and before the first step, so a curve starts where the model
-   started) score the EMA weights; every ``checkpoint_every`` steps write a checkpoint atomically.
+   started) score the EMA weights; every ``checkpoint_every`` steps write a checkpoint.
 
 A run folder holds::
 
@@ -17,10 +17,20 @@ A run folder holds::
                                  "seconds"} and, on validation steps, {"step", "valid/<name>": ...}
     RUN/checkpoint/config.json   the model to use (EMA weights), written by ``save_model``
     RUN/checkpoint/model.safetensors
-    RUN/checkpoint/train_state.pt  raw weights, EMA, optimizer, schedule, RNG state and step — what ``resume`` needs
+    RUN/checkpoint/train_state.pt  raw weights, EMA, optimizer, schedule, RNG state and step — what ``resume`` needs,
+                                 with the checksums of its own tensors and of the model files
+    RUN/checkpoint.previous/     the checkpoint before (the same files)
+    RUN/.lock                    held (``flock``) by the command training into the folder
 
 ``resume=True`` reloads ``train_state.pt`` and continues from its step; the batches, dropout masks and updates are
 then the same as in an uninterrupted run (tested). Log lines after the checkpoint's step are dropped on resume.
+A damaged latest checkpoint (a file missing, truncated or not matching its checksum) is reported in one line and
+the run resumes from the previous one.
+
+Interruptions (tests/test_interruptions.py): a new checkpoint is built in a temporary folder and then renamed into
+place, the latest becoming the previous one, so a ``kill -9`` at any moment leaves at least one complete checkpoint.
+SIGINT and SIGTERM during :func:`train` finish the step in progress, write its checkpoint and raise
+``KeyboardInterrupt``. A second command on the same folder stops at once with one line (the folder is in use).
 
 Data parallel: started under ``torchrun --nproc_per_node N`` (``WORLD_SIZE`` > 1) the loop joins a process group
 (NCCL on CUDA, gloo on CPU), wraps the model in ``DistributedDataParallel`` and gives each rank its own slice of
@@ -32,10 +42,15 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import json
 import math
 import os
 import random
+import shutil
+import signal
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields
@@ -49,10 +64,15 @@ from msr_lib.errors import MSRError
 
 __all__ = [
     "TrainConfig", "TrainResult", "StepBatches", "train", "read_log", "trainable_parameters", "lr_at_step",
-    "CHECKPOINT", "LOG", "TRAIN_STATE", "RUN_INFO", "recorded_run", "fixed_batches",
+    "CHECKPOINT", "PREVIOUS_CHECKPOINT", "LOG", "TRAIN_STATE", "RUN_INFO", "recorded_run", "fixed_batches",
+    "run_folder_lock",
 ]
 
 CHECKPOINT = "checkpoint"
+PREVIOUS_CHECKPOINT = "checkpoint.previous"  # the checkpoint before the latest, for a damaged latest one
+LOCK = ".lock"
+_STAGED_CHECKPOINT = f".{CHECKPOINT}.new"  # a complete new checkpoint before it is renamed into place
+_DISCARDED_CHECKPOINT = f".{CHECKPOINT}.discarded"
 LOG = "log.jsonl"
 TRAIN_STATE = "train_state.pt"
 RUN_INFO = "run.json"  # what a run trains and from what (written by the separator's and the restorer's trainers)
@@ -125,7 +145,7 @@ def recorded_run(out_dir, *, resume: bool, identity: dict) -> dict | None:
     out_dir = Path(out_dir)
     info_path = out_dir / RUN_INFO
     if not resume:
-        if (out_dir / CHECKPOINT).exists():
+        if (out_dir / CHECKPOINT).exists() or (out_dir / PREVIOUS_CHECKPOINT).exists():
             raise MSRError(f"{out_dir} already holds a run; pass --resume to continue it or choose another --out")
         return None
     if not info_path.is_file():
@@ -236,9 +256,11 @@ def _set_rng_state(state: dict) -> None:
 
 
 def _write_checkpoint(out_dir: Path, *, save_model, ema_model, model, optimizer, config, step,
-                      discriminator=None, d_optimizer=None) -> None:
-    """Write ``RUN/checkpoint/`` as one atomic folder: the model files, then the resume state."""
-    with atomic_output_dir(out_dir / CHECKPOINT) as tmp:
+                      discriminator=None, d_optimizer=None, keep_latest: bool = True) -> None:
+    """Write a checkpoint: the model files and the resume state into a complete folder, then
+    :func:`_install_checkpoint` (``keep_latest=False``: the latest is damaged and is not kept as the previous)."""
+    staged = out_dir / _STAGED_CHECKPOINT
+    with atomic_output_dir(staged) as tmp:
         save_model(ema_model, tmp)
         state = {
             "step": step, "config": asdict(config), "model": model.state_dict(), "ema": ema_model.state_dict(),
@@ -247,17 +269,113 @@ def _write_checkpoint(out_dir: Path, *, save_model, ema_model, model, optimizer,
         if discriminator is not None:
             state["discriminator"] = discriminator.state_dict()
             state["discriminator_optimizer"] = d_optimizer.state_dict()
+        state["files"] = {path.name: _file_checksum(path) for path in sorted(tmp.iterdir()) if path.is_file()}
+        state["digest"] = _digest(state)
         torch.save(state, tmp / TRAIN_STATE)
+    _install_checkpoint(out_dir, staged, keep_latest=keep_latest)
 
 
-def _load_train_state(out_dir: Path) -> dict:
-    path = out_dir / CHECKPOINT / TRAIN_STATE
+def _install_checkpoint(out_dir: Path, staged: Path, *, keep_latest: bool) -> None:
+    """Rename the complete ``staged`` folder to ``RUN/checkpoint``, the latest becoming ``RUN/checkpoint.previous``.
+    Every rename leaves a complete checkpoint in one of the two places (between the last two, in the previous)."""
+    latest, previous, discarded = out_dir / CHECKPOINT, out_dir / PREVIOUS_CHECKPOINT, out_dir / _DISCARDED_CHECKPOINT
+    shutil.rmtree(discarded, ignore_errors=True)
+    if latest.exists():
+        if keep_latest:
+            if previous.exists():
+                os.replace(previous, discarded)
+            os.replace(latest, previous)
+        else:
+            os.replace(latest, discarded)
+    os.replace(staged, latest)
+    shutil.rmtree(discarded, ignore_errors=True)
+
+
+def _remove_unfinished_checkpoints(out_dir: Path) -> None:
+    """Remove the temporary checkpoint folders an interrupted write left (``RUN/.checkpoint.*``)."""
+    for path in out_dir.glob(f".{CHECKPOINT}.*"):
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _file_checksum(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _digest(state) -> str:
+    """SHA-256 of a train state's values (tensors by dtype, shape and bytes; everything else by ``repr``)."""
+    digest = hashlib.sha256()
+
+    def visit(value) -> None:
+        if isinstance(value, torch.Tensor):
+            tensor = value.detach().cpu().contiguous()
+            digest.update(f"T{tensor.dtype}{tuple(tensor.shape)}".encode())
+            digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
+        elif isinstance(value, dict):
+            digest.update(b"{")
+            for key, item in value.items():
+                digest.update(repr(key).encode())
+                visit(item)
+            digest.update(b"}")
+        elif isinstance(value, (list, tuple)):
+            digest.update(b"[")
+            for item in value:
+                visit(item)
+            digest.update(b"]")
+        else:
+            digest.update(repr(value).encode())
+
+    visit(state)
+    return digest.hexdigest()
+
+
+def _read_checkpoint(folder: Path) -> dict:
+    """The train state in ``folder``, checked against its digest and the model files against their checksums
+    (checkpoints written before the checksums are taken as they load). A damaged checkpoint is an
+    :class:`MSRError` naming the file."""
+    path = folder / TRAIN_STATE
     if not path.is_file():
-        raise MSRError(f"cannot resume: {path} does not exist (start without --resume)")
+        raise MSRError(f"{path} does not exist")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise MSRError(f"cannot resume from {path}: {' '.join(str(exc).split())[:200]}") from None
+        raise MSRError(f"{path} is unreadable ({' '.join(str(exc).split())[:120]})") from None
+    if not isinstance(state, dict) or not {"step", "config", "model", "ema", "optimizer", "rng"} <= set(state):
+        raise MSRError(f"{path} is not a train state")
+    digest = state.pop("digest", None)
+    if digest is not None and digest != _digest(state):
+        raise MSRError(f"{path} is damaged (its contents do not match their checksum)")
+    for name, checksum in state.get("files", {}).items():
+        if not (folder / name).is_file():
+            raise MSRError(f"{folder / name} does not exist")
+        if _file_checksum(folder / name) != checksum:
+            raise MSRError(f"{folder / name} is damaged (it does not match its checksum)")
+    return state
+
+
+def _load_train_state(out_dir: Path, *, warn: bool) -> tuple[dict, bool]:
+    """The state to resume from and whether it is the latest checkpoint's: the latest, or when it is damaged the
+    previous one, with one warning line on stderr (``warn``). Neither usable: one :class:`MSRError` line."""
+    latest, previous = out_dir / CHECKPOINT, out_dir / PREVIOUS_CHECKPOINT
+    if not latest.exists() and not previous.exists():
+        raise MSRError(f"cannot resume: {latest / TRAIN_STATE} does not exist (start without --resume)")
+    try:
+        return _read_checkpoint(latest), True
+    except MSRError as damaged:
+        problem = str(damaged)
+    if not previous.exists():
+        raise MSRError(f"cannot resume: {problem}, and there is no {PREVIOUS_CHECKPOINT}")
+    try:
+        state = _read_checkpoint(previous)
+    except MSRError as also:
+        raise MSRError(f"cannot resume: {problem}, and {also}") from None
+    if warn:
+        print(f"msr: warning: {problem}; resuming from {previous} at step {int(state['step'])}", file=sys.stderr)
+    return state, False
 
 
 def _truncate_log(out_dir: Path, step: int) -> None:
@@ -339,8 +457,9 @@ def train(
         discriminator.to(device)
         d_optimizer = _make_optimizer(discriminator, config)
     step = 0
+    latest_usable = True  # False after resuming from the previous checkpoint: the damaged latest is not kept
     if resume:
-        state = _load_train_state(out_dir)
+        state, latest_usable = _load_train_state(out_dir, warn=rank == 0)
         saved = asdict(TrainConfig.from_dict(state["config"]))
         changed = [k for k, v in asdict(config).items() if k != "steps" and saved[k] != v]  # steps may grow
         if changed:
@@ -361,6 +480,8 @@ def train(
     elif rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / LOG).write_text("")  # a fresh run starts a fresh log
+    if rank == 0:
+        _remove_unfinished_checkpoints(out_dir)
 
     def data_parallel(module: nn.Module | None) -> nn.Module | None:
         if module is None or world == 1:
@@ -443,13 +564,14 @@ def train(
             if rank == 0 and (step % config.checkpoint_every == 0 or step == config.steps):
                 _write_checkpoint(out_dir, save_model=save_model, ema_model=ema_model, model=model,
                                   optimizer=optimizer, config=config, step=step,
-                                  discriminator=discriminator, d_optimizer=d_optimizer)
+                                  discriminator=discriminator, d_optimizer=d_optimizer, keep_latest=latest_usable)
+                latest_usable = True
             _barrier(world)
     except KeyboardInterrupt:
         if rank == 0 and step > 0:
             _write_checkpoint(out_dir, save_model=save_model, ema_model=ema_model, model=model,
                               optimizer=optimizer, config=config, step=step,
-                              discriminator=discriminator, d_optimizer=d_optimizer)
+                              discriminator=discriminator, d_optimizer=d_optimizer, keep_latest=latest_usable)
         raise
     finally:
         bar.close()
