@@ -389,6 +389,75 @@ def _append_log(out_dir: Path, row: dict) -> None:
         log.write(json.dumps(row) + "\n")
 
 
+class _StopRequests:
+    """While entered (in the main thread): SIGINT and SIGTERM set ``signalled`` instead of interrupting, so the
+    loop can finish the step in progress; the previous handlers come back on exit. A signal a process ignores
+    (a background job's SIGINT) stays ignored."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.signalled = False  # this process got a signal
+        self.agreed = False  # under DDP: some rank had one at the last all-reduce (the same on every rank)
+        self._previous = {}
+
+    def requested(self, world: int) -> bool:
+        """Whether to stop after this step (under DDP the ranks' common decision)."""
+        return self.signalled if world == 1 else self.agreed
+
+    def _handle(self, signum, frame) -> None:
+        self.signalled = True
+
+    def __enter__(self) -> "_StopRequests":
+        if threading.current_thread() is threading.main_thread():
+            for number in self.SIGNALS:
+                if signal.getsignal(number) is not signal.SIG_IGN:
+                    self._previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        for number, previous in self._previous.items():
+            signal.signal(number, signal.SIG_DFL if previous is None else previous)
+
+
+@contextlib.contextmanager
+def run_folder_lock(out_dir):
+    """Hold ``RUN/.lock`` (an exclusive ``flock``) while a command writes the run folder ``out_dir``: a second
+    command on the same folder stops with one :class:`MSRError` line instead of mixing its files in. Rank 0 alone
+    locks (the other ranks of a torchrun write nothing); the kernel releases the lock however the process ends, so
+    a killed run does not block its resume. Re-entrant in a process; a folder it had to create and that holds
+    nothing else on exit is removed again. (No lock where there is no ``fcntl``.)"""
+    out_dir = Path(out_dir)
+    key = out_dir.resolve()
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        fcntl = None
+    if fcntl is None or key in _LOCKED_RUNS or int(os.environ.get("RANK", "0")) != 0:
+        yield
+        return
+    created = not out_dir.exists()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lock = out_dir / LOCK
+    with open(lock, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise MSRError(f"{out_dir} is in use by another msr command (it holds {lock}); wait for it to finish "
+                           "or choose another --out") from None
+        _LOCKED_RUNS.add(key)
+        try:
+            yield
+        finally:
+            _LOCKED_RUNS.discard(key)
+            if created and [path.name for path in out_dir.iterdir()] == [LOCK]:
+                lock.unlink()
+                out_dir.rmdir()
+
+
+_LOCKED_RUNS: set[Path] = set()  # the run folders this process holds
+
+
 def _to_device(batch, device: torch.device):
     if isinstance(batch, dict):
         return {k: _to_device(v, device) for k, v in batch.items()}
@@ -449,148 +518,160 @@ def train(
 
     if (discriminator is None) != (discriminator_loss_fn is None):
         raise MSRError("a discriminator needs a discriminator_loss_fn, and the other way round")
-    model.to(device)
-    ema_model = copy.deepcopy(model).requires_grad_(False) if config.ema_decay else model
-    optimizer = _make_optimizer(model, config)
-    d_optimizer = None
-    if discriminator is not None:
-        discriminator.to(device)
-        d_optimizer = _make_optimizer(discriminator, config)
-    step = 0
-    latest_usable = True  # False after resuming from the previous checkpoint: the damaged latest is not kept
-    if resume:
-        state, latest_usable = _load_train_state(out_dir, warn=rank == 0)
-        saved = asdict(TrainConfig.from_dict(state["config"]))
-        changed = [k for k, v in asdict(config).items() if k != "steps" and saved[k] != v]  # steps may grow
-        if changed:
-            raise MSRError(f"cannot resume: settings changed since the checkpoint ({', '.join(changed)})")
-        model.load_state_dict(state["model"])
-        if ema_model is not model:
-            ema_model.load_state_dict(state["ema"])
-        optimizer.load_state_dict(state["optimizer"])
+    with run_folder_lock(out_dir), _StopRequests() as stop:
+        model.to(device)
+        ema_model = copy.deepcopy(model).requires_grad_(False) if config.ema_decay else model
+        optimizer = _make_optimizer(model, config)
+        d_optimizer = None
         if discriminator is not None:
-            if "discriminator" not in state:
-                raise MSRError("cannot resume: the checkpoint has no discriminator (it was not a GAN run)")
-            discriminator.load_state_dict(state["discriminator"])
-            d_optimizer.load_state_dict(state["discriminator_optimizer"])
-        step = int(state["step"])
-        _set_rng_state(state["rng"])
-        if rank == 0:
-            _truncate_log(out_dir, step)
-    elif rank == 0:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / LOG).write_text("")  # a fresh run starts a fresh log
-    if rank == 0:
-        _remove_unfinished_checkpoints(out_dir)
-
-    def data_parallel(module: nn.Module | None) -> nn.Module | None:
-        if module is None or world == 1:
-            return module
-        return nn.parallel.DistributedDataParallel(module, device_ids=[local_rank] if device.type == "cuda" else None)
-
-    train_model = data_parallel(model)
-    forward_model = torch.compile(train_model) if config.compile else train_model
-    d_train_model = data_parallel(discriminator)
-    loader = torch.utils.data.DataLoader(
-        train_data, batch_sampler=StepBatches(len(train_data), config.batch_size, step, config.steps, rank, world),
-        num_workers=config.num_workers, pin_memory=device.type == "cuda",
-        generator=torch.Generator().manual_seed(config.seed),  # keeps the global RNG (dropout) untouched
-    )
-    amp = config.amp and device.type == "cuda"
-    skipped = 0
-    trainable, total = trainable_parameters(model)
-    bar = tqdm(total=config.steps, initial=step, desc=describe, unit="step", disable=not progress or rank > 0,
-               postfix={"trainable": f"{trainable:,}/{total:,}"})
-
-    def log_validation() -> None:
-        ema_model.eval()
-        with torch.no_grad():
-            scores = validate_fn(ema_model)
-        valid_row = {"step": step, **{f"valid/{k}": v for k, v in scores.items()}}
-        _append_log(out_dir, valid_row)
-        if on_log is not None:
-            on_log(valid_row)
-
-    started = time.perf_counter()
-    try:
-        if validate_fn is not None and rank == 0 and step == 0:
-            log_validation()
-        for batch in loader:
-            model.train()
-            lr = lr_at_step(config, step)
-            batch = _to_device(batch, device)
-            adversarial = discriminator is not None and config.adversarial_from is not None \
-                and step >= config.adversarial_from
-            row = {"step": step + 1}
-            if adversarial:
-                # 0. the discriminator's step (GAN training only)
-                discriminator.train()
-                d_loss, d_parts, d_norm = _update(
-                    d_train_model, d_optimizer, batch, lambda d, piece: discriminator_loss_fn(d, model, piece),
-                    lr=lr, config=config, micro=micro, amp=amp, device=device, world=world)
-                row.update({"d_loss": d_loss, **{f"d_{k}": v for k, v in d_parts.items()}, "d_grad_norm": d_norm})
-            # 1-3. forward, backward, clip, update (the discriminator, when there is one, frozen meanwhile)
-            generator_loss = loss_fn
+            discriminator.to(device)
+            d_optimizer = _make_optimizer(discriminator, config)
+        step = 0
+        latest_usable = True  # False after resuming from the previous checkpoint: the damaged latest is not kept
+        if resume:
+            state, latest_usable = _load_train_state(out_dir, warn=rank == 0)
+            saved = asdict(TrainConfig.from_dict(state["config"]))
+            changed = [k for k, v in asdict(config).items() if k != "steps" and saved[k] != v]  # steps may grow
+            if changed:
+                raise MSRError(f"cannot resume: settings changed since the checkpoint ({', '.join(changed)})")
+            model.load_state_dict(state["model"])
+            if ema_model is not model:
+                ema_model.load_state_dict(state["ema"])
+            optimizer.load_state_dict(state["optimizer"])
             if discriminator is not None:
-                critic = discriminator if adversarial else None
-                generator_loss = lambda m, piece: loss_fn(m, piece, critic)  # noqa: E731
-                discriminator.requires_grad_(False)
-            loss, parts, grad_norm = _update(forward_model, optimizer, batch, generator_loss, lr=lr, config=config,
-                                             micro=micro, amp=amp, device=device, world=world)
-            if discriminator is not None:
-                discriminator.requires_grad_(True)
-            step += 1
-            checked = (loss, grad_norm, row.get("d_loss", 0.0), row.get("d_grad_norm", 0.0))
-            if not all(math.isfinite(v) for v in checked):
-                skipped += 1
-                row["skipped"] = 1
-                if skipped > config.max_skipped_steps:
-                    raise MSRError(f"{skipped} steps had a non-finite loss or gradient (the last at step {step}); "
-                                   "lower the learning rate")
-            # 4. EMA
-            elif ema_model is not model:
-                _update_ema(ema_model, model, config.ema_decay, step)
-            # 5. log, validate, checkpoint
-            row.update({"loss": loss, **parts, "lr": lr, "grad_norm": grad_norm,
-                        "seconds": round(time.perf_counter() - started, 3)})
+                if "discriminator" not in state:
+                    raise MSRError("cannot resume: the checkpoint has no discriminator (it was not a GAN run)")
+                discriminator.load_state_dict(state["discriminator"])
+                d_optimizer.load_state_dict(state["discriminator_optimizer"])
+            step = int(state["step"])
+            _set_rng_state(state["rng"])
             if rank == 0:
-                _append_log(out_dir, row)
-                if on_log is not None:
-                    on_log(row)
-                bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{row['lr']:.1e}")
-            bar.update(1)
-            if validate_fn is not None and rank == 0 and (step % config.validate_every == 0 or step == config.steps):
+                _truncate_log(out_dir, step)
+        elif rank == 0:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            (out_dir / LOG).write_text("")  # a fresh run starts a fresh log
+        if rank == 0:
+            _remove_unfinished_checkpoints(out_dir)
+
+        def data_parallel(module: nn.Module | None) -> nn.Module | None:
+            if module is None or world == 1:
+                return module
+            device_ids = [local_rank] if device.type == "cuda" else None
+            return nn.parallel.DistributedDataParallel(module, device_ids=device_ids)
+
+        train_model = data_parallel(model)
+        forward_model = torch.compile(train_model) if config.compile else train_model
+        d_train_model = data_parallel(discriminator)
+        loader = torch.utils.data.DataLoader(
+            train_data, batch_sampler=StepBatches(len(train_data), config.batch_size, step, config.steps, rank, world),
+            num_workers=config.num_workers, pin_memory=device.type == "cuda",
+            generator=torch.Generator().manual_seed(config.seed),  # keeps the global RNG (dropout) untouched
+        )
+        amp = config.amp and device.type == "cuda"
+        skipped = 0
+        trainable, total = trainable_parameters(model)
+        bar = tqdm(total=config.steps, initial=step, desc=describe, unit="step", disable=not progress or rank > 0,
+                   postfix={"trainable": f"{trainable:,}/{total:,}"})
+
+        def log_validation() -> None:
+            ema_model.eval()
+            with torch.no_grad():
+                scores = validate_fn(ema_model)
+            valid_row = {"step": step, **{f"valid/{k}": v for k, v in scores.items()}}
+            _append_log(out_dir, valid_row)
+            if on_log is not None:
+                on_log(valid_row)
+
+        started = time.perf_counter()
+        saved_step, in_step = step, False  # the last checkpoint's step; whether the weights are between two steps
+        try:
+            if validate_fn is not None and rank == 0 and step == 0:
                 log_validation()
-            if rank == 0 and (step % config.checkpoint_every == 0 or step == config.steps):
+            for batch in loader:
+                in_step = True
+                model.train()
+                lr = lr_at_step(config, step)
+                batch = _to_device(batch, device)
+                adversarial = discriminator is not None and config.adversarial_from is not None \
+                    and step >= config.adversarial_from
+                row = {"step": step + 1}
+                if adversarial:
+                    # 0. the discriminator's step (GAN training only)
+                    discriminator.train()
+                    d_loss, d_parts, d_norm = _update(
+                        d_train_model, d_optimizer, batch, lambda d, piece: discriminator_loss_fn(d, model, piece),
+                        lr=lr, config=config, micro=micro, amp=amp, device=device, world=world, stop=stop)
+                    row.update({"d_loss": d_loss, **{f"d_{k}": v for k, v in d_parts.items()}, "d_grad_norm": d_norm})
+                # 1-3. forward, backward, clip, update (the discriminator, when there is one, frozen meanwhile)
+                generator_loss = loss_fn
+                if discriminator is not None:
+                    critic = discriminator if adversarial else None
+                    generator_loss = lambda m, piece: loss_fn(m, piece, critic)  # noqa: E731
+                    discriminator.requires_grad_(False)
+                loss, parts, grad_norm = _update(forward_model, optimizer, batch, generator_loss, lr=lr, config=config,
+                                                 micro=micro, amp=amp, device=device, world=world, stop=stop)
+                if discriminator is not None:
+                    discriminator.requires_grad_(True)
+                step += 1
+                checked = (loss, grad_norm, row.get("d_loss", 0.0), row.get("d_grad_norm", 0.0))
+                if not all(math.isfinite(v) for v in checked):
+                    skipped += 1
+                    row["skipped"] = 1
+                    if skipped > config.max_skipped_steps:
+                        raise MSRError(f"{skipped} steps had a non-finite loss or gradient (the last at step {step}); "
+                                       "lower the learning rate")
+                # 4. EMA
+                elif ema_model is not model:
+                    _update_ema(ema_model, model, config.ema_decay, step)
+                in_step = False
+                # 5. log, validate, checkpoint
+                row.update({"loss": loss, **parts, "lr": lr, "grad_norm": grad_norm,
+                            "seconds": round(time.perf_counter() - started, 3)})
+                if rank == 0:
+                    _append_log(out_dir, row)
+                    if on_log is not None:
+                        on_log(row)
+                    bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{row['lr']:.1e}")
+                bar.update(1)
+                validating = step % config.validate_every == 0 or step == config.steps
+                if validate_fn is not None and rank == 0 and validating:
+                    log_validation()
+                if rank == 0 and (step % config.checkpoint_every == 0 or step == config.steps):
+                    _write_checkpoint(out_dir, save_model=save_model, ema_model=ema_model, model=model,
+                                      optimizer=optimizer, config=config, step=step,
+                                      discriminator=discriminator, d_optimizer=d_optimizer, keep_latest=latest_usable)
+                    latest_usable, saved_step = True, step
+                _barrier(world)
+                if stop.requested(world):
+                    raise KeyboardInterrupt(f"stopped after step {step}")
+        except KeyboardInterrupt:
+            if rank == 0 and step > saved_step and not in_step:  # mid-step the weights are not those of a step
                 _write_checkpoint(out_dir, save_model=save_model, ema_model=ema_model, model=model,
                                   optimizer=optimizer, config=config, step=step,
                                   discriminator=discriminator, d_optimizer=d_optimizer, keep_latest=latest_usable)
-                latest_usable = True
-            _barrier(world)
-    except KeyboardInterrupt:
-        if rank == 0 and step > 0:
-            _write_checkpoint(out_dir, save_model=save_model, ema_model=ema_model, model=model,
-                              optimizer=optimizer, config=config, step=step,
-                              discriminator=discriminator, d_optimizer=d_optimizer, keep_latest=latest_usable)
-        raise
-    finally:
-        bar.close()
-    ema_model.eval()
-    return TrainResult(model=ema_model, step=step, out_dir=out_dir)
+            if world > 1 and stop.agreed:
+                _barrier(world)  # the other ranks wait for rank 0's checkpoint: torchrun ends them all once one exits
+            raise
+        finally:
+            bar.close()
+        ema_model.eval()
+        return TrainResult(model=ema_model, step=step, out_dir=out_dir)
 
 
 def _update(model, optimizer, batch, loss_fn, *, lr: float, config: TrainConfig, micro: int, amp: bool,
-            device: torch.device, world: int) -> tuple[float, dict, float]:
+            device: torch.device, world: int, stop: "_StopRequests") -> tuple[float, dict, float]:
     """One optimizer step of ``model`` on ``batch``: zero, forward/backward (:func:`_forward_backward`), clip, and
     update unless the loss or the gradient is not finite (then the weights stay as they were). Returns the loss
-    (averaged over ranks), its parts and the gradient norm before clipping."""
+    (averaged over ranks), its parts and the gradient norm before clipping. Under DDP the loss's all-reduce also
+    tells every rank whether one of them was signalled (``stop.agreed``)."""
     for group in optimizer.param_groups:
         group["lr"] = lr
     optimizer.zero_grad(set_to_none=True)
     loss, parts = _forward_backward(model, batch, loss_fn, micro=micro, batch_size=config.batch_size, amp=amp,
                                     device=device)
     if world > 1:
-        loss = _mean_over_ranks(loss, device)    # every rank then takes the same decision below
+        loss, signalled = _mean_over_ranks(loss, device, stop.signalled)  # every rank takes the same decisions
+        stop.agreed = stop.agreed or signalled
     params = [p for group in optimizer.param_groups for p in group["params"]]
     grad_norm = float(torch.nn.utils.clip_grad_norm_(params, config.grad_clip or float("inf")))
     if math.isfinite(loss) and math.isfinite(grad_norm):
@@ -621,12 +702,13 @@ def _forward_backward(model, batch, loss_fn, *, micro: int, batch_size: int, amp
     return loss_sum, parts_sum
 
 
-def _mean_over_ranks(value: float, device: torch.device) -> float:
+def _mean_over_ranks(value: float, device: torch.device, flag: bool) -> tuple[float, bool]:
+    """The mean of ``value`` over the ranks and whether any rank's ``flag`` is set (one all-reduce)."""
     import torch.distributed as dist
 
-    tensor = torch.tensor([value], device=device, dtype=torch.float64)
+    tensor = torch.tensor([value, float(flag)], device=device, dtype=torch.float64)
     dist.all_reduce(tensor)
-    return float(tensor) / dist.get_world_size()
+    return float(tensor[0]) / dist.get_world_size(), bool(tensor[1] > 0)
 
 
 def _barrier(world: int) -> None:
