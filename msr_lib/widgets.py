@@ -8,6 +8,12 @@ signals are compared they share **one** gain: 1.0, unless one of them would clip
 scaled by the same factor and the label says so — so louder stays louder and an A/B comparison stays honest.
 Players embed lossless 16-bit FLAC, each sound once (a player of the same samples reuses its control); ``seconds``
 plays only the first seconds of a signal (the label says so). Both keep an executed lesson small.
+
+What a player, the stem browser and the mixing desk take (:func:`playable`): ``(channels, samples)`` or 1-D
+arrays at any positive rate, of any length down to one sample; more than two channels are folded to stereo, integer
+PCM becomes float. Silence plays as silence (its level line says ``-inf LUFS``). Empty signals, NaN or infinite
+samples and ``(samples, channels)`` arrays are refused with one :class:`~msr_lib.errors.AudioError` line — at
+construction, so a widget never fails in a callback.
 """
 from __future__ import annotations
 
@@ -15,25 +21,47 @@ from collections import OrderedDict
 
 import numpy as np
 
-from msr_lib.audio import SAMPLE_RATE, crest_factor_db, loudness_lufs, peak_dbfs
+from msr_lib.audio import SAMPLE_RATE, crest_factor_db, fit_length, loudness_lufs, peak_dbfs, to_stereo
+from msr_lib.errors import AudioError, MSRError
+from msr_lib.plots import as_signal, check_rate
+
+
+def playable(audio, name: str = "audio") -> np.ndarray:
+    """``audio`` as the players take it: float32 ``(channels ≤ 2, samples)`` (:func:`msr_lib.plots.as_signal`,
+    whose refusals apply; more than two channels folded to stereo by :func:`msr_lib.audio.to_stereo`)."""
+    audio = as_signal(audio, name)
+    return to_stereo(audio) if audio.shape[0] > 2 else audio
 
 
 def shared_gain(signals) -> float:
-    """The single gain that keeps every signal within ±1 (1.0 when none would clip)."""
-    peak = max((float(np.max(np.abs(s))) for s in signals if np.size(s)), default=0.0)
+    """The single gain that keeps every signal within ±1 (1.0 when none would clip); bad audio: :func:`playable`."""
+    peak = max((float(np.max(np.abs(playable(s)))) for s in signals), default=0.0)
     return 1.0 if peak <= 1.0 else 1.0 / peak
 
 
-def flac_bytes(audio, sample_rate: int = SAMPLE_RATE, *, gain: float = 1.0) -> bytes:
-    """Lossless 16-bit FLAC bytes of ``audio * gain`` (clipped to ±1, never normalised)."""
+def _gain(gain, audio) -> float:
+    """``gain`` checked (finite, not negative); ``None``: :func:`shared_gain` of ``audio`` alone."""
+    if gain is None:
+        return shared_gain([audio])
+    if not (np.isfinite(gain) and gain >= 0):
+        raise MSRError(f"a player's gain must be a finite number ≥ 0, got {gain!r}")
+    return float(gain)
+
+
+def flac_bytes(audio, sample_rate: int = SAMPLE_RATE, *, gain: float | None = None) -> bytes:
+    """Lossless 16-bit FLAC bytes of ``audio * gain`` (clipped to ±1, never normalised). ``gain=None``: 1.0, or
+    the gain that just keeps a signal peaking over full scale from clipping (:func:`shared_gain`)."""
     import io
 
     import soundfile as sf
 
-    data = np.clip(np.asarray(audio, dtype=np.float32) * gain, -1.0, 1.0)
-    data = data if data.ndim == 1 else data.T
+    audio, sample_rate = playable(audio), check_rate(sample_rate)
+    data = np.clip(audio * np.float32(_gain(gain, audio)), -1.0, 1.0)
     buffer = io.BytesIO()
-    sf.write(buffer, data, sample_rate, format="FLAC", subtype="PCM_16")
+    try:
+        sf.write(buffer, data.T, sample_rate, format="FLAC", subtype="PCM_16")
+    except Exception as exc:  # soundfile: LibsndfileError, ValueError… (e.g. a rate FLAC cannot hold)
+        raise AudioError(f"cannot encode audio at {sample_rate} Hz as FLAC ({str(exc).splitlines()[0]})") from None
     return buffer.getvalue()
 
 
@@ -43,8 +71,9 @@ _controls: OrderedDict = OrderedDict()
 _CONTROLS_KEPT = 64
 
 
-def audio_control(audio, sample_rate: int = SAMPLE_RATE, *, gain: float = 1.0):
-    """An ``ipywidgets.Audio`` control: no autoplay, no loop, no normalisation (``gain`` applied first).
+def audio_control(audio, sample_rate: int = SAMPLE_RATE, *, gain: float | None = None):
+    """An ``ipywidgets.Audio`` control: no autoplay, no loop, no normalisation (``gain`` applied first; ``None``
+    as in :func:`flac_bytes`).
 
     The FLAC travels as a binary widget buffer, not as base64 text in a display message, so long songs do not
     trip JupyterLab's output rate limit. The same samples at the same gain give the same control (one embed).
@@ -64,35 +93,52 @@ def audio_control(audio, sample_rate: int = SAMPLE_RATE, *, gain: float = 1.0):
     return _controls[key]
 
 
+def _excerpt_length(sample_rate, seconds) -> int:
+    try:
+        positive = float(seconds) > 0  # False for NaN
+    except (TypeError, ValueError):
+        positive = False
+    if not positive:
+        raise MSRError(f"seconds must be a positive number (or None for all of it), got {seconds!r}")
+    return max(1, int(round(seconds * check_rate(sample_rate))))
+
+
 def excerpt(audio, sample_rate: int = SAMPLE_RATE, seconds: float | None = None) -> np.ndarray:
-    """The first ``seconds`` of ``audio`` (all of it for ``None``)."""
+    """The first ``seconds`` of ``audio`` (all of it for ``None``; at least one sample)."""
     audio = np.asarray(audio)
-    return audio if seconds is None else audio[..., : int(round(seconds * sample_rate))]
+    return audio if seconds is None else audio[..., : _excerpt_length(sample_rate, seconds)]
 
 
 def is_cut(audio, sample_rate: int = SAMPLE_RATE, seconds: float | None = None) -> bool:
     """Does ``excerpt(audio, sample_rate, seconds)`` leave part of ``audio`` out?"""
-    return seconds is not None and np.shape(audio)[-1] > int(round(seconds * sample_rate))
+    return seconds is not None and np.shape(audio)[-1] > _excerpt_length(sample_rate, seconds)
 
 
 def level_text(audio, sample_rate: int = SAMPLE_RATE) -> str:
-    """A one-line level summary: integrated loudness, sample peak, crest factor."""
+    """A one-line level summary: integrated loudness, sample peak, crest factor (bad audio: :func:`playable`)."""
+    audio, sample_rate = playable(audio), check_rate(sample_rate)
     return (f"{loudness_lufs(audio, sample_rate):6.1f} LUFS · peak {peak_dbfs(audio):6.1f} dBFS · "
             f"crest {crest_factor_db(audio):4.1f} dB")
 
 
-def player(audio, sample_rate: int = SAMPLE_RATE, *, label: str = "", gain: float = 1.0, levels: bool = True,
-           seconds: float | None = None):
+def player(audio, sample_rate: int = SAMPLE_RATE, *, label: str = "", gain: float | None = None,
+           levels: bool = True, seconds: float | None = None):
     """A labelled player widget (label, level line, audio control) of the whole signal or its first ``seconds``.
 
-    The label says "first N s" when the excerpt leaves part of the signal out.
+    The label says "first N s" when the excerpt leaves part of the signal out. ``gain=None``: 1.0, unless the
+    signal would clip; then it is scaled just under full scale and the label says by how much.
     """
     import ipywidgets as widgets
 
+    audio, sample_rate = playable(audio, label or "audio"), check_rate(sample_rate)
     text = f"<b>{label}</b>" if label else ""
     if is_cut(audio, sample_rate, seconds):
         text += f" <i>(first {seconds:g} s)</i>"
     audio = excerpt(audio, sample_rate, seconds)
+    if gain is None:
+        gain = shared_gain([audio])
+        if gain != 1.0:
+            text += f" <i>(scaled by {20 * np.log10(gain):.1f} dB so it does not clip)</i>"
     if levels:
         text += f" <span style='font-family:monospace;color:#555'>{level_text(audio, sample_rate)}</span>"
     return widgets.VBox([widgets.HTML(text), audio_control(audio, sample_rate, gain=gain)],
@@ -101,9 +147,12 @@ def player(audio, sample_rate: int = SAMPLE_RATE, *, label: str = "", gain: floa
 
 def compare_players(signals: dict, sample_rate: int = SAMPLE_RATE, *, levels: bool = True, title: str = "",
                     seconds: float | None = None):
-    """Players for several signals (or their first ``seconds``) at one shared gain, stacked with their labels."""
+    """Players for several signals (or their first ``seconds``) at one shared gain, stacked with their labels
+    (bad audio: :func:`playable`, the label names the signal)."""
     import ipywidgets as widgets
 
+    sample_rate = check_rate(sample_rate)
+    signals = {name: playable(a, str(name)) for name, a in signals.items()}
     cut = any(is_cut(a, sample_rate, seconds) for a in signals.values())
     signals = {name: excerpt(a, sample_rate, seconds) for name, a in signals.items()}
     gain = shared_gain(signals.values())
@@ -129,7 +178,9 @@ def effect_explorer(audio, process, controls: dict, sample_rate: int = SAMPLE_RA
 
     ``controls`` maps a keyword of ``process`` to an ipywidgets control (e.g. ``FloatSlider``). Processing runs when
     a slider is released (``continuous_update=False``). ``measure(before, after) -> str`` adds a line of numbers.
-    Returns the widget; ``widget.result()`` gives the latest processed audio (handy for self-checks).
+    Returns the widget; ``widget.result()`` gives the latest processed audio (handy for self-checks). Audio a
+    player refuses (:func:`playable`: e.g. NaN samples) raises at construction; if ``process`` returns such audio
+    after a slider moved, ``widget.status`` says so in one line instead of the plots.
     """
     import ipywidgets as widgets
     import matplotlib.pyplot as plt
@@ -137,15 +188,19 @@ def effect_explorer(audio, process, controls: dict, sample_rate: int = SAMPLE_RA
 
     from msr_lib.plots import plot_spectrogram
 
+    playable(audio, "before")
+    sample_rate = check_rate(sample_rate)
     for control in controls.values():
         control.continuous_update = False
-    out = widgets.Output()
+    out, status = widgets.Output(), widgets.HTML()
     state = {"after": audio}
 
-    def render(_change=None):
+    def render():
         values = {name: c.value for name, c in controls.items()}
-        after = np.asarray(process(audio, **values), dtype=np.float32)
-        state["after"] = after
+        after = np.asarray(process(audio, **values))
+        state["after"] = after.astype(np.float32, copy=False) if after.dtype.kind == "f" else after
+        playable(after, "after (what process returned)")
+        status.value = ""
         out.clear_output(wait=True)
         with out:
             fig, axes = plt.subplots(1, 2, figsize=(11, 3), sharey=True)
@@ -157,12 +212,28 @@ def effect_explorer(audio, process, controls: dict, sample_rate: int = SAMPLE_RA
                 display(widgets.HTML(f"<pre>{measure(audio, after)}</pre>"))
             display(compare_players({"before": audio, "after": after}, sample_rate))
 
+    def on_change(_change):
+        try:
+            render()
+        except MSRError as exc:  # in a callback: shown in the widget, not raised where no one sees it
+            out.clear_output()
+            status.value = _error_html(exc)
+
     for control in controls.values():
-        control.observe(render, names="value")
+        control.observe(on_change, names="value")
     render()
-    box = widgets.VBox(([widgets.HTML(f"<h4>{title}</h4>")] if title else []) + list(controls.values()) + [out])
+    box = widgets.VBox(([widgets.HTML(f"<h4>{title}</h4>")] if title else []) + list(controls.values())
+                       + [status, out])
     box.result = lambda: state["after"]
+    box.status = status
     return box
+
+
+def _error_html(message) -> str:
+    """One red line of a widget's status (``message`` on one line, HTML-escaped)."""
+    import html
+
+    return f"<span style='color:#b00'>{html.escape(' '.join(str(message).split()))}</span>"
 
 
 # ---------------------------------------------------------------- the listening desk (lesson 06)
@@ -173,7 +244,8 @@ def _rows_html(rows: dict) -> str:
     head = "".join(f"<th style='padding:0 8px'>{c}</th>" for c in columns)
     body = "".join(
         f"<tr><td style='padding:0 8px'><b>{row}</b></td>" + "".join(
-            f"<td style='padding:0 8px;text-align:right'>{values[c]:+.2f}</td>" if isinstance(values.get(c), float)
+            f"<td style='padding:0 8px;text-align:right'>{values[c]:+.2f}</td>"
+            if isinstance(values.get(c), float) and np.isfinite(values[c])
             else f"<td style='padding:0 8px'>{values.get(c, '')}</td>" for c in columns) + "</tr>"
         for row, values in rows.items())
     return f"<table style='font-family:monospace'><tr><th></th>{head}</tr>{body}</table>"
@@ -187,7 +259,8 @@ def stem_browser(versions: dict, sample_rate: int = SAMPLE_RATE, *, mix=None, sc
     ``mix`` (optional) plays first. The players of one stem share one gain (:func:`compare_players`), so a quieter
     version sounds quieter; spectrograms use one colour range. ``scores`` maps a version to ``{stem: {metric: dB}}``
     and shows that stem's rows. Returns the widget; ``widget.chooser.value`` is the stem on show,
-    ``widget.select(stem)`` switches (what the dropdown does), ``widget.players()`` is its players' box.
+    ``widget.select(stem)`` switches (what the dropdown does), ``widget.players()`` is its players' box. Every
+    signal is checked here (:func:`playable`), so switching stems never fails.
     """
     import ipywidgets as widgets
     import matplotlib.pyplot as plt
@@ -196,9 +269,13 @@ def stem_browser(versions: dict, sample_rate: int = SAMPLE_RATE, *, mix=None, sc
     from msr_lib.plots import plot_spectrogram
     from msr_lib.stems import sort_stems
 
+    sample_rate = check_rate(sample_rate)
+    versions = {version: {stem: playable(audio, f"{version} · {stem}") for stem, audio in stems.items()}
+                for version, stems in versions.items()}
+    mix = None if mix is None else playable(mix, "mix")
     stems = sort_stems({s for v in versions.values() for s in v})
     if not stems:
-        raise ValueError("stem_browser: no stems in any version")
+        raise MSRError("stem_browser: no stems in any version")
     chooser = widgets.Dropdown(options=stems, value=stem if stem in stems else stems[0], description="stem")
     out = widgets.Output()
 
@@ -234,18 +311,35 @@ def stem_browser(versions: dict, sample_rate: int = SAMPLE_RATE, *, mix=None, sc
     return box
 
 
+def aligned_stems(stems: dict) -> dict[str, np.ndarray]:
+    """Stems as one array shape, ready to add: each checked (:func:`playable`); if their channel counts differ,
+    all as stereo (mono duplicated); if their lengths differ, zero-padded at the end to the longest."""
+    if not stems:
+        raise MSRError("no stems given")
+    stems = {name: playable(audio, str(name)) for name, audio in stems.items()}
+    if len({a.shape[0] for a in stems.values()}) > 1:
+        stems = {name: to_stereo(a) for name, a in stems.items()}
+    length = max(a.shape[1] for a in stems.values())
+    return {name: fit_length(a, length) for name, a in stems.items()}
+
+
 def remix(stems: dict, gains_db: dict | None = None, *, mute=(), solo=()) -> np.ndarray:
     """The sum of ``stems`` with per-stem gains in dB; muted stems left out; if any stem is soloed, only the soloed
-    ones (a muted solo stays muted). All gains 0 dB, nothing muted: the plain sum (the song, for stems that add up)."""
+    ones (a muted solo stays muted). All gains 0 dB, nothing muted: the plain sum (the song, for stems that add up).
+    Stems of different lengths or channel counts are aligned first (:func:`aligned_stems`); the result is
+    float32 ``(channels, samples)``."""
     gains_db = gains_db or {}
     unknown = (set(gains_db) | set(mute) | set(solo)) - set(stems)
     if unknown:
         raise ValueError(f"remix: no such stems {sorted(unknown)}; the stems are {list(stems)}")
+    bad = {name: g for name, g in gains_db.items() if not np.isfinite(g)}
+    if bad:
+        raise MSRError(f"remix: gains must be finite numbers of dB, got {bad}")
+    stems = aligned_stems(stems)
     playing = [s for s in stems if s not in mute and (not solo or s in solo)]
-    first = np.asarray(next(iter(stems.values())), dtype=np.float32)
-    total = np.zeros_like(first)
+    total = np.zeros_like(next(iter(stems.values())))
     for name in playing:
-        total += np.asarray(stems[name], dtype=np.float32) * np.float32(10 ** (gains_db.get(name, 0.0) / 20))
+        total += stems[name] * np.float32(10 ** (gains_db.get(name, 0.0) / 20))
     return total
 
 
@@ -257,13 +351,15 @@ def mixing_desk(stems: dict, sample_rate: int = SAMPLE_RATE, *, seconds: float |
     and nothing muted it is the sum of the stems — the song itself when the stems add up to it. Its player keeps
     its level (scaled down only if it would clip, and then says so). "save" writes the whole remix (not only the
     ``seconds`` heard) to the path in the text box, as 24-bit WAV, atomically. ``widget.remix()`` returns the current
-    remix, ``widget.faders`` / ``widget.mutes`` / ``widget.solos`` map stems to their controls.
+    remix, ``widget.faders`` / ``widget.mutes`` / ``widget.solos`` map stems to their controls. The stems are
+    checked and aligned here (:func:`aligned_stems`), so moving a fader never fails.
     """
     import ipywidgets as widgets
     from IPython.display import display
 
     from msr_lib.audio import save_audio
 
+    stems, sample_rate = aligned_stems(stems), check_rate(sample_rate)
     faders, mutes, solos = {}, {}, {}
     rows = []
     for name in stems:
@@ -295,7 +391,7 @@ def mixing_desk(stems: dict, sample_rate: int = SAMPLE_RATE, *, seconds: float |
             written = save_audio(path.value, state["remix"], sample_rate, subtype="PCM_24")
             status.value = f"saved {written} ({state['remix'].shape[-1] / sample_rate:.1f} s)"
         except Exception as exc:  # shown in the widget: a typo in the path must not raise in a callback
-            status.value = f"<span style='color:#b00'>not saved: {' '.join(str(exc).split())}</span>"
+            status.value = _error_html(f"not saved: {exc}")
 
     for control in [*faders.values(), *mutes.values(), *solos.values()]:
         control.observe(render, names="value")
@@ -313,14 +409,19 @@ def desk_song(folder, *, reference=None, sample_rate: int | None = None):
 
     ``folder`` is a :func:`msr_lib.pipeline.restore_file` output (its stems are ``"restored"``, or ``"separated"``
     when it ran without restorers; a ``separated/`` subfolder adds those; the input it records is the mix) or a
-    song folder (its stems are
-    ``"reference"``, its mix the mix). ``reference``: a song folder whose stems join as ``"reference"`` and whose
-    mix is played first.
+    song folder (its stems are ``"reference"``, its mix the mix). ``reference``: a song folder whose stems join as
+    ``"reference"`` and whose mix is played first.
+
+    Folders are read by :func:`msr_lib.audio.song_files` and :func:`msr_lib.audio.load_stem_files`, converted as
+    they document: every signal stereo float32 at ``sample_rate`` (default: the rate of the folder's first stem
+    file), several files of one stem summed, the stems of a folder zero-padded at the end to the longest. A file
+    whose name is no stem joins ``other`` (as training reads it). A missing folder, one without stems, or an
+    unreadable file: one :class:`~msr_lib.errors.AudioError` line.
     """
     import json
     from pathlib import Path
 
-    from msr_lib.audio import load_audio_with_rate, song_files
+    from msr_lib.audio import load_audio_with_rate, load_stem_files, song_files
     from msr_lib.pipeline import RECORD_NAME, SEPARATED_DIR
 
     folder = Path(folder)
@@ -328,31 +429,34 @@ def desk_song(folder, *, reference=None, sample_rate: int | None = None):
 
     def stems_of(path: Path) -> dict:
         nonlocal rate
-        files = song_files(path, unknown="keep")
-        loaded = {}
-        for stem, paths in files.stems.items():
-            audio, file_rate = load_audio_with_rate(paths[0], rate, stereo=False)
-            rate = rate or file_rate
-            loaded[stem] = sum([audio] + [load_audio_with_rate(p, rate, stereo=False)[0] for p in paths[1:]])
-        return loaded
+        files = song_files(path, unknown="other")
+        if not files.stems:
+            raise AudioError(f"{path}: no stem audio files (expected e.g. vocals.wav, bass.wav, …)")
+        if rate is None:
+            rate = load_audio_with_rate(next(iter(files.stems.values()))[0], None)[1]
+        return load_stem_files(files.stems, rate)
 
     def mix_of(path: Path):
         nonlocal rate
-        files = song_files(path, unknown="keep")
+        files = song_files(path, unknown="other")
         chosen = files.mastered_mix or files.clean_mix
         if chosen is None:
             return None
-        audio, file_rate = load_audio_with_rate(chosen, rate, stereo=False)
-        rate = rate or file_rate
+        audio, rate = load_audio_with_rate(chosen, rate)
         return audio
 
     if (folder / RECORD_NAME).is_file():
-        record = json.loads((folder / RECORD_NAME).read_text())
+        try:
+            record = json.loads((folder / RECORD_NAME).read_text())
+        except (OSError, ValueError) as exc:  # ValueError: not UTF-8 or not JSON
+            raise MSRError(f"{folder / RECORD_NAME}: cannot read it ({str(exc).splitlines()[0]})") from None
+        if not isinstance(record, dict):
+            raise MSRError(f"{folder / RECORD_NAME}: expected a JSON object, got {type(record).__name__}")
         if (folder / SEPARATED_DIR).is_dir():
             versions["separated"] = stems_of(folder / SEPARATED_DIR)
         versions["restored" if record.get("restorers") else "separated"] = stems_of(folder)
-        if Path(record.get("input", "")).is_file():  # the song it was made from
-            mix, _ = load_audio_with_rate(record["input"], rate, stereo=False)
+        if Path(str(record.get("input", ""))).is_file():  # the song it was made from
+            mix, rate = load_audio_with_rate(record["input"], rate)
     else:
         versions["reference"] = stems_of(folder)
         mix = mix_of(folder)

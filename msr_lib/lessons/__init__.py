@@ -203,19 +203,28 @@ def pipeline_restorers(preset: str | Preset | None = None, *, progress: bool = T
 
 def bring_your_own_song(path, out_dir=None, **options):
     """Restore the audio file at ``path`` into ``out_dir`` (default ``data_dir()/my_songs/<name>``) with
-    :func:`msr_lib.pipeline.restore_file` (``options``: its keywords); returns the folder, or ``None`` after
-    printing one line that says why not (no path given, no such file, unreadable audio…)."""
+    :func:`msr_lib.pipeline.restore_file` (``options``: its keywords; any rate, mono or stereo, as it documents);
+    returns the folder, or ``None`` after printing one line that says why not (no path given, no such file, a
+    folder, an empty or unreadable file, NaN samples…). ``~`` and quotes around a pasted path are understood."""
+    from msr_lib.audio import check_audio_path
     from msr_lib.errors import MSRError
     from msr_lib.pipeline import restore_file
 
-    if path is None or not str(path).strip():
+    text = "" if path is None else str(path).strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":  # "Copy as path" quotes it
+        text = text[1:-1].strip()
+    if not text:
         print("no song given: set MY_SONG to the path of an audio file (wav, flac, ogg, mp3, aiff) and run again")
         return None
-    path = Path(str(path).strip()).expanduser()
-    out_dir = Path(out_dir) if out_dir is not None else data_dir() / "my_songs" / path.stem
+    path = Path(text).expanduser()
     try:
+        check_audio_path(path)  # before out_dir is named after it
+        out_dir = Path(out_dir) if out_dir is not None else data_dir() / "my_songs" / path.stem
         restore_file(path, out_dir, **options)
     except MSRError as exc:
         print(f"cannot restore this song: {exc}")
+        return None
+    except OSError as exc:  # a path the system refuses (too long, no permission)
+        print(f"cannot restore this song: {path}: {exc.strerror or exc}")
         return None
     return out_dir
