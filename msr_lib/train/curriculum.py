@@ -57,8 +57,8 @@ from msr_lib.models.bs_roformer import BSRoformer
 from msr_lib.models.checkpoint import load_separator, write_separator_files
 from msr_lib.presets import Preset, get_preset
 from msr_lib.stems import FOUR_STEMS, STEMS
-from msr_lib.train.loop import (RUN_INFO, TrainConfig, TrainResult, fixed_batches, recorded_run, train,
-                                trainable_parameters)
+from msr_lib.train.loop import (RUN_INFO, TrainConfig, TrainResult, fixed_batches, recorded_run, run_folder_lock,
+                                train, trainable_parameters)
 from msr_lib.train.losses import separation_loss
 
 __all__ = [
@@ -280,72 +280,75 @@ def train_separator(
 
     preset = preset if isinstance(preset, Preset) else get_preset(preset)
     out_dir = Path(out_dir)
-    info_path = out_dir / RUN_INFO
-    recorded = recorded_run(out_dir, resume=resume, identity={"stage": stage})
-    if recorded is not None:
-        init = recorded.get("init") if init is None else init
-        method = recorded.get("method", method)
-    if method not in ("lora", "full"):
-        raise MSRError(f"method must be 'lora' or 'full', got {method!r}")
-    spec = full_fine_tune(get_stage(stage)) if method == "full" else get_stage(stage)
-    config = stage_train_config(preset, stage, steps=steps, **overrides)
-    torch.manual_seed(config.seed)  # new weights (pretrain, LoRA's A, …) depend on the seed only
-    model, stems = build_stage_model(spec, init=init, model_config=preset.model)
-    if preset.train.get("checkpoint_activations"):
-        # recompute each transformer's activations in backward instead of keeping them (less memory, more time)
-        for module in model.modules():
-            if isinstance(module, BSRoformer):
-                module.use_torch_checkpoint = True
-    if train_songs is None or valid_songs is None:
-        default_train, default_valid = prepare_songs(preset, progress=progress)
-        train_songs, valid_songs = train_songs or default_train, valid_songs or default_valid
+    with run_folder_lock(out_dir):  # before the folder is read: one command at a time
+        info_path = out_dir / RUN_INFO
+        recorded = recorded_run(out_dir, resume=resume, identity={"stage": stage})
+        if recorded is not None:
+            init = recorded.get("init") if init is None else init
+            method = recorded.get("method", method)
+        if method not in ("lora", "full"):
+            raise MSRError(f"method must be 'lora' or 'full', got {method!r}")
+        spec = full_fine_tune(get_stage(stage)) if method == "full" else get_stage(stage)
+        config = stage_train_config(preset, stage, steps=steps, **overrides)
+        torch.manual_seed(config.seed)  # new weights (pretrain, LoRA's A, …) depend on the seed only
+        model, stems = build_stage_model(spec, init=init, model_config=preset.model)
+        if preset.train.get("checkpoint_activations"):
+            # recompute each transformer's activations in backward instead of keeping them (less memory, more time)
+            for module in model.modules():
+                if isinstance(module, BSRoformer):
+                    module.use_torch_checkpoint = True
+        if train_songs is None or valid_songs is None:
+            default_train, default_valid = prepare_songs(preset, progress=progress)
+            train_songs, valid_songs = train_songs or default_train, valid_songs or default_valid
 
-    trainable, total = trainable_parameters(model)
-    info = {"stage": stage, "method": method, "preset": preset.name, "init": str(init) if init is not None else None,
-            "stems": list(stems), "trainable_parameters": trainable, "total_parameters": total,
-            "trainable_share": trainable / total, "train_songs": str(train_songs), "valid_songs": str(valid_songs)}
-    main_process = int(os.environ.get("RANK", "0")) == 0
-    if progress and main_process:
-        print(f"{stage}: {spec.description}; trainable {trainable:,} of {total:,} parameters "
-              f"({100 * trainable / total:.2f} %)")
-    if main_process:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        info_path.write_text(json.dumps(info, indent=2) + "\n")
+        trainable, total = trainable_parameters(model)
+        info = {"stage": stage, "method": method, "preset": preset.name,
+                "init": str(init) if init is not None else None, "stems": list(stems),
+                "trainable_parameters": trainable, "total_parameters": total, "trainable_share": trainable / total,
+                "train_songs": str(train_songs), "valid_songs": str(valid_songs)}
+        main_process = int(os.environ.get("RANK", "0")) == 0
+        if progress and main_process:
+            print(f"{stage}: {spec.description}; trainable {trainable:,} of {total:,} parameters "
+                  f"({100 * trainable / total:.2f} %)")
+        if main_process:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            info_path.write_text(json.dumps(info, indent=2) + "\n")
 
-    world = max(1, int(os.environ.get("WORLD_SIZE", "1")))
-    mastered = spec.mix == "mastered"
-    # preload=False: chunks are read from the files as needed (preloading the laptop preset's 48 songs held 1.2 GB)
-    train_data = MultitrackDataset(
-        train_songs, stems=stems, chunk_seconds=preset.train["chunk_seconds"],
-        length=config.steps * config.batch_size * world, seed=config.seed, degrade=True if mastered else None,
-        preload=False, items_per_step=config.batch_size * world,
-    )
-    valid_data = MultitrackDataset(
-        valid_songs, stems=stems, chunk_seconds=preset.train["valid_seconds"], length=preset.train["valid_items"],
-        seed=12345, remix_prob=0.0, gain_db=(0.0, 0.0), degrade=True if mastered else None, preload=False,
-    )
-    size = config.batch_size  # validating 4 items × 4 s at once took 1.3 GB in the laptop preset, 2 items half that
-    valid_batches = fixed_batches(valid_data, ("mixture", "targets", "active", "clean_mix"), size)
-    train_mask = None
-    if spec.trains == "new-heads":  # the loss counts the outputs that train; the kept ones do not change
-        train_mask = trained_outputs(model)
+        world = max(1, int(os.environ.get("WORLD_SIZE", "1")))
+        mastered = spec.mix == "mastered"
+        # preload=False: chunks are read from the files as needed (preloading the laptop preset's 48 songs held 1.2 GB)
+        train_data = MultitrackDataset(
+            train_songs, stems=stems, chunk_seconds=preset.train["chunk_seconds"],
+            length=config.steps * config.batch_size * world, seed=config.seed, degrade=True if mastered else None,
+            preload=False, items_per_step=config.batch_size * world,
+        )
+        valid_data = MultitrackDataset(
+            valid_songs, stems=stems, chunk_seconds=preset.train["valid_seconds"], length=preset.train["valid_items"],
+            seed=12345, remix_prob=0.0, gain_db=(0.0, 0.0), degrade=True if mastered else None, preload=False,
+        )
+        # validating 4 items × 4 s at once took 1.3 GB in the laptop preset, 2 items half that
+        size = config.batch_size
+        valid_batches = fixed_batches(valid_data, ("mixture", "targets", "active", "clean_mix"), size)
+        train_mask = None
+        if spec.trains == "new-heads":  # the loss counts the outputs that train; the kept ones do not change
+            train_mask = trained_outputs(model)
 
-    def loss_fn(m, batch):
-        return separation_batch_loss(m, batch, mastered=mastered, train_mask=train_mask)
+        def loss_fn(m, batch):
+            return separation_batch_loss(m, batch, mastered=mastered, train_mask=train_mask)
 
-    def validate_fn(m):
-        return separation_scores(m, valid_batches, stems, mastered=mastered)
+        def validate_fn(m):
+            return separation_scores(m, valid_batches, stems, mastered=mastered)
 
-    def save_model(m, folder):
-        plain = merge_lora(m)
-        adapter = None
-        if plain is not m:
-            from peft import get_peft_model_state_dict
+        def save_model(m, folder):
+            plain = merge_lora(m)
+            adapter = None
+            if plain is not m:
+                from peft import get_peft_model_state_dict
 
-            adapter = get_peft_model_state_dict(m)
-        write_separator_files(plain, folder, stems=stems, adapter=adapter, extra={"training": {k: info[k] for k in (
-            "stage", "preset", "init", "trainable_parameters", "total_parameters")}})
+                adapter = get_peft_model_state_dict(m)
+            write_separator_files(plain, folder, stems=stems, adapter=adapter, extra={"training": {k: info[k] for k in (
+                "stage", "preset", "init", "trainable_parameters", "total_parameters")}})
 
-    return train(model, train_data, config=config, out_dir=out_dir, loss_fn=loss_fn, save_model=save_model,
-                 validate_fn=validate_fn, resume=resume, device=device, progress=progress, describe=stage,
-                 on_log=on_log)
+        return train(model, train_data, config=config, out_dir=out_dir, loss_fn=loss_fn, save_model=save_model,
+                     validate_fn=validate_fn, resume=resume, device=device, progress=progress, describe=stage,
+                     on_log=on_log)

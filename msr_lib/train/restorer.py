@@ -31,7 +31,8 @@ from torch import nn
 from msr_lib.errors import MSRError
 from msr_lib.presets import Preset, get_preset
 from msr_lib.stems import canonical_stem
-from msr_lib.train.loop import RUN_INFO, TrainConfig, TrainResult, fixed_batches, recorded_run, train
+from msr_lib.train.loop import (RUN_INFO, TrainConfig, TrainResult, fixed_batches, recorded_run, run_folder_lock,
+                                train)
 
 __all__ = ["train_restorer", "build_restorer", "build_discriminator", "restorer_train_config", "lora_targets",
            "RESTORER_METHODS"]
@@ -167,65 +168,66 @@ def train_restorer(
     preset = preset if isinstance(preset, Preset) else get_preset(preset)
     stem = "all" if stem == "all" else canonical_stem(stem)      # an unknown name fails here, in one line
     out_dir = Path(out_dir)
-    info_path = out_dir / RUN_INFO
-    recorded = recorded_run(out_dir, resume=resume, identity={"model_kind": "restorer", "stem": stem})
-    if recorded is not None:
-        init, method, source = recorded.get("init"), recorded.get("method", method), recorded.get("source", source)
-    if method not in RESTORER_METHODS:
-        raise MSRError(f"method must be one of {', '.join(RESTORER_METHODS)}, got {method!r}")
-    if method == "lora" and init is None:
-        raise MSRError("a LoRA expert needs --init: the generalist it adapts")
-    role = "generalist" if stem == "all" else "expert"
-    config = restorer_train_config(preset, role, steps=steps, **overrides)
-    if train_songs is None or valid_songs is None:
-        default_train, default_valid = prepare_songs(preset, progress=progress)
-        train_songs = default_train if train_songs is None else train_songs
-        valid_songs = default_valid if valid_songs is None else valid_songs
+    with run_folder_lock(out_dir):  # before the folder is read: one command at a time
+        info_path = out_dir / RUN_INFO
+        recorded = recorded_run(out_dir, resume=resume, identity={"model_kind": "restorer", "stem": stem})
+        if recorded is not None:
+            init, method, source = recorded.get("init"), recorded.get("method", method), recorded.get("source", source)
+        if method not in RESTORER_METHODS:
+            raise MSRError(f"method must be one of {', '.join(RESTORER_METHODS)}, got {method!r}")
+        if method == "lora" and init is None:
+            raise MSRError("a LoRA expert needs --init: the generalist it adapts")
+        role = "generalist" if stem == "all" else "expert"
+        config = restorer_train_config(preset, role, steps=steps, **overrides)
+        if train_songs is None or valid_songs is None:
+            default_train, default_valid = prepare_songs(preset, progress=progress)
+            train_songs = default_train if train_songs is None else train_songs
+            valid_songs = default_valid if valid_songs is None else valid_songs
 
-    generator = build_restorer(preset, init)
-    model = generator
-    if method == "lora":
-        from msr_lib.train.curriculum import apply_lora
+        generator = build_restorer(preset, init)
+        model = generator
+        if method == "lora":
+            from msr_lib.train.curriculum import apply_lora
 
-        model = apply_lora(generator, **RESTORER_LORA, target_modules=lora_targets(generator))
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
-    info = {"model_kind": "restorer", "stem": stem, "method": method, "source": source, "preset": preset.name,
-            "init": str(init) if init is not None else None, "trainable_parameters": trainable,
-            "total_parameters": total, "train_songs": str(train_songs), "valid_songs": str(valid_songs)}
-    if int(os.environ.get("RANK", "0")) == 0:
-        if progress:
-            print(f"restorer {stem} ({method}): trainable {trainable:,} of {total:,} parameters; adversarial from "
-                  f"step {config.adversarial_from}")
-        out_dir.mkdir(parents=True, exist_ok=True)
-        info_path.write_text(json.dumps(info, indent=2) + "\n")
-    world = max(1, int(os.environ.get("WORLD_SIZE", "1")))
+            model = apply_lora(generator, **RESTORER_LORA, target_modules=lora_targets(generator))
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in model.parameters())
+        info = {"model_kind": "restorer", "stem": stem, "method": method, "source": source, "preset": preset.name,
+                "init": str(init) if init is not None else None, "trainable_parameters": trainable,
+                "total_parameters": total, "train_songs": str(train_songs), "valid_songs": str(valid_songs)}
+        if int(os.environ.get("RANK", "0")) == 0:
+            if progress:
+                print(f"restorer {stem} ({method}): trainable {trainable:,} of {total:,} parameters; adversarial from "
+                      f"step {config.adversarial_from}")
+            out_dir.mkdir(parents=True, exist_ok=True)
+            info_path.write_text(json.dumps(info, indent=2) + "\n")
+        world = max(1, int(os.environ.get("WORLD_SIZE", "1")))
 
-    settings = preset.restorer["train"]
-    if source == "separated" and separator is not None:
-        from msr_lib.data.restoration import cache_separated_stems
+        settings = preset.restorer["train"]
+        if source == "separated" and separator is not None:
+            from msr_lib.data.restoration import cache_separated_stems
 
-        for songs in (train_songs, valid_songs):  # once per song: GAN training never runs the separator
-            cache_separated_stems(separator, songs, cache_dir, versions=versions, progress=progress)
-    stems = None if stem == "all" else [stem]
-    train_data = RestorationDataset(train_songs, stems=stems, source=source, cache_dir=cache_dir,
-                                    chunk_seconds=settings["chunk_seconds"],
-                                    length=config.steps * config.batch_size * world,
-                                    seed=config.seed)
-    valid_data = RestorationDataset(valid_songs, stems=stems, source=source, cache_dir=cache_dir,
-                                    chunk_seconds=settings["valid_seconds"], length=settings["valid_items"],
-                                    seed=12345)
-    valid_batches = fixed_batches(valid_data, ("input", "target"), config.batch_size)
-    mms_input = mean_multi_mel_snr(valid_batches, lambda batch: batch["input"])     # the inputs do not change
+            for songs in (train_songs, valid_songs):  # once per song: GAN training never runs the separator
+                cache_separated_stems(separator, songs, cache_dir, versions=versions, progress=progress)
+        stems = None if stem == "all" else [stem]
+        train_data = RestorationDataset(train_songs, stems=stems, source=source, cache_dir=cache_dir,
+                                        chunk_seconds=settings["chunk_seconds"],
+                                        length=config.steps * config.batch_size * world,
+                                        seed=config.seed)
+        valid_data = RestorationDataset(valid_songs, stems=stems, source=source, cache_dir=cache_dir,
+                                        chunk_seconds=settings["valid_seconds"], length=settings["valid_items"],
+                                        seed=12345)
+        valid_batches = fixed_batches(valid_data, ("input", "target"), config.batch_size)
+        mms_input = mean_multi_mel_snr(valid_batches, lambda batch: batch["input"])     # the inputs do not change
 
-    def save_model(m, folder):
-        from msr_lib.train.curriculum import merge_lora
+        def save_model(m, folder):
+            from msr_lib.train.curriculum import merge_lora
 
-        write_restorer_files(merge_lora(m) if method == "lora" else m, folder, stem=stem,
-                             extra={"training": {k: info[k] for k in ("method", "source", "preset", "init")}})
+            write_restorer_files(merge_lora(m) if method == "lora" else m, folder, stem=stem,
+                                 extra={"training": {k: info[k] for k in ("method", "source", "preset", "init")}})
 
-    return train(model, train_data, config=config, out_dir=out_dir, loss_fn=restoration_batch_loss,
-                 save_model=save_model,
-                 validate_fn=lambda m: restoration_scores(m, valid_batches, mms_input=mms_input),
-                 discriminator=build_discriminator(preset), discriminator_loss_fn=discriminator_batch_loss,
-                 resume=resume, device=device, progress=progress, describe=f"restorer {stem}", on_log=on_log)
+        return train(model, train_data, config=config, out_dir=out_dir, loss_fn=restoration_batch_loss,
+                     save_model=save_model,
+                     validate_fn=lambda m: restoration_scores(m, valid_batches, mms_input=mms_input),
+                     discriminator=build_discriminator(preset), discriminator_loss_fn=discriminator_batch_loss,
+                     resume=resume, device=device, progress=progress, describe=f"restorer {stem}", on_log=on_log)
