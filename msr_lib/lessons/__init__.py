@@ -24,7 +24,7 @@ from msr_lib.environment import data_dir
 from msr_lib.presets import Preset, get_preset
 
 __all__ = ["prepare_songs", "lesson_run", "warm_start", "BUNDLED_WARM_START", "restorer_run", "generalist_restorer",
-           "save_lora_adapter", "BUNDLED_GENERALIST"]
+           "save_lora_adapter", "BUNDLED_GENERALIST", "pipeline_restorers", "bring_your_own_song"]
 
 #: the shipped 4-stem separator, trained far longer than a lesson can (docs/MODEL_CARD.md)
 BUNDLED_WARM_START = "bundled:4stem"
