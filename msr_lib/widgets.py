@@ -331,7 +331,7 @@ def remix(stems: dict, gains_db: dict | None = None, *, mute=(), solo=()) -> np.
     gains_db = gains_db or {}
     unknown = (set(gains_db) | set(mute) | set(solo)) - set(stems)
     if unknown:
-        raise ValueError(f"remix: no such stems {sorted(unknown)}; the stems are {list(stems)}")
+        raise MSRError(f"remix: no such stems {sorted(unknown)}; the stems are {list(stems)}")
     bad = {name: g for name, g in gains_db.items() if not np.isfinite(g)}
     if bad:
         raise MSRError(f"remix: gains must be finite numbers of dB, got {bad}")

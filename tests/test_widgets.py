@@ -5,6 +5,7 @@ import numpy as np
 import soundfile as sf
 
 from msr_lib import widgets
+from msr_lib.errors import MSRError
 from tests.conftest import tone
 
 
@@ -139,7 +140,7 @@ def test_remix_gains_mute_and_solo():
     np.testing.assert_allclose(widgets.remix(stems, solo=["vocals"], mute=["vocals"]), 0 * stems["vocals"])
     import pytest
 
-    with pytest.raises(ValueError, match="no such stems"):
+    with pytest.raises(MSRError, match="no such stems"):
         widgets.remix(stems, {"drums": 3.0})
 
 
