@@ -37,8 +37,11 @@ browser:
 	  && echo "installed chromium" || echo "could not install chromium; the browser test will be skipped"; \
 	else echo "not root: the browser test needs Debian's chromium (sudo apt install chromium)"; fi
 
+# Loopback only, with a token: a random one per start unless JUPYTER_TOKEN is set (an environment variable, so
+# other users cannot read it in `ps`); the browser opens with it.
 lab: setup
-	$(BIN)/jupyter lab notebooks $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
+	JUPYTER_TOKEN="$${JUPYTER_TOKEN:-$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(32))')}" \
+	  $(BIN)/jupyter lab notebooks --ServerApp.ip=127.0.0.1 $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
 
 test: setup
 	$(BIN)/python -m pytest tests

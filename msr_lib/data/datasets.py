@@ -23,6 +23,10 @@ layout          what is read (all audio extensions of :data:`msr_lib.audio.AUDIO
 ==============  =====================================================================================================
 
 :func:`scan_dataset` detects the layout; :func:`load_entry` loads a song as ``{stem: (2, samples)}``.
+Untrusted trees: every scanner skips, with a warning naming it, an audio file that resolves outside the scanned
+folder (a symlinked file or song folder pointing out of the tree, a symlink loop), and drops a song left without
+stems. ``song.json`` and ``data.json`` are read by :func:`read_json_object` (at most :data:`MAX_JSON_BYTES`, a JSON
+object without NaN; else one :class:`~msr_lib.errors.MSRError` line naming the file).
 Every layout names its mixes as :func:`msr_lib.audio.song_files` does: :attr:`SongEntry.clean_mix` is the exact sum
 of the stems, :attr:`SongEntry.mastered_mix` a finished song (another dataset's ``mixture``, MSRBench's degraded
 mixtures).
@@ -34,7 +38,9 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
 import re
+import warnings
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,6 +103,10 @@ _MSRBENCH_TARGET_DIRS = ("target", "targets", "clean")
 DEVELOPMENT_SET_GENERATOR = "msr_lib.data.loop_songs"
 _MSRBENCH_MIXTURE_DIRS = ("mixture", "mixtures", "mix", "degraded")
 _DEGRADED_NAME = re.compile(r"^(?P<clip>.+?)_DT(?P<k>\d+)$")
+#: the largest ``song.json``/``data.json`` (and cache record) read: metadata, not data (``msr synth``'s are < 10 kB)
+MAX_JSON_BYTES = 2**20
+#: a training set with more unreadable audio files than this share of its files is refused (fewer are skipped)
+MAX_UNREADABLE_SHARE = 0.1
 
 
 # ---------------------------------------------------------------- small helpers
@@ -139,12 +149,83 @@ def _mixes(files: list[Path]) -> dict[str, Path]:
     return mixes
 
 
-def _read_json(path: Path) -> dict:
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:20]} overflows a float")
+    return value
+
+
+def read_json_object(path, *, max_bytes: int = MAX_JSON_BYTES) -> dict:
+    """The JSON object in the metadata file ``path``, checked before and while it is read: at most ``max_bytes``,
+    UTF-8, valid JSON without ``NaN``/``Infinity``, an object at the top. Anything else raises one
+    :class:`MSRError` line naming the file (never a parser's traceback, never a gigabyte read)."""
+    path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise MSRError(f"{path}: cannot read JSON ({str(exc).splitlines()[0]})") from None
-    return data if isinstance(data, dict) else {}
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise MSRError(f"{path}: {size:,} bytes, more than the {max_bytes:,} a JSON file read here may have")
+        data = json.loads(path.read_text(encoding="utf-8"), parse_constant=_refuse_constant,
+                          parse_float=_finite_float)
+    except (OSError, ValueError, RecursionError) as exc:  # ValueError: bad JSON, UTF-8 or a too-long integer
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise MSRError(f"cannot read {path}: {reason[:200]}") from None
+    if not isinstance(data, dict):
+        raise MSRError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _song_meta(path: Path) -> dict:
+    """A song folder's ``song.json`` (:func:`read_json_object`); of its fields the library reads ``generator``,
+    which must be a string."""
+    meta = read_json_object(path)
+    if not isinstance(meta.get("generator", ""), str):
+        raise MSRError(f"{path}: generator must be a string, got {type(meta['generator']).__name__}")
+    return meta
+
+
+def _inside(path: Path, root: Path) -> bool:
+    """Whether ``path`` resolves into the (resolved) folder ``root``; a warning names it when it does not."""
+    try:
+        target = path.resolve(strict=True)
+    except (OSError, RuntimeError) as exc:  # a vanished file, a symlink loop
+        warnings.warn(f"{path}: skipped, cannot resolve it ({type(exc).__name__})", stacklevel=4)
+        return False
+    if target == root or root in target.parents:
+        return True
+    warnings.warn(f"{path}: skipped, it links to {target}, outside the dataset folder {root}", stacklevel=4)
+    return False
+
+
+def _inside_root(entries: list[SongEntry], root: Path) -> list[SongEntry]:
+    """``entries`` without the files that resolve outside ``root`` (symlinks out of the tree; one warning per file),
+    and without the entries that have no stem file left."""
+    root = root.resolve()
+    verdicts: dict[Path, bool] = {}
+
+    def inside(path: Path) -> bool:
+        if path not in verdicts:
+            verdicts[path] = _inside(path, root)
+        return verdicts[path]
+
+    kept = []
+    for entry in entries:
+        stems = {s: [p for p in files if inside(p)] for s, files in entry.stems.items()}
+        entry.stems = {s: files for s, files in stems.items() if files}
+        if not entry.stems:
+            continue
+        if "mixtures" in entry.extra:
+            entry.extra["mixtures"] = {k: p for k, p in entry.extra["mixtures"].items() if inside(p)}
+        if entry.clean_mix is not None and not inside(entry.clean_mix):
+            entry.clean_mix = None
+        if entry.mastered_mix is not None and not inside(entry.mastered_mix):
+            entry.mastered_mix = next(iter(entry.extra.get("mixtures", {}).values()), None)
+        kept.append(entry)
+    return kept
 
 
 # ---------------------------------------------------------------- scanners
@@ -158,7 +239,7 @@ def _song_folder_entry(folder: Path) -> SongEntry | None:
         extra["unmapped"] = [p.name for p in files.unknown]
     meta = folder / "song.json"
     if meta.is_file():
-        extra["meta"] = _read_json(meta)
+        extra["meta"] = _song_meta(meta)
     return SongEntry(name=folder.name, stems={s: list(paths) for s, paths in files.stems.items()},
                      clean_mix=files.clean_mix, mastered_mix=files.mastered_mix, extra=extra)
 
@@ -167,14 +248,17 @@ def scan_song_folders(root) -> list[SongEntry]:
     """Songs in ``<root>/<song>/<stem>.<ext>`` folders (``msr synth`` output and the generic layout), each read by
     :func:`msr_lib.audio.song_files` with unknown names folded into ``other`` (listed in ``extra["unmapped"]``).
 
-    ``song.json`` is parsed into ``extra["meta"]``. Several files for one stem (``guitar.wav`` + ``guitars.flac``)
-    are summed on load. A root that itself holds stem files is read as one song.
+    ``song.json`` is parsed into ``extra["meta"]`` (checked: :func:`read_json_object`, and ``generator`` — the one
+    field the library reads — a string). Several files for one stem (``guitar.wav`` + ``guitars.flac``) are summed
+    on load. A root that itself holds stem files is read as one song. Files resolving outside ``root`` are skipped
+    with a warning (module docstring).
     """
     root = _check_root(root)
     entries = [e for e in map(_song_folder_entry, _subfolders(root)) if e is not None]
     if not entries:
         single = _song_folder_entry(root)
         entries = [single] if single is not None else []
+    entries = _inside_root(entries, root)
     if not entries:
         raise _no_songs(root, "song-folder", "<song>/<stem>.<ext> files such as vocals.flac")
     return entries
@@ -200,6 +284,7 @@ def scan_musdb18hq(root, split: str = "train") -> list[SongEntry]:
             if entry is not None:
                 entry.extra["split"] = split_name
                 entries.append(entry)
+    entries = _inside_root(entries, root)
     if not entries:
         raise _no_songs(root, f"MUSDB18-HQ ({split})", "train|test/<song>/{mixture,vocals,bass,drums,other}.wav")
     return entries
@@ -218,7 +303,7 @@ def _moisesdb_track_types(meta: dict) -> dict[tuple[str, str], str]:
 
 
 def _moisesdb_entry(folder: Path) -> SongEntry | None:
-    meta = _read_json(folder / "data.json")
+    meta = read_json_object(folder / "data.json")
     track_types = _moisesdb_track_types(meta)
     stems: dict[str, list[Path]] = {}
     tracks: dict[str, list[str]] = {}
@@ -255,6 +340,7 @@ def scan_moisesdb(root) -> list[SongEntry]:
     """
     root = _check_root(root)
     entries = [e for e in (_moisesdb_entry(p.parent) for p in _find_files(root, "data.json", 2)) if e is not None]
+    entries = _inside_root(entries, root)
     if not entries:
         raise _no_songs(root, "MoisesDB", "<uuid>/data.json with one sub-folder of tracks per stem")
     return entries
@@ -304,6 +390,7 @@ def scan_msrbench(root) -> list[SongEntry]:
         entries = _msrbench_stem_entries(root, root.name)
     else:
         entries = [e for folder in _subfolders(root) for e in _msrbench_stem_entries(folder, folder.name)]
+    entries = _inside_root(entries, root)
     if not entries:
         raise _no_songs(root, "MSRBench", "<Stem>/target/<i>.flac with mixtures <i>_DT<k>.flac")
     return entries
@@ -344,6 +431,7 @@ def scan_rawstems(root) -> list[SongEntry]:
     """
     root = _check_root(root)
     entries = [e for e in map(_rawstems_entry, _subfolders(root)) if e is not None]
+    entries = _inside_root(entries, root)
     if not entries:
         raise _no_songs(root, "RawStems", "<song>/<Group>/<Sub>/*.flac such as Voc/LV/*.flac")
     return entries
@@ -412,6 +500,17 @@ class _FileWindow:
     sample_rate: int
 
 
+def _file_window(path: Path) -> _FileWindow:
+    """``path`` as a :class:`_FileWindow` (its header read), or one :class:`AudioError` line."""
+    try:
+        info = sf.info(str(path))
+    except Exception as exc:  # soundfile raises several types for bad files
+        raise unreadable(path, exc) from None
+    if info.frames <= 0:
+        raise AudioError(f"{path}: contains no samples")
+    return _FileWindow(Path(path), int(info.frames), int(info.samplerate))
+
+
 class MultitrackDataset(Dataset):
     """Random training chunks from multitrack songs, for separation and restoration training.
 
@@ -462,6 +561,13 @@ class MultitrackDataset(Dataset):
     a cached mix holds one song's stems) and the stem gains take ``mastered_versions`` values per song instead of a
     new draw per item; the mastering sees the whole song (as a real mastering does) rather than one chunk. A cache
     folder rendered with other settings (stems, rate, gains, seed, versions, degrade function) is refused.
+
+    **Unreadable files** (a truncated or corrupt file, text named ``.wav``, NaN samples, a file deleted after the
+    scan) are skipped, not fatal: one warning names each, :attr:`unreadable_files` maps them to the reason and
+    :attr:`skipped_files` counts them (for the training log). Found when the dataset is built, the file is left out
+    (a song left without files is dropped); found while reading a chunk, the file reads as silence from then on
+    (that stem is absent from the item; items of readable songs do not change). More than
+    :data:`MAX_UNREADABLE_SHARE` of the files unreadable raises one :class:`~msr_lib.errors.MSRError` line.
     """
 
     def __init__(self, entries: Sequence[SongEntry] | str | Path, *, stems: Sequence[str] = STEMS,
@@ -508,6 +614,10 @@ class MultitrackDataset(Dataset):
         self.entries: list[SongEntry] = []
         self._sources: list[dict[int, object]] = []  # per song: target index → array (preload) or file windows
         self.song_samples: list[int] = []  # per song: its length in samples
+        #: the unreadable audio files this process met → the one-line reason; they are skipped (class docstring)
+        self.unreadable_files: dict[Path, str] = {}
+        self._skipped = multiprocessing.Value("q", 0)  # shared with DataLoader workers: see skipped_files
+        self._file_count = 0
         for entry in entries:
             if entry.extra.get("meta", {}).get("generator") == DEVELOPMENT_SET_GENERATOR:
                 raise MSRError(f"{entry.name}: a song of the real-recordings development set, kept apart from "
@@ -515,10 +625,14 @@ class MultitrackDataset(Dataset):
             routed = self._route(entry)
             if not routed:
                 continue
-            sources, song_length = self._load_preloaded(entry, routed) if self.preload else self._index_files(routed)
+            self._file_count += sum(len(files) for files in routed.values())
+            sources, song_length = self._open_sources(routed)
+            if not sources:
+                continue
             self.entries.append(entry)
             self._sources.append(sources)
             self.song_samples.append(song_length)
+        self._check_unreadable()
         if not self.entries:
             raise MSRError(f"no song has any of the requested stems ({', '.join(self.stems)})")
         #: per target index: the songs that have it
@@ -538,28 +652,51 @@ class MultitrackDataset(Dataset):
                 routed.setdefault(target, []).extend(files)
         return routed
 
-    def _load_preloaded(self, entry: SongEntry, routed: dict[int, list[Path]]):
-        parts = {t: [load_audio(p, self.sample_rate) for p in files] for t, files in routed.items()}
-        song_length = max(a.shape[1] for files in parts.values() for a in files)
-        sources = {t: np.sum([fit_length(a, song_length) for a in files], axis=0, dtype=np.float32)
-                   for t, files in parts.items()}
-        return sources, song_length
-
-    def _index_files(self, routed: dict[int, list[Path]]):
-        sources, song_length = {}, 0
+    def _open_sources(self, routed: dict[int, list[Path]]) -> tuple[dict[int, object], int]:
+        """Per target: its readable files summed into one array (``preload``) or as file windows; and the song's
+        length in samples. Unreadable files are skipped (:meth:`_skip`); a target without a readable file is left
+        out."""
+        parts: dict[int, list] = {}
+        song_length = 0
         for t, files in routed.items():
-            windows = []
-            for path in files:
+            for path in map(Path, files):
                 try:
-                    info = sf.info(str(path))
-                except Exception as exc:  # soundfile raises several types for bad files
-                    raise unreadable(path, exc) from None
-                if info.frames <= 0:
-                    raise AudioError(f"{path}: contains no samples")
-                windows.append(_FileWindow(Path(path), int(info.frames), int(info.samplerate)))
-                song_length = max(song_length, int(info.frames * self.sample_rate // info.samplerate))
-            sources[t] = windows
-        return sources, song_length
+                    if self.preload:
+                        part = load_audio(path, self.sample_rate)
+                        length = part.shape[1]
+                    else:
+                        part = _file_window(path)
+                        length = int(part.frames * self.sample_rate // part.sample_rate)
+                except AudioError as exc:
+                    self._skip(path, exc)
+                    continue
+                parts.setdefault(t, []).append(part)
+                song_length = max(song_length, length)
+        if self.preload:
+            return {t: np.sum([fit_length(a, song_length) for a in arrays], axis=0, dtype=np.float32)
+                    for t, arrays in parts.items()}, song_length
+        return parts, song_length
+
+    @property
+    def skipped_files(self) -> int:
+        """How many unreadable audio files were skipped: each file found unreadable when the dataset was built,
+        plus each one a chunk read failed on since (counted once per process that met it, DataLoader workers
+        included)."""
+        return int(self._skipped.value)
+
+    def _skip(self, path: Path, exc: AudioError) -> None:
+        """Leave the unreadable file ``path`` out from now on: its reason kept, counted, and one warning."""
+        self.unreadable_files[path] = str(exc)
+        with self._skipped.get_lock():
+            self._skipped.value += 1
+        warnings.warn(f"{exc}; skipped, training goes on without this file", stacklevel=3)
+
+    def _check_unreadable(self) -> None:
+        """One :class:`MSRError` line when more than :data:`MAX_UNREADABLE_SHARE` of the files are unreadable."""
+        bad = len(self.unreadable_files)
+        if bad and bad > MAX_UNREADABLE_SHARE * self._file_count:
+            raise MSRError(f"{bad} of the {self._file_count} audio files of this dataset are unreadable (more than "
+                           f"{MAX_UNREADABLE_SHARE:.0%}), e.g. {next(iter(self.unreadable_files.values()))}")
 
     # -- epoch and randomness
     def set_epoch(self, epoch: int) -> None:
@@ -576,19 +713,26 @@ class MultitrackDataset(Dataset):
 
     # -- reading chunks
     def _read_window(self, window: _FileWindow, start: int, count: int) -> np.ndarray:
+        """``count`` samples of a file from sample ``start`` (at the dataset's rate); silence past its end, and
+        for a file that cannot be read (skipped: :meth:`_skip`)."""
         ratio = window.sample_rate / self.sample_rate
         file_start = int(start * ratio)
-        if file_start >= window.frames:
+        if file_start >= window.frames or window.path in self.unreadable_files:
             return np.zeros((2, count), dtype=np.float32)
         file_count = int(math.ceil(count * ratio)) + (0 if window.sample_rate == self.sample_rate else 32)
         try:
-            data, _ = sf.read(str(window.path), start=file_start, frames=file_count, dtype="float32", always_2d=True)
-        except Exception as exc:
-            raise unreadable(window.path, exc) from None
-        audio = to_stereo(data.T)
-        audio = resample(audio, window.sample_rate, self.sample_rate)
-        if not np.all(np.isfinite(audio)):
-            raise AudioError(f"{window.path}: contains NaN or infinite samples")
+            try:
+                data, _ = sf.read(str(window.path), start=file_start, frames=file_count, dtype="float32",
+                                  always_2d=True)
+            except Exception as exc:  # a file deleted or damaged since the dataset was built
+                raise unreadable(window.path, exc) from None
+            audio = resample(to_stereo(data.T), window.sample_rate, self.sample_rate)
+            if not np.all(np.isfinite(audio)):
+                raise AudioError(f"{window.path}: contains NaN or infinite samples")
+        except AudioError as exc:
+            self._skip(window.path, exc)
+            self._check_unreadable()
+            return np.zeros((2, count), dtype=np.float32)
         return fit_length(np.asarray(audio, dtype=np.float32), count)
 
     def chunk_samples(self, index: int) -> int:
@@ -653,18 +797,24 @@ class MultitrackDataset(Dataset):
                                self.sample_rate)
                     gains_db.append([float(g) for g in gains])
                 (tmp / "mastered.json").write_text(json.dumps({**settings, "gains_db": gains_db}, indent=1) + "\n")
-        recorded = _read_json(folder / "mastered.json")
+        recorded = read_json_object(folder / "mastered.json")
         changed = sorted(k for k, v in settings.items() if recorded.get(k) != v)
         if changed:
             raise MSRError(f"{folder}: mastered with other settings ({', '.join(changed)}); choose another "
                            "mastered_cache folder or delete this one")
+        gains_db = recorded.get("gains_db")
+        if not (isinstance(gains_db, list) and len(gains_db) == versions and all(
+                isinstance(g, list) and len(g) == len(self.stems) and all(isinstance(x, (int, float)) for x in g)
+                for g in gains_db)):
+            raise MSRError(f"{folder / 'mastered.json'}: gains_db is not {versions} lists of {len(self.stems)} "
+                           "gains; delete this folder to render it again")
         out = []
         for k, gains in enumerate(recorded["gains_db"]):
             path = folder / f"mastered_{k}.flac"
             if self.preload:
                 source = fit_length(load_audio(path, self.sample_rate), self.song_samples[song])
             else:
-                source = self._index_files({0: [path]})[0][0]
+                source = [_file_window(path)]
             out.append((source, (10.0 ** (np.asarray(gains, dtype=np.float64) / 20.0)).astype(np.float32)))
         return out
 

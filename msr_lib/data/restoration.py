@@ -31,7 +31,9 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from msr_lib.audio import ACTIVE_STEM_RMS, SAMPLE_RATE, atomic_output_dir, save_audio
-from msr_lib.data.datasets import MultitrackDataset, SongEntry, load_entry, scan_dataset, scan_song_folders
+from msr_lib.data.datasets import (
+    MultitrackDataset, SongEntry, load_entry, read_json_object, scan_dataset, scan_song_folders,
+)
 from msr_lib.errors import MSRError
 from msr_lib.stems import STEMS, canonical_stem, sort_stems
 
@@ -133,10 +135,12 @@ def cache_separated_stems(separator, songs, cache_dir, *, versions: int = 1, see
 
 
 def _read_pairs(folder: Path) -> dict:
-    try:
-        return json.loads((folder / PAIRS_FILE).read_text())
-    except (OSError, ValueError) as exc:
-        raise MSRError(f"{folder / PAIRS_FILE}: cannot read ({str(exc).splitlines()[0]})") from None
+    record = read_json_object(folder / PAIRS_FILE)
+    stems = record.get("stems")
+    if not (isinstance(stems, list) and stems and all(isinstance(s, str) for s in stems)):
+        raise MSRError(f"{folder / PAIRS_FILE}: stems is not a list of stem names; delete this folder and run "
+                       "cache_separated_stems again")
+    return record
 
 
 def _check_pairs(folder: Path, wanted: dict) -> None:
@@ -174,6 +178,9 @@ def _separated_pairs(entries: list[SongEntry], cache_dir: Path, chunk_seconds: f
             estimate_entries.append(scan_song_folders(folder)[0])
     options = {"stems": stems, "chunk_seconds": chunk_seconds, "preload": False, "length": 1}
     clean, estimates = MultitrackDataset(clean_entries, **options), MultitrackDataset(estimate_entries, **options)
+    if len(clean.entries) != len(clean_entries) or len(estimates.entries) != len(estimate_entries):
+        raise MSRError(f"{cache_dir}: every file of a song or of its cached estimates is unreadable (see the "
+                       "warnings), so the songs and their estimates no longer pair up")
     if clean.song_samples != estimates.song_samples:
         raise MSRError(f"{cache_dir}: cached estimates differ in length from their songs; delete the cache and run "
                        "cache_separated_stems again")
@@ -193,6 +200,8 @@ class RestorationDataset(Dataset):
     song has; for ``"separated"``, the separator's stems, where ``other`` holds what its named stems leave over, as
     :func:`msr_lib.audio.group_stems` groups). ``cache_dir``: the folder of :func:`cache_separated_stems`, for
     ``source="separated"`` only; every song must be cached there, and all its cached versions are drawn from.
+    Unreadable audio files are skipped as :class:`~msr_lib.data.datasets.MultitrackDataset` skips them (a chunk
+    that reads as silence is drawn again); :attr:`skipped_files` counts them.
     """
 
     def __init__(self, songs, *, stems: Sequence[str] | None = None, source: str = "degraded",
@@ -228,6 +237,12 @@ class RestorationDataset(Dataset):
 
     def __len__(self) -> int:
         return self.length
+
+    @property
+    def skipped_files(self) -> int:
+        """Unreadable audio files skipped (clean stems and cached estimates; see
+        :attr:`MultitrackDataset.skipped_files`)."""
+        return self.clean.skipped_files + (self.estimates.skipped_files if self.estimates is not None else 0)
 
     def _degrade(self, clean: np.ndarray, stem: str, rng: np.random.Generator) -> np.ndarray:
         from msr_lib.degrade import apply_master_chain, apply_stem_chain, sample_master_chain, sample_stem_chain

@@ -41,12 +41,27 @@ Bundled restorers live in ``bundled/restorers/<name>/``: ``generalist`` and one 
 Every failure a user can cause (missing or corrupt file, unknown ``model_type``, weights that do not fit the config)
 raises :class:`~msr_lib.errors.MSRError` with one line.
 
+Untrusted files: loading never runs code from a file. Weights are read by safetensors or by :func:`load_torch_file`
+(``torch.load(weights_only=True)``: tensors and plain containers only, so a pickled object is refused before it is
+built); YAML with a safe loader; ``config.json`` as data (:func:`~msr_lib.data.datasets.read_json_object`, at most
+:data:`MAX_CONFIG_BYTES`). A config is checked before any weight is read or any layer built: every size keyword
+must be a number of the right type, and :func:`model_size` (computed from the config alone) must stay within
+:data:`MAX_MODEL_WEIGHTS` numbers and :data:`MAX_MODEL_TENSORS` tensors.
+
 Lessons: notebooks/03_bs_roformer.ipynb, notebooks/05_hifipp_restorer.ipynb
 """
 from __future__ import annotations
 
+import collections.abc
+import functools
+import inspect
 import json
+import math
 import os
+import pickle
+import re
+import typing
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -55,8 +70,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from msr_lib.audio import SAMPLE_RATE, _umask, atomic_output_dir
+from msr_lib.data.datasets import read_json_object
 from msr_lib.errors import MSRError
-from msr_lib.models.bs_roformer import BSRoformer, _unwrap_state_dict, load_msst
+from msr_lib.models.bs_roformer import FF_MULT, BSRoformer, _unwrap_state_dict, load_msst
 from msr_lib.models.hifipp import HiFiPlusPlus
 from msr_lib.stems import canonical_stem
 
@@ -77,6 +93,17 @@ _RESERVED = ("model_type", "model", "stems", "sample_rate", "format_version")
 _RESTORER_RESERVED = ("model_type", "model", "stem", "sample_rate", "format_version", "lora")
 _TORCH_SUFFIXES = (".ckpt", ".pt", ".pth")
 _YAML_SUFFIXES = (".yaml", ".yml")
+#: the largest ``config.json`` or MSST YAML read (ours are ~3 kB, MSST's a few kB)
+MAX_CONFIG_BYTES = 2**20
+#: the most numbers (weights and buffers) a config may describe: 8 GB as float32, ~5x the paper preset's 9-stem
+#: separator (427 M) or the largest public MSST BS-RoFormers (~570 M for 6 stems at dim 512, depth 12)
+MAX_MODEL_WEIGHTS = 2_000_000_000
+#: the most tensors a config may describe (each one a module to build): 20x the paper preset's 9-stem separator
+MAX_MODEL_TENSORS = 50_000
+#: the highest LoRA rank an adapter config may ask for (ours use 4)
+MAX_LORA_RANK = 1024
+#: the highest sample rate a checkpoint may declare
+MAX_SAMPLE_RATE = 768_000
 
 
 class Separator(nn.Module):
@@ -256,29 +283,41 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
         raise MSRError(f"cannot read weights {path}: {_one_line(exc)}") from None
 
 
+def load_torch_file(path) -> object:
+    """``torch.load(path, weights_only=True)`` on the CPU: tensors, numbers, strings and plain containers only.
+
+    A file that pickles anything else (a class, a function: what could run code) is refused before it is built;
+    that and every other failure (missing, truncated, not a torch file) is one :class:`MSRError` line naming it."""
+    try:
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the refusal below says what matters
+            warnings.simplefilter("ignore")
+            return torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"GLOBAL (\S+)", str(exc))
+        names = f" ({found.group(1)})" if found else ""
+        raise MSRError(f"{path}: refused: it pickles Python objects{names} besides tensors, and unpickling them "
+                       "could run code; only weights are read") from None
+    except Exception as exc:  # a missing, truncated or corrupt file
+        raise MSRError(f"cannot read checkpoint {path}: {_one_line(exc)}") from None
+
+
 def _build(model_config, state_dict: Mapping, where, *, make=load_msst) -> nn.Module:
-    """``make(model_config, state_dict)`` (a model with those weights loaded), its failures as one line."""
-    if not isinstance(model_config, Mapping):
-        raise MSRError(f"{where}: the model config must be a mapping, got {type(model_config).__name__}")
+    """``make(model_config, state_dict)`` (a model with those weights loaded), its failures as one line;
+    ``model_config`` passed :func:`_check_model_size` first."""
     if isinstance(state_dict, Mapping):
         state_dict = _unwrap_state_dict(state_dict)
     if not isinstance(state_dict, Mapping) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
         raise MSRError(f"{where}: the checkpoint does not hold a state dict of tensors")
     try:
         return make(dict(model_config), state_dict)
-    except (TypeError, ValueError, RuntimeError) as exc:
+    except (TypeError, ValueError, RuntimeError, IndexError, ZeroDivisionError) as exc:
         raise MSRError(f"{where}: weights do not fit the config ({_one_line(exc)})") from None
 
 
 def _read_config(folder: Path, model_types) -> dict:
     """``folder/config.json``, checked: a JSON object of one of ``model_types`` in a format this library reads."""
     config_path = folder / CONFIG_NAME
-    try:
-        config = json.loads(config_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MSRError(f"cannot read {config_path}: {_one_line(exc)}") from None
-    if not isinstance(config, dict):
-        raise MSRError(f"{config_path}: expected a JSON object")
+    config = read_json_object(config_path, max_bytes=MAX_CONFIG_BYTES)
     model_type = config.get("model_type")
     if model_type not in model_types:
         if model_type in _LOADERS:
@@ -305,9 +344,12 @@ def _read_weights(folder: Path) -> dict[str, torch.Tensor]:
 
 def _load_folder(folder: Path) -> Separator:
     config = _read_config(folder, MODEL_TYPES)
+    where = folder / CONFIG_NAME
+    _check_model_size(BSRoformer, config.get("model"), where)
+    sample_rate = _sample_rate(config.get("sample_rate", SAMPLE_RATE), f"{where}: sample_rate")
     model = _build(config.get("model"), _read_weights(folder), folder)
-    stems = _canonical_stems(config.get("stems"), model.num_stems, str(folder / CONFIG_NAME))
-    return Separator(model, stems, config.get("sample_rate", SAMPLE_RATE), config)
+    stems = _canonical_stems(config.get("stems"), model.num_stems, str(where))
+    return Separator(model, stems, sample_rate, config)
 
 
 def _find_yaml(ckpt: Path) -> Path:
@@ -336,8 +378,11 @@ def _read_yaml(path: Path) -> dict:
         "tag:yaml.org,2002:python/tuple", lambda loader, node: tuple(loader.construct_sequence(node))
     )
     try:
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise MSRError(f"{path}: {path.stat().st_size:,} bytes, more than the {MAX_CONFIG_BYTES:,} a config "
+                           "may have")
         config = yaml.load(path.read_text(), Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+    except (OSError, ValueError, RecursionError, yaml.YAMLError) as exc:  # ValueError: bad UTF-8, a huge integer
         raise MSRError(f"cannot read {path}: {_one_line(exc)}") from None
     if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
         raise MSRError(f"{path}: not an MSST config (no `model:` mapping)")
@@ -361,17 +406,165 @@ def _load_msst(ckpt: Path) -> Separator:
     model_type = config.get("model_type", "bs_roformer")
     if model_type not in MODEL_TYPES:
         raise MSRError(f"{yaml_path}: unknown model_type {model_type!r} (supported: {', '.join(MODEL_TYPES)})")
-    if ckpt.suffix.lower() == ".safetensors":
-        state_dict = _read_safetensors(ckpt)
-    else:
-        try:
-            state_dict = torch.load(str(ckpt), map_location="cpu", weights_only=True)
-        except Exception as exc:  # corrupt zip, truncated file, or pickled objects weights_only refuses
-            raise MSRError(f"cannot read checkpoint {ckpt}: {_one_line(exc)}") from None
+    _check_model_size(BSRoformer, config["model"], yaml_path)
+    audio = config.get("audio") if isinstance(config.get("audio"), dict) else {}
+    sample_rate = _sample_rate(audio.get("sample_rate", SAMPLE_RATE), f"{yaml_path}: audio.sample_rate")
+    state_dict = _read_safetensors(ckpt) if ckpt.suffix.lower() == ".safetensors" else load_torch_file(ckpt)
     model = _build(config["model"], state_dict, ckpt)
     stems = _canonical_stems(_msst_stems(config, yaml_path), model.num_stems, str(yaml_path))
-    audio = config.get("audio") if isinstance(config.get("audio"), dict) else {}
-    return Separator(model, stems, audio.get("sample_rate", SAMPLE_RATE), config)
+    return Separator(model, stems, sample_rate, config)
+
+
+# ---------------------------------------------------------------- config checks (before anything is built)
+
+def _short(value) -> str:
+    try:
+        text = repr(value)
+    except ValueError:  # an integer too long to print
+        return type(value).__name__
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _is_size(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_MODEL_WEIGHTS
+
+
+def _sample_rate(value, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_SAMPLE_RATE:
+        raise MSRError(f"{where} must be an integer from 1 to {MAX_SAMPLE_RATE:,} Hz, got {_short(value)}")
+    return value
+
+
+@functools.lru_cache(maxsize=None)
+def _keywords(model_class: type) -> tuple[dict, dict]:
+    """``model_class``'s constructor keywords: (their defaults, their annotated types)."""
+    parameters = inspect.signature(model_class.__init__).parameters
+    defaults = {name: p.default for name, p in parameters.items() if p.default is not inspect.Parameter.empty}
+    return defaults, typing.get_type_hints(model_class.__init__)
+
+
+def _checked_keywords(model_class: type, model_config, where) -> dict:
+    """Every constructor keyword of ``model_class`` (``model_config``'s values, else the defaults), each given value
+    checked against its annotation: ``int`` an integer in [0, :data:`MAX_MODEL_WEIGHTS`], ``bool`` a boolean,
+    ``float`` a finite number, ``Sequence[int]`` a list of at most :data:`MAX_MODEL_TENSORS` such integers.
+    Unknown keys are left to the constructor (it refuses them)."""
+    if not isinstance(model_config, Mapping):
+        raise MSRError(f"{where}: the model config must be a mapping, got {type(model_config).__name__}")
+    defaults, hints = _keywords(model_class)
+    checks = {
+        int: (_is_size, f"an integer from 0 to {MAX_MODEL_WEIGHTS:,}"),
+        bool: (lambda v: isinstance(v, bool), "true or false"),
+        float: (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v),
+                "a finite number"),
+        collections.abc.Sequence: (
+            lambda v: isinstance(v, (list, tuple)) and len(v) <= MAX_MODEL_TENSORS and all(map(_is_size, v)),
+            f"a list of at most {MAX_MODEL_TENSORS:,} integers from 0 to {MAX_MODEL_WEIGHTS:,}"),
+    }
+    keywords = dict(defaults)
+    for name, value in model_config.items():
+        hint = hints.get(name)
+        check = checks.get(typing.get_origin(hint) or hint)
+        if check is not None and not check[0](value):
+            raise MSRError(f"{where}: model.{name} must be {check[1]}, got {_short(value)}")
+        keywords[name] = value
+    missing = sorted(set(hints) - set(keywords))
+    if missing:
+        raise MSRError(f"{where}: the model config has no {', '.join(missing)}")
+    return keywords
+
+
+def _conv(cin: int, cout: int, kernel: int, dims: int) -> int:
+    return cin * cout * kernel**dims + cout
+
+
+def _unet_size(in_channels: int, out_channels: int, widths, depth: int, kernel: int, stride: int,
+               dims: int) -> tuple[int, int]:
+    """(numbers, tensors) of :class:`~msr_lib.models.hifipp.UNet`."""
+    def block(cin: int, cout: int) -> int:  # depth convolutions, the first cin → cout
+        return _conv(cin, cout, kernel, dims) + (depth - 1) * _conv(cout, cout, kernel, dims) if depth else 0
+
+    inner = widths[:-1]
+    numbers = sum(block(cin, cout) for cin, cout in zip((in_channels, *inner), widths))
+    numbers += sum(_conv(w, w, stride, dims) + block(w, w) for w in inner)                     # downs, decoders
+    numbers += sum(_conv(cout, cin, kernel, dims) for cin, cout in zip(inner, widths[1:]))      # ups
+    numbers += _conv(widths[0], out_channels, 1, dims)
+    return numbers, 2 * depth * len(widths) + 2 * len(inner) * (1 + depth) + 2 * len(inner) + 2
+
+
+def _bs_roformer_size(k: dict) -> tuple[int, int]:
+    """(numbers, tensors) of :class:`~msr_lib.models.BSRoformer` from its keywords."""
+    dim, heads, dim_head = k["dim"], k["heads"], k["dim_head"]
+    inner, hidden = heads * dim_head, dim * FF_MULT
+    attention = dim_head // 2 + dim + 3 * dim * inner + dim * heads + heads + inner * dim   # freqs, norm, q/k/v…
+    feed_forward = dim + (dim * hidden + hidden) + (hidden * dim + dim)
+    layers = k["depth"] * (k["time_transformer_depth"] + k["freq_transformer_depth"])
+    widths = [2 * (2 if k["stereo"] else 1) * f for f in k["freqs_per_bands"]]
+    bands, width = len(widths), sum(widths)
+    band_split = width + width * dim + bands * dim
+    mlp_hidden, mlp_depth = dim * k["mlp_expansion_factor"], k["mask_estimator_depth"]
+    if mlp_depth <= 1:  # one Linear dim → 2·w per band
+        mask, mask_tensors = (dim + 1) * 2 * width, 2 * bands
+    else:
+        mask = (bands * ((dim + 1) * mlp_hidden + (mlp_depth - 2) * (mlp_hidden + 1) * mlp_hidden)
+                + (mlp_hidden + 1) * 2 * width)
+        mask_tensors = 2 * mlp_depth * bands
+    heads_with_masks = max(0, k["num_stems"] - bool(k["residual_stem"]))
+    numbers = (layers * (attention + feed_forward) + dim + band_split + heads_with_masks * mask
+               + k["stft_win_length"])
+    tensors = layers * 13 + 1 + 3 * bands + heads_with_masks * mask_tensors + 1
+    return numbers, tensors
+
+
+def _hifipp_size(k: dict, where) -> tuple[int, int]:
+    """(numbers, tensors) of :class:`~msr_lib.models.hifipp.HiFiPlusPlus` from its keywords."""
+    for name in ("spectral_unet_widths", "wave_unet_widths", "mask_unet_widths"):
+        if not k[name]:
+            raise MSRError(f"{where}: model.{name} must list at least one width")
+    n_mels, channels, rates = k["n_mels"], k["upsampler_channels"], k["upsample_rates"]
+    spectral = _unet_size(2, 1, k["spectral_unet_widths"], k["spectral_unet_depth"], 3, 2, 2)
+    numbers, tensors = spectral[0] + n_mels * (k["mel_n_fft"] // 2 + 1) + k["mel_n_fft"], spectral[1] + 2
+    if k["cond_dim"] > 0:
+        numbers, tensors = numbers + _conv(k["cond_dim"], n_mels, 1, 1), tensors + 2
+    numbers, tensors = numbers + _conv(n_mels, channels, 7, 1), tensors + 2                # upsampler.pre
+    kernels, dilations = k["resblock_kernels"], len(k["resblock_dilations"])
+    for i, rate in enumerate(rates):
+        cin, cout = channels >> i, channels >> (i + 1)
+        numbers += cin * cout * 2 * rate + cout                                             # ConvTranspose1d
+        numbers += 2 * dilations * (cout * cout * sum(kernels) + cout * len(kernels))      # residual blocks
+    tensors += len(rates) * (2 + 4 * dilations * len(kernels))
+    wave = _unet_size((channels >> len(rates)) + 1, 1, k["wave_unet_widths"], k["wave_unet_depth"], 5, 4, 1)
+    mask = _unet_size(1, 1, k["mask_unet_widths"], k["mask_unet_depth"], 3, 2, 2)
+    bins = k["mask_n_fft"] // 2 + 1
+    numbers += wave[0] + mask[0] + k["mask_n_fft"] + (2 * k["mask_bands"] * bins if k["mask_bands"] else 0)
+    tensors += wave[1] + mask[1] + 1 + (2 if k["mask_bands"] else 0)
+    return numbers, tensors
+
+
+def model_size(model_class: type, model_config, where="model config") -> tuple[int, int]:
+    """``(numbers, tensors)``: the weights and buffers (counted as numbers and as tensors) of a ``model_class``
+    (:class:`~msr_lib.models.BSRoformer` or :class:`~msr_lib.models.HiFiPlusPlus`) built from ``model_config``,
+    computed from the config alone (nothing is built). Sizes of the wrong type raise one :class:`MSRError` line
+    (``where`` names the config)."""
+    keywords = _checked_keywords(model_class, model_config, where)
+    if model_class is BSRoformer:
+        return _bs_roformer_size(keywords)
+    if model_class is HiFiPlusPlus:
+        return _hifipp_size(keywords, where)
+    raise MSRError(f"model_size knows BSRoformer and HiFiPlusPlus, not {model_class.__name__}")
+
+
+def _count(n: int) -> str:
+    return f"{n:,}" if n < 10**15 else f"about 10^{int(n.bit_length() * math.log10(2))}"
+
+
+def _check_model_size(model_class: type, model_config, where) -> None:
+    """Refuse, in one line, a config whose model would exceed :data:`MAX_MODEL_WEIGHTS` or
+    :data:`MAX_MODEL_TENSORS` (before reading weights or building anything)."""
+    numbers, tensors = model_size(model_class, model_config, where)
+    if numbers > MAX_MODEL_WEIGHTS or tensors > MAX_MODEL_TENSORS:
+        raise MSRError(f"{where}: the config describes a model of {_count(numbers)} numbers in {_count(tensors)} "
+                       f"tensors, over the limit of {MAX_MODEL_WEIGHTS:,} numbers and {MAX_MODEL_TENSORS:,} "
+                       "tensors; refused before building it")
 
 
 # ---------------------------------------------------------------- restorers
@@ -528,6 +721,7 @@ def load_restorer(path=DEFAULT_RESTORER, *, device="cpu") -> Restorer:
     if not (folder / CONFIG_NAME).is_file():
         raise MSRError(f"{folder} is not a restorer checkpoint folder (no {CONFIG_NAME})")
     config = _read_config(folder, (RESTORER_MODEL_TYPE,))
+    _check_model_size(HiFiPlusPlus, config.get("model"), folder / CONFIG_NAME)
     if "lora" in config:
         model = _load_adapter(folder, config)
     else:
@@ -544,12 +738,13 @@ def _load_hifipp(model_config: dict, state_dict: Mapping) -> HiFiPlusPlus:
 
 def _load_adapter(folder: Path, config: dict) -> HiFiPlusPlus:
     """The base restorer of an adapter folder with the adapter merged into its weights."""
-    from peft import get_peft_model_state_dict, set_peft_model_state_dict
-
     where = str(folder / CONFIG_NAME)
     lora = config["lora"]
     if not isinstance(lora, Mapping) or not isinstance(lora.get("base"), str):
-        raise MSRError(f"{where}: lora must be a mapping naming its base restorer, got {lora!r}")
+        raise MSRError(f"{where}: lora must be a mapping naming its base restorer, got {_short(lora)}")
+    rank = lora.get("r", 8)  # peft's default
+    if isinstance(rank, bool) or not isinstance(rank, int) or not 1 <= rank <= MAX_LORA_RANK:
+        raise MSRError(f"{where}: lora.r must be an integer from 1 to {MAX_LORA_RANK}, got {_short(rank)}")
     base = lora["base"]
     model = load_restorer(base if base.startswith("bundled:") else folder / base).model
     if _json_model_config(model) != config.get("model"):
@@ -558,6 +753,8 @@ def _load_adapter(folder: Path, config: dict) -> HiFiPlusPlus:
     if not weights.is_file():
         raise MSRError(f"{folder}: no {ADAPTER_NAME} next to {CONFIG_NAME}")
     adapter = _read_safetensors(weights)
+    from peft import get_peft_model_state_dict, set_peft_model_state_dict  # here: peft loads transformers (~5 s)
+
     peft_model = _adapted(model, {k: v for k, v in lora.items() if k != "base"}, where)
     _check_adapter(adapter, get_peft_model_state_dict(peft_model), where)
     set_peft_model_state_dict(peft_model, adapter)
