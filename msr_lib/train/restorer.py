@@ -184,7 +184,9 @@ def train_restorer(
             train_songs = default_train if train_songs is None else train_songs
             valid_songs = default_valid if valid_songs is None else valid_songs
 
+        torch.manual_seed(config.seed)  # new weights (generator, LoRA, discriminator) depend on the seed only
         generator = build_restorer(preset, init)
+        discriminator = build_discriminator(preset)
         model = generator
         if method == "lora":
             from msr_lib.train.curriculum import apply_lora
@@ -229,5 +231,5 @@ def train_restorer(
         return train(model, train_data, config=config, out_dir=out_dir, loss_fn=restoration_batch_loss,
                      save_model=save_model,
                      validate_fn=lambda m: restoration_scores(m, valid_batches, mms_input=mms_input),
-                     discriminator=build_discriminator(preset), discriminator_loss_fn=discriminator_batch_loss,
+                     discriminator=discriminator, discriminator_loss_fn=discriminator_batch_loss,
                      resume=resume, device=device, progress=progress, describe=f"restorer {stem}", on_log=on_log)
