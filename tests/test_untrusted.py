@@ -21,9 +21,9 @@ import torch
 import yaml
 
 from msr_lib.errors import MSRError
-from msr_lib.models import BSRoformer, HiFiPlusPlus, load_restorer, load_separator, save_restorer
+from msr_lib.models import BSRoformer, HiFiPlusPlus, load_restorer, load_separator, model_size, save_restorer
 from msr_lib.models import checkpoint as ckpt_mod
-from msr_lib.models.checkpoint import MAX_MODEL_TENSORS, MAX_MODEL_WEIGHTS, model_size
+from msr_lib.models.checkpoint import MAX_MODEL_TENSORS, MAX_MODEL_WEIGHTS
 from msr_lib.presets import PRESETS
 from tests.conftest import MSST_FIXTURES
 from tests.helpers import tiny_separator_checkpoint
