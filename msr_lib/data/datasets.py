@@ -24,8 +24,8 @@ layout          what is read (all audio extensions of :data:`msr_lib.audio.AUDIO
 
 :func:`scan_dataset` detects the layout; :func:`load_entry` loads a song as ``{stem: (2, samples)}``.
 Untrusted trees: every scanner skips, with a warning naming it, an audio file that resolves outside the scanned
-folder (a symlinked file or song folder pointing out of the tree, a symlink loop), and drops a song left without
-stems. ``song.json`` and ``data.json`` are read by :func:`read_json_object` (at most :data:`MAX_JSON_BYTES`, a JSON
+folder (a symlinked file or song folder pointing out of the tree), and drops a song left without stems; dangling
+links and symlink loops are not files and are never listed. ``song.json`` and ``data.json`` are read by :func:`read_json_object` (at most :data:`MAX_JSON_BYTES`, a JSON
 object without NaN; else one :class:`~msr_lib.errors.MSRError` line naming the file).
 Every layout names its mixes as :func:`msr_lib.audio.song_files` does: :attr:`SongEntry.clean_mix` is the exact sum
 of the stems, :attr:`SongEntry.mastered_mix` a finished song (another dataset's ``mixture``, MSRBench's degraded
