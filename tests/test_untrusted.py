@@ -184,9 +184,6 @@ def test_a_lesson_run_state_with_a_pickle_payload_never_runs_it(marker, tmp_path
     assert not marker.exists()
 
 
-@pytest.mark.xfail(strict=True, reason="msr_lib/lessons/__init__.py reads train_state.pt with a bare torch.load "
-                                       "(weights_only=True, but its UnpicklingError is not one MSRError line): "
-                                       "use msr_lib.models.checkpoint.load_torch_file")
 def test_a_lesson_run_state_with_a_pickle_payload_is_one_msr_error_line(marker, tmp_path, monkeypatch):
     from msr_lib.lessons import lesson_run
 

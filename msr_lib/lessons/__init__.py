@@ -16,7 +16,6 @@ notebooks/06_full_pipeline.ipynb
 """
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -75,8 +74,8 @@ def lesson_run(stage: str, *, preset: str | Preset | None = None, init=None, fre
     its own. A run that started from another ``init`` than the one asked for is trained again. ``options`` go to
     :func:`~msr_lib.train.curriculum.train_separator` (e.g. ``steps``, ``on_log``, ``progress``).
     """
-    import torch
-
+    from msr_lib.data.datasets import read_json_object
+    from msr_lib.models import load_torch_file
     from msr_lib.train import curriculum
     from msr_lib.train.loop import CHECKPOINT, RUN_INFO, TRAIN_STATE
 
@@ -90,12 +89,12 @@ def lesson_run(stage: str, *, preset: str | Preset | None = None, init=None, fre
                 else lesson_run(previous.name, preset=preset, progress=progress))
     run = data_dir() / "runs" / preset.name / (name or stage)
     info = run / RUN_INFO
-    recorded = json.loads(info.read_text()).get("init") if info.is_file() else None
+    recorded = read_json_object(info).get("init") if info.is_file() else None
     if run.exists() and (fresh or recorded != (str(init) if init is not None else None)):
         shutil.rmtree(run)  # asked for, or the run started from another warm start: train it again
     state_path = run / CHECKPOINT / TRAIN_STATE
     if state_path.is_file():
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        state = load_torch_file(state_path)
         wanted = options.get("steps") or preset.train["stages"][stage]["steps"]
         if state["step"] >= wanted:
             return run
@@ -117,8 +116,8 @@ def restorer_run(stem: str, *, preset: str | Preset | None = None, init=None, me
     starts over), and a run recorded with another ``init``, ``method`` or stem is trained again. ``options`` go to
     :func:`~msr_lib.train.restorer.train_restorer` (e.g. ``steps``, ``on_log``, ``progress``).
     """
-    import torch
-
+    from msr_lib.data.datasets import read_json_object
+    from msr_lib.models import load_torch_file
     from msr_lib.stems import canonical_stem
     from msr_lib.train import restorer
     from msr_lib.train.loop import CHECKPOINT, RUN_INFO, TRAIN_STATE
@@ -130,13 +129,13 @@ def restorer_run(stem: str, *, preset: str | Preset | None = None, init=None, me
     default = "generalist" if stem == "all" else stem + ("-lora" if method == "lora" else "")
     run = data_dir() / "runs" / preset.name / f"restorer-{name or default}"
     info = run / RUN_INFO
-    recorded = json.loads(info.read_text()) if info.is_file() else {}
+    recorded = read_json_object(info) if info.is_file() else {}
     wanted = {"init": str(init) if init is not None else None, "method": method, "stem": stem}
     if run.exists() and (fresh or any(recorded.get(k, v) != v for k, v in wanted.items())):
         shutil.rmtree(run)  # asked for, or the run was made another way: train it again
     state_path = run / CHECKPOINT / TRAIN_STATE
     if state_path.is_file():
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        state = load_torch_file(state_path)
         role = "generalist" if stem == "all" else "expert"
         if state["step"] >= (options.get("steps") or preset.restorer["train"]["roles"][role]["steps"]):
             return run
@@ -165,10 +164,9 @@ def save_lora_adapter(run, folder, *, dtype=None) -> Path:
     The run's own ``checkpoint/`` holds the adapter merged into a full restorer (it runs as fast as the base);
     this folder holds the adapter weights alone — what the expert costs on disk next to its generalist. They come
     from the run's resume state (the EMA weights, as in ``checkpoint/``). Returns the folder."""
-    import torch
-
+    from msr_lib.data.datasets import read_json_object
     from msr_lib.errors import MSRError
-    from msr_lib.models.checkpoint import save_restorer_adapter
+    from msr_lib.models.checkpoint import load_torch_file, save_restorer_adapter
     from msr_lib.train.curriculum import apply_lora
     from msr_lib.train.loop import CHECKPOINT, RUN_INFO, TRAIN_STATE
     from msr_lib.train.restorer import RESTORER_LORA, build_restorer, lora_targets
@@ -177,13 +175,13 @@ def save_lora_adapter(run, folder, *, dtype=None) -> Path:
     info_path, state_path = run / RUN_INFO, run / CHECKPOINT / TRAIN_STATE
     if not (info_path.is_file() and state_path.is_file()):
         raise MSRError(f"{run} is not a finished restorer run (no {RUN_INFO} or {CHECKPOINT}/{TRAIN_STATE})")
-    info = json.loads(info_path.read_text())
+    info = read_json_object(info_path)
     if info.get("method") != "lora":
         raise MSRError(f"{run} trained its restorer with method {info.get('method')!r}, not LoRA: it has no adapter")
     generator = build_restorer(_preset(info.get("preset")), init=info["init"])
     settings = {**RESTORER_LORA, "target_modules": lora_targets(generator)}
     model = apply_lora(generator, **settings)
-    model.load_state_dict(torch.load(state_path, map_location="cpu", weights_only=True)["ema"])
+    model.load_state_dict(load_torch_file(state_path)["ema"])
     return save_restorer_adapter(model, folder, stem=info["stem"], base=info["init"], lora_config=settings,
                                  dtype=dtype)
 
