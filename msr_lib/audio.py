@@ -9,7 +9,12 @@ Conversions done on load (all documented, none silent about failures):
 - integer PCM → float32 in [-1, 1).
 
 Refused with one clear :class:`~msr_lib.errors.AudioError` line: missing, empty (0 samples), unreadable/corrupt
-files, and NaN or infinite samples.
+and truncated files (a header announcing more audio than the file holds: a WAV cut short, an interrupted
+download), sample rates outside :data:`MIN_FILE_RATE`–:data:`MAX_FILE_RATE`, and NaN or infinite samples.
+
+Output folders are written by :func:`atomic_output_dir`: under a temporary name, moved into place when complete,
+one command at a time (a second one writing the same folder at once is refused), replacing an existing folder only
+if it holds nothing but what the new output may hold (when the caller says what that is).
 
 Song folders (``<song>/<stem>.<ext>``, with a clean and/or a mastered mix) are read by :func:`song_files` alone; its
 docstring is the naming policy every reader follows.
@@ -17,7 +22,9 @@ docstring is the naming policy every reader follows.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -31,6 +38,10 @@ import soxr
 from msr_lib.errors import AudioError, MSRError
 
 SAMPLE_RATE = 44_100
+#: the sample rates a file may have: soxr converts any of them; outside, a header is corrupt rather than real
+MIN_FILE_RATE, MAX_FILE_RATE = 1_000, 768_000
+#: frames per read when a file is loaded whole (read in blocks, so a header's frame count never sizes a buffer)
+LOAD_BLOCK_FRAMES = 1 << 18
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 #: Digital silence: a signal (or channel) whose sample peak is at or below this (−120 dBFS, under 24-bit dither)
 #: carries nothing — no metric is defined against it and no effect chain processes it.
@@ -144,14 +155,61 @@ def check_audio_path(path) -> Path:
     return path
 
 
-def load_audio_with_rate(path, sample_rate: int | None = SAMPLE_RATE, *, stereo: bool = True):
-    """Like :func:`load_audio` but also returns the rate of the returned audio."""
+#: libsndfile's log line for a WAV/AIFF data chunk the file does not hold in full: ``data : 88200 (should be 44078)``
+_SHORT_DATA_CHUNK = re.compile(r"^\s*(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+#: data-chunk sizes a streaming writer leaves in the header (length unknown, not short)
+_UNKNOWN_CHUNK_SIZES = (0, 0xFFFFFFFF)
+
+
+def open_audio(path):
+    """Open an audio file for reading (a :class:`soundfile.SoundFile`; close it, e.g. ``with``), checked: a missing,
+    empty, unreadable or truncated file, a rate outside :data:`MIN_FILE_RATE`–:data:`MAX_FILE_RATE` or no samples
+    raise one-line :class:`AudioError`. :func:`read_audio_blocks` reads it."""
     path = check_audio_path(path)
     try:
-        data, file_sr = sf.read(str(path), dtype="float32", always_2d=True)
+        handle = sf.SoundFile(str(path))
     except Exception as exc:  # soundfile raises LibsndfileError, RuntimeError, TypeError… for bad files
         raise unreadable(path, exc) from None
-    audio = check_audio(data.T, str(path))
+    try:
+        short = _SHORT_DATA_CHUNK.search(handle.extra_info)
+        if short and int(short[1]) not in _UNKNOWN_CHUNK_SIZES and int(short[2]) < int(short[1]):
+            raise AudioError(f"{path}: truncated (its header announces {int(short[1])} bytes of audio, the file "
+                             f"holds {int(short[2])}); export or download it again")
+        if not MIN_FILE_RATE <= handle.samplerate <= MAX_FILE_RATE:
+            raise AudioError(f"{path}: sample rate {handle.samplerate} Hz is outside {MIN_FILE_RATE}–"
+                             f"{MAX_FILE_RATE} Hz")
+        if handle.frames <= 0:
+            raise AudioError(f"{path}: contains no samples")
+    except BaseException:
+        handle.close()
+        raise
+    return handle
+
+
+def read_audio_blocks(handle, path, frames: int):
+    """The samples of a file opened by :func:`open_audio`, as float32 ``(channels, n)`` blocks of up to ``frames``,
+    each checked by :func:`check_audio`; a file that ends before the frames its header announces is truncated
+    (one-line :class:`AudioError` after the last block)."""
+    read = 0
+    while True:
+        try:
+            data = handle.read(frames, dtype="float32", always_2d=True)
+        except Exception as exc:  # a corrupt file fails part-way
+            raise unreadable(path, exc) from None
+        if data.shape[0] == 0:
+            break
+        read += data.shape[0]
+        yield check_audio(data.T, str(path))
+    if read < handle.frames:
+        raise AudioError(f"{path}: truncated (it announces {handle.frames} frames and holds {read}); export or "
+                         "download it again")
+
+
+def load_audio_with_rate(path, sample_rate: int | None = SAMPLE_RATE, *, stereo: bool = True):
+    """Like :func:`load_audio` but also returns the rate of the returned audio."""
+    with open_audio(path) as handle:
+        audio = np.concatenate(list(read_audio_blocks(handle, path, LOAD_BLOCK_FRAMES)), axis=1)
+        file_sr = handle.samplerate
     if stereo:
         audio = to_stereo(audio)
     if sample_rate is not None and file_sr != sample_rate:
@@ -185,9 +243,41 @@ def save_audio(path, audio: np.ndarray, sample_rate: int = SAMPLE_RATE, *, subty
     subtype = subtype or _subtype_for(path)
     if subtype is not None and subtype.startswith("PCM"):
         audio = np.clip(audio, -1.0, 1.0)
+    encoded = io.BytesIO()  # encoded in memory, so that a full disk is an OSError with its reason
+    sf.write(encoded, audio.T, sample_rate, subtype=subtype, format=_format_for(path))
     with atomic_file(path) as tmp:
-        sf.write(tmp, audio.T, sample_rate, subtype=subtype)
+        try:
+            with open(tmp, "wb") as file:
+                file.write(encoded.getbuffer())
+        except OSError as exc:
+            raise cannot_write(path, exc) from None
     return path
+
+
+def _format_for(path: Path) -> str:
+    """soundfile's format name for a file name's extension (``.aif`` is AIFF)."""
+    ext = path.suffix.lower().lstrip(".")
+    return {"aif": "AIFF"}.get(ext, ext.upper())
+
+
+def write_error(path, exc: Exception, handle=None) -> MSRError:
+    """The one-line error for audio that could not be written to ``path``: libsndfile's system error where it has
+    one (e.g. "No space left on device", which soundfile's exception leaves out), else the exception's reason.
+    ``handle``: the :class:`soundfile.SoundFile` that failed, if it was opened."""
+    reason = getattr(exc, "strerror", None)
+    with contextlib.suppress(Exception):
+        raw = handle._file if handle is not None and handle._file is not None else sf._ffi.NULL
+        text = sf._ffi.string(sf._snd.sf_strerror(raw)).decode()
+        if text.startswith("System error : "):
+            reason = text.removeprefix("System error : ").rstrip(".")
+    return MSRError(f"{path}: cannot write ({reason or str(exc).splitlines()[0] or type(exc).__name__})")
+
+
+def cannot_write(path, exc: OSError) -> MSRError:
+    """The one-line error for an output the file system refused (read-only, full, no permission)."""
+    if isinstance(exc, (FileExistsError, NotADirectoryError)):  # from mkdir of the folders above it
+        return MSRError(f"{path}: cannot write there (a folder on its path is a file)")
+    return MSRError(f"{path}: cannot write there ({exc.strerror or exc})")
 
 
 @contextlib.contextmanager
@@ -197,8 +287,11 @@ def atomic_file(path):
     A failure leaves the old file (if any) untouched and no temporary file behind.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    except OSError as exc:
+        raise cannot_write(path, exc) from None
     os.close(fd)
     try:
         yield tmp
@@ -210,28 +303,92 @@ def atomic_file(path):
         raise
 
 
+def check_output_dir(path, replaces=None) -> None:
+    """Refuse (one-line :class:`MSRError`) an output folder ``path`` that is a file, or a folder holding anything
+    but the names in ``replaces`` (what the output replacing it may hold; ``None``: anything). A missing folder is
+    fine."""
+    path = Path(path)
+    if not path.exists():
+        return
+    if not path.is_dir():
+        raise MSRError(f"{path}: exists and is not a folder")
+    if replaces is None:
+        return
+    others = sorted(p.name for p in path.iterdir() if p.name not in replaces)
+    if others:
+        raise MSRError(f"{path}: exists and holds other files ({', '.join(others[:3])}"
+                       f"{', …' if len(others) > 3 else ''}); choose a new output folder")
+
+
 @contextlib.contextmanager
-def atomic_output_dir(path):
+def _writing_lock(path: Path):
+    """Hold an exclusive ``flock`` on ``.<name>.lock`` beside ``path`` (removed when done); one-line
+    :class:`MSRError` if another process holds it."""
+    import fcntl
+
+    lock = path.parent / f".{path.name}.lock"
+    while True:
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+        except OSError as exc:
+            raise cannot_write(path, exc) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise MSRError(f"{path}: another command is writing this folder now; wait until it is done or "
+                           "choose another output folder") from None
+        try:
+            current = os.stat(lock).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            current = False
+        if current:
+            break
+        os.close(fd)  # the holder removed the file while we opened it: lock the one there now
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(lock)
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_output_dir(path, *, replaces=None, exclusive: bool = True):
     """Build a folder under a temporary name next to ``path``; rename it into place only if the block succeeds.
 
-    An existing folder at ``path`` is replaced only after success, so a failure never leaves a half-written output.
+    An existing folder at ``path`` is replaced only after success, so a failure never leaves a half-written output;
+    with ``replaces`` (the names the new output may hold) only if it holds nothing else (:func:`check_output_dir`,
+    on entry and again before the swap), else it stays as it was and one-line :class:`MSRError` says why. A file
+    at ``path`` is never replaced. ``exclusive``: one writer at a time — while a block runs, another process
+    entering one for the same ``path`` gets one-line :class:`MSRError` (an ``flock`` on ``.<name>.lock`` beside
+    it); ``False`` for writers of identical content (caches), where the last one to finish wins.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
-    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; give the folder the usual permissions
     try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if path.exists():
-        old = path.parent / f".{path.name}.old-{os.getpid()}"
-        os.replace(path, old)
-        os.replace(tmp, path)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise cannot_write(path, exc) from None
+    with _writing_lock(path) if exclusive else contextlib.nullcontext():
+        check_output_dir(path, replaces)
+        try:
+            tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+        except OSError as exc:
+            raise cannot_write(path, exc) from None
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; give the folder the usual permissions
+        try:
+            yield tmp
+            check_output_dir(path, replaces)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        if path.exists():
+            old = path.parent / f".{path.name}.old-{os.getpid()}"
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
 
 
 # ---------------------------------------------------------------- levels and simple descriptors

@@ -1,4 +1,7 @@
-"""The ``msr`` command: a thin layer over the library. Bad input → one ``msr: error: …`` line and exit status 2."""
+"""The ``msr`` command: a thin layer over the library. Bad input, and an output the file system refuses (read-only,
+full, no permission), → one ``msr: error: …`` line and exit status 2; never a traceback. How audio inputs are
+converted: :data:`AUDIO_INPUTS` (the epilog of ``msr --help``).
+"""
 from __future__ import annotations
 
 import argparse
@@ -8,12 +11,49 @@ from pathlib import Path
 
 from msr_lib.errors import MSRError
 
+AUDIO_INPUTS = """\
+audio inputs (every command):
+  converted: any sample rate from 1 kHz to 768 kHz (resampled with soxr to 44.1 kHz where a model or
+  the mastering chain needs it; separate/restore write stems back at the input's rate and length);
+  mono (processed as dual mono; separate/restore write mono stems); more than two channels (folded to
+  stereo: even channels left, odd right); 8/16/24/32-bit PCM and float files (read as float32);
+  sub-second and long inputs (separate/restore stream them block by block); stems of one song with
+  different lengths (zero-padded to the longest); several files of one stem (summed).
+  refused in one line: missing, empty, unreadable and truncated files, NaN or infinite samples, an
+  unknown stem name in a song folder, two mix files in one song folder.
+  outputs: never NaN/inf; separate/restore clip samples beyond [-1, 1] and warn; an existing output
+  folder holding other files is refused; a second command writing the same folder at once is refused."""
+
+
+
+def _number(kind, *, low: float, low_included: bool = True):
+    """An argparse ``type``: ``kind`` (int or float) finite and ≥ ``low`` (> with ``low_included=False``); else
+    argparse's one-line usage error."""
+    import math
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {'an integer' if kind is int else 'a number'}, got {text!r}") from None
+        if not math.isfinite(value) or value < low or (value == low and not low_included):
+            raise argparse.ArgumentTypeError(f"must be {'≥' if low_included else '>'} {low:g}, got {text!r}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+POSITIVE_INT = _number(int, low=1)
+NON_NEGATIVE_INT = _number(int, low=0)
+POSITIVE_FLOAT = _number(float, low=0, low_included=False)
 
 # ---------------------------------------------------------------- msr synth
 def _add_synth(sub) -> None:
     p = sub.add_parser("synth", help="render offline multitrack songs (one FLAC per stem + mix + song.json)")
     p.add_argument("--songs", type=int, default=4, help="number of songs (default 4)")
-    p.add_argument("--seconds", type=float, default=20.0, help="length of each song in seconds (default 20)")
+    p.add_argument("--seconds", type=float, default=20.0, help="length of each song in seconds, at most 600 (default 20)")
     p.add_argument("--seed", type=int, default=0, help="base seed; song i uses a seed derived from it (default 0)")
     p.add_argument("--out", required=True, help="output folder; songs go to OUT/<song_id>/")
     p.add_argument("--source", choices=["procedural", "corpus", "mixed"], default="procedural",
@@ -48,9 +88,12 @@ def _cmd_synth(args) -> int:
 def _add_degrade(sub) -> None:
     p = sub.add_parser("degrade", help="mix and master a song folder into a 'finished song' + a JSON record")
     p.add_argument("song_dir", help="a song folder holding <stem>.flac/.wav files")
-    p.add_argument("--out", required=True, help="output folder (written atomically)")
+    p.add_argument("--out", required=True,
+                   help="output folder for mastered_mix.flac and degradation.json (written atomically; an existing "
+                        "folder holding other files is refused)")
     p.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
-    p.add_argument("--target-lufs", type=float, default=-14.0, help="loudness target of the master (default -14)")
+    p.add_argument("--target-lufs", type=float, default=-14.0,
+                   help="loudness target of the master, -60 to 0 LUFS (default -14)")
     p.add_argument("--no-codec", action="store_true", help="skip the lossy MP3 stage")
     p.set_defaults(func=_cmd_degrade)
 
@@ -114,8 +157,11 @@ def _cmd_evaluate(args) -> int:
 # ---------------------------------------------------------------- msr separate
 def _add_separate(sub) -> None:
     p = sub.add_parser("separate", help="split a song into stems with a separator (one audio file per stem)")
-    p.add_argument("input", help="the song: an audio file (any rate; mono or stereo)")
-    p.add_argument("--out", required=True, help="output folder for <stem>.wav/.flac (written atomically)")
+    p.add_argument("input", help="the song: an audio file (any rate, any channels); stems have its rate, length and "
+                                 "channels (more than two folded to stereo), samples clipped to [-1, 1]")
+    p.add_argument("--out", required=True,
+                   help="output folder for <stem>.wav/.flac and restore.json (written atomically; an existing "
+                        "folder holding other files is refused, and so is a second command writing it at once)")
     p.add_argument("--model", default="bundled:8stem",
                    help="separator checkpoint folder or MSST checkpoint file (default bundled:8stem)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto: CUDA when available)")
@@ -133,14 +179,31 @@ def _cmd_separate(args) -> int:
     from msr_lib.models import load_separator
     from msr_lib.separate import separate_file
 
-    if not Path(args.input).exists():  # before loading the model, which can take a while
-        raise MSRError(f"{args.input}: no such file")
+    from msr_lib.audio import check_output_dir, open_audio
+    from msr_lib.pipeline import output_names
+
+    open_audio(args.input).close()  # before loading the model, which can take a while
+    check_output_dir(args.out, output_names())
     device = resolve_device(args.device)
     separator = load_separator(args.model, device=device)
     paths = separate_file(args.input, args.out, separator, output_format=args.format, device=device,
                           chunk_seconds=args.chunk_seconds, overlap=args.overlap, batch_size=args.batch_size)
     print(f"wrote {len(paths)} stems ({', '.join(paths)}) to {args.out}")
+    _warn_clipped(args.out)
     return 0
+
+
+def _warn_clipped(out_dir) -> None:
+    """One ``msr: warning:`` line if the pipeline clipped samples of the stems in ``out_dir`` (its restore.json)."""
+    import json
+
+    from msr_lib.pipeline import RECORD_NAME
+
+    clipped = json.loads((Path(out_dir) / RECORD_NAME).read_text()).get("clipped_samples", {})
+    if any(clipped.values()):
+        counts = ", ".join(f"{stem} {n}" for stem, n in clipped.items() if n)
+        print(f"msr: warning: samples beyond ±1 clipped in {out_dir} ({counts}); lower the input's level",
+              file=sys.stderr)
 
 
 # ---------------------------------------------------------------- msr restore
@@ -148,10 +211,14 @@ def _add_restore(sub) -> None:
     from msr_lib.presets import PRESETS
 
     p = sub.add_parser("restore", help="the full pipeline: separate a song and restore every stem (one file each)")
-    p.add_argument("input", help="an audio file (any rate; mono or stereo), a song folder, or a folder of them")
+    p.add_argument("input", help="an audio file (any rate, any channels; stems have its rate, length and channels, "
+                                 "more than two folded to stereo, samples clipped to [-1, 1]), a song folder, or a "
+                                 "folder of them")
     p.add_argument("--out", required=True,
-                   help="output folder for <stem>.wav/.flac (a folder of inputs: one subfolder per song); each "
-                        "song's folder is written under a temporary name and moved into place when done")
+                   help="output folder for <stem>.wav/.flac and restore.json (a folder of inputs: one subfolder per "
+                        "song); each song's folder is written under a temporary name and moved into place when "
+                        "done; an existing folder holding other files is refused, and so is a second command "
+                        "writing it at once")
     p.add_argument("--separator", default=None, help="separator checkpoint (default: the preset's, bundled:8stem)")
     p.add_argument("--restorers", default="bundled",
                    help="bundled (each stem's shipped expert, else the generalist), one restorer for every stem, "
@@ -192,6 +259,7 @@ def _cmd_restore(args) -> int:
                              preset=args.preset)
         count = f"[{number}/{len(inputs)}] " if len(inputs) > 1 else ""
         print(f"{count}wrote {len(paths)} stems ({', '.join(paths)}) of {song.name} to {out}")
+        _warn_clipped(out)
     return 0
 
 
@@ -205,7 +273,7 @@ def _add_workshop(sub) -> None:
     p.add_argument("--out", required=True, help="folder for the executed notebooks, their HTML and timings.json/.md")
     p.add_argument("--lessons", default=None, help="comma-separated lesson numbers or names (default every lesson)")
     p.add_argument("--no-html", action="store_true", help="skip the HTML copies")
-    p.add_argument("--cell-timeout", type=int, default=1800, help="seconds one cell may take (default 1800)")
+    p.add_argument("--cell-timeout", type=POSITIVE_INT, default=1800, help="seconds one cell may take (default 1800)")
     p.set_defaults(func=_cmd_workshop)
 
 
@@ -238,14 +306,15 @@ def _add_train(sub) -> None:
     s.add_argument("--init", default=None,
                    help="start from this run folder / checkpoint (the previous stage's run; for pretrain optional, "
                         "e.g. an MSST 4-stem checkpoint)")
-    s.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the preset's for this stage)")
+    s.add_argument("--steps", type=POSITIVE_INT, default=None,
+                   help="optimizer steps (default: the preset's for this stage)")
     s.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     s.add_argument("--data", default=None, help="training song folders (default: the preset's synthetic songs)")
     s.add_argument("--valid-data", default=None, help="validation song folders (default: the preset's)")
-    s.add_argument("--batch-size", type=int, default=None, help="items per step and process")
-    s.add_argument("--lr", type=float, default=None, help="peak learning rate")
+    s.add_argument("--batch-size", type=POSITIVE_INT, default=None, help="items per step and process")
+    s.add_argument("--lr", type=POSITIVE_FLOAT, default=None, help="peak learning rate")
     s.add_argument("--seed", type=int, default=None, help="seed of data order, initialisation and dropout")
-    s.add_argument("--num-workers", type=int, default=None, help="data-loading worker processes")
+    s.add_argument("--num-workers", type=NON_NEGATIVE_INT, default=None, help="data-loading worker processes")
     s.add_argument("--compile", action="store_true", help="torch.compile the model (long GPU runs)")
     s.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     s.set_defaults(func=_cmd_train_separator)
@@ -264,14 +333,14 @@ def _add_train(sub) -> None:
     r.add_argument("--separator", default=None,
                    help="with --source separated: separate the songs missing from --cache with this separator "
                         "first (e.g. bundled:8stem), once per song")
-    r.add_argument("--versions", type=int, default=1,
+    r.add_argument("--versions", type=POSITIVE_INT, default=1,
                    help="with --separator: masterings separated per song (default 1)")
-    r.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the preset's)")
+    r.add_argument("--steps", type=POSITIVE_INT, default=None, help="optimizer steps (default: the preset's)")
     r.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     r.add_argument("--data", default=None, help="training song folders (default: the preset's synthetic songs)")
     r.add_argument("--valid-data", default=None, help="validation song folders (default: the preset's)")
-    r.add_argument("--batch-size", type=int, default=None, help="items per step and process")
-    r.add_argument("--lr", type=float, default=None, help="peak learning rate")
+    r.add_argument("--batch-size", type=POSITIVE_INT, default=None, help="items per step and process")
+    r.add_argument("--lr", type=POSITIVE_FLOAT, default=None, help="peak learning rate")
     r.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     r.set_defaults(func=_cmd_train_restorer)
 
@@ -331,8 +400,9 @@ def _add_export(sub) -> None:
                                       "with fp16 weights")
     p.add_argument("source", help="a training run folder, checkpoint folder, MSST checkpoint or bundled:<name>")
     p.add_argument("--out", required=True,
-                   help="the new checkpoint folder (written atomically; msr_lib/models/bundled/<name> ships a "
-                        "separator, msr_lib/models/bundled/restorers/<name> a restorer)")
+                   help="the new checkpoint folder (written atomically; replaces a checkpoint folder, refuses one "
+                        "holding other files; msr_lib/models/bundled/<name> ships a separator, "
+                        "msr_lib/models/bundled/restorers/<name> a restorer)")
     p.set_defaults(func=_cmd_export)
 
 
@@ -354,8 +424,11 @@ def _is_restorer(source: str) -> bool:
 
 
 def _cmd_export(args) -> int:
+    from msr_lib.audio import check_output_dir
     from msr_lib.models import export_restorer, export_separator
+    from msr_lib.models.checkpoint import ADAPTER_NAME, CONFIG_NAME, WEIGHTS_NAME
 
+    check_output_dir(args.out, {CONFIG_NAME, WEIGHTS_NAME, ADAPTER_NAME})  # a checkpoint folder is replaced, not others
     out = (export_restorer if _is_restorer(args.source) else export_separator)(args.source, args.out)
     size = sum(p.stat().st_size for p in out.iterdir())
     print(f"exported {args.source} -> {out} (fp16, {size / 1e6:.1f} MB)")
@@ -365,7 +438,8 @@ def _cmd_export(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from msr_lib import __version__
 
-    parser = argparse.ArgumentParser(prog="msr", description="MSR Workbench: Music Source Restoration tools")
+    parser = argparse.ArgumentParser(prog="msr", description="MSR Workbench: Music Source Restoration tools",
+                                     epilog=AUDIO_INPUTS, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"msr {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_synth(sub)
@@ -387,6 +461,13 @@ def main(argv=None) -> int:
         return int(args.func(args) or 0)
     except MSRError as exc:
         print(f"msr: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the file system refused: read-only, full, no permission…
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"msr: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("msr: error: out of memory", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("msr: interrupted", file=sys.stderr)

@@ -33,8 +33,8 @@ import numpy as np
 import torch
 
 from msr_lib.audio import (
-    AUDIO_EXTENSIONS, SAMPLE_RATE, Resampler, atomic_output_dir, check_audio, check_audio_path, song_files, to_stereo,
-    unreadable,
+    AUDIO_EXTENSIONS, SAMPLE_RATE, Resampler, atomic_output_dir, check_audio, check_output_dir, open_audio,
+    read_audio_blocks, song_files, to_stereo, write_error,
 )
 from msr_lib.environment import resolve_device
 from msr_lib.errors import AudioError, MSRError
@@ -287,7 +287,7 @@ def restore(
             restorers=chosen, stems=names, sinks={s: restored[s].append for s in names},
             separated_sinks={s: separated[s].append for s in separated}, device=device,
             chunk_seconds=chunk_seconds, overlap=settings["overlap"] if overlap is None else overlap,
-            batch_size=batch_size or settings["batch_size"],
+            batch_size=settings["batch_size"] if batch_size is None else batch_size,
             restorer_chunk_seconds=settings["restorer_chunk_seconds"], progress=progress,
             desc="restore" if chosen else "separate")
     restored = {s: np.concatenate(b, axis=-1) for s, b in restored.items()}
@@ -318,9 +318,10 @@ def restore_stems(stems: Mapping, restorers=DEFAULT_RESTORERS, *, sample_rate: i
         channels, length = audio.shape
         chain = _restorer_stages(restorer, rate=sample_rate, length=length, out_rate=sample_rate, out_length=length,
                                  channels=channels, device=device,
-                                 chunk_seconds=chunk_seconds or settings["restorer_chunk_seconds"],
+                                 chunk_seconds=(settings["restorer_chunk_seconds"] if chunk_seconds is None
+                                                else chunk_seconds),
                                  overlap=settings["overlap"] if overlap is None else overlap,
-                                 batch_size=batch_size or settings["batch_size"])
+                                 batch_size=settings["batch_size"] if batch_size is None else batch_size)
         blocks = []
         with inference(restorer, device):
             stage = _Chain(chain, blocks.append)
@@ -332,46 +333,52 @@ def restore_stems(stems: Mapping, restorers=DEFAULT_RESTORERS, *, sample_rate: i
 
 # ---------------------------------------------------------------- files
 
-def _open_input(path: Path):
-    import soundfile as sf
-
-    check_audio_path(path)
-    try:
-        handle = sf.SoundFile(str(path))
-    except Exception as exc:  # soundfile raises LibsndfileError, RuntimeError, TypeError… for bad files
-        raise unreadable(path, exc) from None
-    if handle.frames <= 0:
-        handle.close()
-        raise AudioError(f"{path}: contains no samples")
-    return handle
-
-
-def _read_blocks(handle, path: Path, frames: int):
-    """``(channels ≤ 2, n)`` float32 blocks of an open file (more channels folded to stereo), checked."""
-    while True:
-        try:
-            data = handle.read(frames, dtype="float32", always_2d=True)
-        except Exception as exc:  # a truncated or corrupt file fails part-way
-            raise unreadable(path, exc) from None
-        if data.shape[0] == 0:
-            return
-        block = check_audio(data.T, str(path))
-        yield to_stereo(block) if block.shape[0] > 2 else block
-
-
-def _check_out_dir(out_dir: Path) -> None:
-    """Refuse to replace a file, or a folder holding anything but a previous run's output."""
+def output_names() -> set[str]:
+    """What a :func:`restore_file` output folder may hold: a folder holding anything else is never replaced."""
     from msr_lib.stems import STEMS
 
-    if not out_dir.exists():
-        return
-    if not out_dir.is_dir():
-        raise MSRError(f"{out_dir}: exists and is not a folder")
-    ours = {f"{stem}.{ext}" for stem in STEMS for ext in OUTPUT_FORMATS} | {RECORD_NAME, SEPARATED_DIR}
-    others = sorted(p.name for p in out_dir.iterdir() if p.name not in ours)
-    if others:
-        raise MSRError(f"{out_dir}: exists and holds other files ({', '.join(others[:3])}"
-                       f"{', …' if len(others) > 3 else ''}); choose a new output folder")
+    return {f"{stem}.{ext}" for stem in STEMS for ext in OUTPUT_FORMATS} | {RECORD_NAME, SEPARATED_DIR}
+
+
+class _StemFile:
+    """A stem's output file at ``path``, written block by block (a sink of :func:`_stream`): every block clipped to
+    [-1, 1] (``clipped`` counts the samples beyond), NaN/inf refused; a full or failing disk is one line naming the
+    file as ``shown`` (where it ends up)."""
+
+    def __init__(self, path: Path, shown: Path, *, rate: int, channels: int, subtype: str, output_format: str):
+        import soundfile as sf
+
+        self.shown, self.clipped = shown, 0
+        try:
+            self._file = sf.SoundFile(str(path), "w", samplerate=rate, channels=channels, subtype=subtype,
+                                      format=output_format.upper())
+        except (OSError, sf.SoundFileError) as exc:
+            raise write_error(shown, exc) from None
+
+    def __call__(self, block: np.ndarray) -> None:
+        import soundfile as sf
+
+        if not np.all(np.isfinite(block)):
+            raise AudioError(f"{self.shown}: the models produced NaN or infinite samples (a broken checkpoint?)")
+        self.clipped += int(np.count_nonzero(np.abs(block) > 1.0))
+        try:
+            self._file.write(np.clip(block, -1.0, 1.0).T)
+        except (OSError, sf.SoundFileError) as exc:
+            raise write_error(self.shown, exc, self._file) from None
+
+    def close(self) -> None:
+        """Finish the file (its header); a failure is a failed write."""
+        import soundfile as sf
+
+        try:
+            self._file.close()
+        except (OSError, sf.SoundFileError) as exc:
+            raise write_error(self.shown, exc) from None
+
+    def abandon(self) -> None:
+        """Close after a failure (the file is deleted with its temporary folder; that failure is the one to report)."""
+        with contextlib.suppress(Exception):
+            self._file.close()
 
 
 def restore_file(
@@ -393,12 +400,15 @@ def restore_file(
 ) -> dict[str, Path]:
     """Stream an audio file through the pipeline into ``out_dir/<stem>.<wav|flac>``; returns ``{stem: path}``.
 
-    Options as in :func:`restore`. Stems have the input's rate, channel count (more than two are folded to
-    stereo) and length. ``subtype`` defaults to 32-bit float for WAV and 24-bit PCM for FLAC (clipped to [-1, 1]).
-    ``keep_separated`` also writes the separator's stems to ``out_dir/separated/``; ``restore.json`` records the
-    models, options and timing. Memory does not grow with the song's length. The folder is written under a
-    temporary name and moved into place at the end: an interrupted or failed run leaves nothing half-written and
-    an existing output as it was. An existing ``out_dir`` is replaced only if it holds nothing but such output.
+    Options as in :func:`restore`. Stems have the input's rate, channel count (mono stays mono, more than two
+    channels are folded to stereo) and length. ``subtype`` defaults to 32-bit float for WAV and 24-bit PCM for
+    FLAC; every written sample is clipped to [-1, 1] (``restore.json`` counts the clipped samples per stem in
+    ``clipped_samples``) and NaN/inf from a model is refused. ``keep_separated`` also writes the separator's stems
+    to ``out_dir/separated/``; ``restore.json`` records the models, options and timing. Memory does not grow with
+    the song's length. The folder is written under a temporary name and moved into place at the end
+    (:func:`msr_lib.audio.atomic_output_dir`): an interrupted or failed run (a truncated input, a full disk) leaves
+    nothing half-written and an existing output as it was; an existing ``out_dir`` is replaced only if it holds
+    nothing but such output (:func:`output_names`); a second run writing the same ``out_dir`` at once is refused.
     """
     import soundfile as sf
 
@@ -408,36 +418,37 @@ def restore_file(
     if not sf.check_format(output_format.upper(), subtype):
         raise MSRError(f"subtype {subtype!r} is not available for {output_format} files")
     input_path, out_dir = Path(input_path), Path(out_dir)
-    _check_out_dir(out_dir)
-    _open_input(input_path).close()  # a bad input fails before the models load
+    check_output_dir(out_dir, output_names())
+    open_audio(input_path).close()  # a bad input fails before the models load
     preset, device, separator, chosen, names = _options(separator, restorers, stems, device, preset)
     settings = preset.pipeline
     overlap = settings["overlap"] if overlap is None else overlap
-    batch_size = batch_size or settings["batch_size"]
+    batch_size = settings["batch_size"] if batch_size is None else batch_size
     started = time.perf_counter()
-    with _open_input(input_path) as handle, atomic_output_dir(out_dir) as tmp:
+    with open_audio(input_path) as handle, atomic_output_dir(out_dir, replaces=output_names()) as tmp:
         rate, length = handle.samplerate, handle.frames
         channels = min(handle.channels, 2)
-        writers = {}
+        sinks, separated, files = {}, {}, []
         try:
-            def writer(folder: Path, stem: str):
+            for folder, targets in [(tmp, sinks)] + ([(tmp / SEPARATED_DIR, separated)] if keep_separated else []):
                 folder.mkdir(exist_ok=True)
-                f = sf.SoundFile(str(folder / f"{stem}.{output_format}"), "w", samplerate=rate, channels=channels,
-                                 subtype=subtype, format=output_format.upper())
-                writers[(folder, stem)] = f
-                clip = subtype.startswith("PCM")
-                return lambda block: f.write(np.clip(block, -1.0, 1.0).T if clip else block.T)
-
-            sinks = {stem: writer(tmp, stem) for stem in names}
-            separated = {stem: writer(tmp / SEPARATED_DIR, stem) for stem in names} if keep_separated else {}
-            _stream(_read_blocks(handle, input_path, max(1, round(READ_SECONDS * rate))), rate=rate, length=length,
-                    channels=channels, separator=separator, restorers=chosen, stems=names, sinks=sinks,
-                    separated_sinks=separated, device=device, chunk_seconds=chunk_seconds, overlap=overlap,
-                    batch_size=batch_size, restorer_chunk_seconds=settings["restorer_chunk_seconds"],
+                for stem in names:
+                    name = folder.relative_to(tmp) / f"{stem}.{output_format}"
+                    files.append(_StemFile(tmp / name, out_dir / name, rate=rate, channels=channels,
+                                           subtype=subtype, output_format=output_format))
+                    targets[stem] = files[-1]
+            blocks = (to_stereo(b) if b.shape[0] > 2 else b
+                      for b in read_audio_blocks(handle, input_path, max(1, round(READ_SECONDS * rate))))
+            _stream(blocks, rate=rate, length=length, channels=channels, separator=separator, restorers=chosen,
+                    stems=names, sinks=sinks, separated_sinks=separated, device=device, chunk_seconds=chunk_seconds,
+                    overlap=overlap, batch_size=batch_size, restorer_chunk_seconds=settings["restorer_chunk_seconds"],
                     progress=progress, desc=input_path.stem)
-        finally:
-            for f in writers.values():
+            for f in files:
                 f.close()
+        except BaseException:
+            for f in files:
+                f.abandon()
+            raise
         wall = time.perf_counter() - started
         record = {
             "input": str(input_path), "sample_rate": rate, "channels": channels, "seconds": length / rate,
@@ -446,8 +457,9 @@ def restore_file(
             "chunk_seconds": chunk_seconds, "overlap": overlap, "batch_size": batch_size, "device": str(device),
             "preset": preset.name, "format": output_format, "subtype": subtype, "wall_seconds": round(wall, 3),
             "real_time_factor": round(wall / (length / rate), 4),
+            "clipped_samples": {stem: f.clipped for stem, f in sinks.items()},
         }
-        (tmp / RECORD_NAME).write_text(json.dumps(record, indent=2) + "\n")
+        (tmp / RECORD_NAME).write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
     return {stem: out_dir / f"{stem}.{output_format}" for stem in names}
 
 

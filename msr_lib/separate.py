@@ -336,9 +336,10 @@ def separate_file(input_path, out_dir, separator, *, output_format: str = "wav",
     :func:`msr_lib.pipeline.restore_file` without restorers: the file is streamed at its own rate (more than two
     channels folded to stereo) through the separator's rate and back, so stems have the input's rate, channel
     count and length and memory stays flat; ``separate_kwargs`` as in :func:`separate`. ``subtype`` defaults to
-    32-bit float for WAV and 24-bit PCM for FLAC (clipped to [-1, 1]). The folder is written atomically: on any
-    failure nothing is left half-written and an existing folder stays as it was. An existing ``out_dir`` is
-    replaced only if it holds nothing but a previous run's output.
+    32-bit float for WAV and 24-bit PCM for FLAC; samples are clipped to [-1, 1] in either (counted in
+    ``restore.json``). The folder is written atomically: on any failure nothing is left half-written and an
+    existing folder stays as it was. An existing ``out_dir`` is replaced only if it holds nothing but a previous
+    run's output; a second run writing it at once is refused.
     """
     from msr_lib.pipeline import restore_file
 

@@ -127,7 +127,10 @@ def run_lesson(path: Path, *, preset: str, out_dir: Path, cell_timeout: int = 18
 
     from msr_lib.audio import atomic_file
 
-    nb = nbformat.read(path, as_version=4)
+    try:
+        nb = nbformat.read(path, as_version=4)
+    except Exception as exc:  # nbformat raises NotJSONError, ValidationError, UnicodeDecodeError…
+        raise MSRError(f"{path}: not a notebook ({' '.join(str(exc).split())[:200]})") from None
     client = NotebookClient(nb, timeout=cell_timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})
     cell_seconds: list[tuple[int, float]] = []
@@ -187,13 +190,19 @@ def run_workshop(*, preset: str, out_dir, lessons=None, cell_timeout: int = 1800
                  progress: bool = True) -> list[dict]:
     """Run ``lessons`` (numbers, names or paths; default every lesson) in order into ``out_dir``; writes
     ``timings.json`` and ``timings.md`` there and returns the measurements, one dict per lesson."""
-    from msr_lib.audio import atomic_file
+    from msr_lib.audio import atomic_file, cannot_write, check_output_dir
 
+    if isinstance(cell_timeout, bool) or not isinstance(cell_timeout, int) or cell_timeout < 1:
+        raise MSRError(f"cell_timeout must be a positive number of seconds, got {cell_timeout!r}")
     paths = lesson_paths(lessons)
     out_dir = Path(out_dir)
     if out_dir.resolve() == NOTEBOOKS.resolve():
         raise MSRError("--out must not be notebooks/: the lessons are stored without outputs")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    check_output_dir(out_dir)  # not a file; the lessons' files are added to (or replace theirs in) a folder
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise cannot_write(out_dir, exc) from None
     results = []
     for number, path in enumerate(paths, 1):
         if progress:

@@ -55,6 +55,9 @@ STEM_FADER_DB = (-6.0, 2.0)
 MASTER_GLUE_PROBABILITY = 0.5
 CEILING_DBTP = -1.0
 LIMITER_PASSES = 5
+#: the loudness targets a master may have (LUFS): quieter has no meaning for a finished song, louder cannot stay
+#: under the ceiling
+TARGET_LUFS_RANGE = (-60.0, 0.0)
 
 
 def _uniform(rng: np.random.Generator, low: float, high: float) -> float:
@@ -136,7 +139,11 @@ def apply_stem_chain(audio, sample_rate: int, params: dict) -> np.ndarray:
 
 
 def sample_master_chain(rng: np.random.Generator, *, target_lufs: float = -14.0, codec: bool = True) -> dict:
-    """Draw the master-bus chain: high-pass, optional glue compressor, loudness target, limiter, optional MP3."""
+    """Draw the master-bus chain: high-pass, optional glue compressor, loudness target (:data:`TARGET_LUFS_RANGE`),
+    limiter, optional MP3."""
+    low, high = TARGET_LUFS_RANGE
+    if not low <= target_lufs <= high:  # NaN fails too
+        raise MSRError(f"target_lufs must be between {low:g} and {high:g} LUFS, got {target_lufs!r}")
     glue = None
     if rng.random() < MASTER_GLUE_PROBABILITY:
         glue = {"threshold_db": _uniform(rng, -24.0, -12.0), "ratio": _uniform(rng, 2.0, 6.0),

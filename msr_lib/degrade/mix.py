@@ -11,7 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from msr_lib.audio import SAMPLE_RATE, atomic_output_dir, check_audio, load_song_stems, save_audio, to_stereo
+from msr_lib.audio import (
+    SAMPLE_RATE, atomic_output_dir, check_audio, check_output_dir, load_song_stems, save_audio, to_stereo,
+)
 from msr_lib.degrade.effects import measure_loudness_lufs, true_peak_db
 from msr_lib.degrade.chains import apply_master_chain, apply_stem_chain, sample_master_chain, sample_stem_chain
 from msr_lib.errors import AudioError, MSRError
@@ -20,6 +22,7 @@ from msr_lib.stems import canonical_stem, sort_stems
 RECORD_VERSION = 2  # 2: the mixes are named premaster_mix / mastered_mix (1: mix / mixture)
 MASTERED_MIX_FILE = "mastered_mix.flac"  # 24-bit PCM FLAC: the mastered mix never exceeds −1 dBTP, so nothing clips
 RECORD_FILE = "degradation.json"
+OUTPUT_FILES = (MASTERED_MIX_FILE, RECORD_FILE)  # what a degrade_song_folder output holds
 
 
 @dataclass(kw_only=True)
@@ -110,13 +113,14 @@ def degrade_song_folder(song_dir, out_dir, *, seed: int = 0, target_lufs: float 
     """Degrade the stems of ``song_dir`` (a song folder, read by :func:`msr_lib.audio.song_files`) into ``out_dir``,
     written atomically: ``mastered_mix.flac`` (24-bit FLAC, 44.1 kHz stereo) and ``degradation.json`` (the record +
     seed + source folder + ``mastered_mix_file``, stem levels included). Bad input raises
-    :class:`~msr_lib.errors.MSRError` and leaves no output."""
-    song_dir = Path(song_dir)
+    :class:`~msr_lib.errors.MSRError` and leaves no output; an existing ``out_dir`` is replaced only if it holds
+    nothing but those two files (:data:`OUTPUT_FILES`)."""
+    song_dir, out_dir = Path(song_dir), Path(out_dir)
+    check_output_dir(out_dir, OUTPUT_FILES)  # before the work
     stems = load_song_stems(song_dir)
     result = degrade_mix(stems, SAMPLE_RATE, seed=seed, target_lufs=target_lufs, codec=codec, measure_stem_levels=True)
     record = {"source": str(song_dir.resolve()), "mastered_mix_file": MASTERED_MIX_FILE, **result.record}
-    out_dir = Path(out_dir)
-    with atomic_output_dir(out_dir) as tmp:
+    with atomic_output_dir(out_dir, replaces=OUTPUT_FILES) as tmp:
         save_audio(tmp / MASTERED_MIX_FILE, result.mastered_mix, SAMPLE_RATE)
         (tmp / RECORD_FILE).write_text(json.dumps(record, indent=2) + "\n")
     return out_dir

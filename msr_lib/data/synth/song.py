@@ -16,6 +16,8 @@ from msr_lib.errors import MSRError
 from msr_lib.stems import INSTRUMENT_STEMS, STEMS
 
 SOURCES = ("procedural", "corpus", "mixed")
+#: the longest song rendered (seconds): a song is rendered whole in memory, every stem and mix at once
+MAX_SECONDS = 600.0
 PEAK_DBFS = -1.0
 #: environment variable: the sound sources songs draw from when a caller names none (the test suite pins the
 #: built-in ones, so its songs are the same on every machine)
@@ -38,6 +40,8 @@ class Song:
 def check_request(seconds: float, source: str) -> None:
     if not isinstance(seconds, (int, float)) or not np.isfinite(seconds) or seconds <= 0:
         raise MSRError(f"seconds must be a positive number, got {seconds!r}")
+    if seconds > MAX_SECONDS:
+        raise MSRError(f"seconds must be at most {MAX_SECONDS:g} (a song is rendered in memory), got {seconds!r}")
     if source not in SOURCES:
         raise MSRError(f"unknown source {source!r}; choose one of {', '.join(SOURCES)}")
 
