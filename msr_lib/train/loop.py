@@ -292,9 +292,10 @@ def _install_checkpoint(out_dir: Path, staged: Path, *, keep_latest: bool) -> No
 
 
 def _remove_unfinished_checkpoints(out_dir: Path) -> None:
-    """Remove the temporary checkpoint folders an interrupted write left (``RUN/.checkpoint.*``)."""
-    for path in out_dir.glob(f".{CHECKPOINT}.*"):
-        if path.is_dir():
+    """Remove the temporary checkpoint folders an interrupted write left (``RUN/.checkpoint.*``, and the
+    temporary folders of those, ``RUN/..checkpoint.*``)."""
+    for path in out_dir.iterdir():
+        if path.name.startswith(".") and path.name.lstrip(".").startswith(f"{CHECKPOINT}.") and path.is_dir():
             shutil.rmtree(path, ignore_errors=True)
 
 
