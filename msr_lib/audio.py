@@ -89,6 +89,16 @@ def resampled_length(length: int, orig_sr: int, target_sr: int) -> int:
     return (2 * length * target_sr + orig_sr) // (2 * orig_sr)
 
 
+def check_resampled_length(name, length: int, orig_sr: int, target_sr: int) -> int:
+    """:func:`resampled_length`, or one-line :class:`AudioError` when the signal is shorter than one sample at
+    ``target_sr`` (e.g. 1 sample at 96 kHz read at 44.1 kHz)."""
+    resampled = resampled_length(length, orig_sr, target_sr)
+    if resampled < 1:
+        raise AudioError(f"{name}: {length} sample{'s' if length > 1 else ''} at {orig_sr} Hz is shorter than one "
+                         f"sample at {target_sr} Hz")
+    return resampled
+
+
 class Resampler:
     """:func:`resample` as a stream (soxr's own streaming resampler, the same filter): push ``(channels, n)``
     blocks, get resampled blocks back; :meth:`finish` flushes. The blocks add up to exactly ``length_out`` samples
@@ -129,9 +139,14 @@ def check_audio(audio: np.ndarray, name: str = "audio") -> np.ndarray:
         raise AudioError(f"{name}: expected shape (channels, samples), got {audio.shape}")
     if audio.shape[1] == 0:
         raise AudioError(f"{name}: contains no samples")
+    try:
+        with np.errstate(over="ignore"):  # a float64 beyond float32's range becomes inf: refused below
+            audio = audio.astype(np.float32, copy=False)
+    except (TypeError, ValueError):
+        raise AudioError(f"{name}: not a numeric array (dtype {audio.dtype})") from None
     if not np.all(np.isfinite(audio)):
         raise AudioError(f"{name}: contains NaN or infinite samples")
-    return audio.astype(np.float32, copy=False)
+    return audio
 
 
 def load_audio(path, sample_rate: int | None = SAMPLE_RATE, *, stereo: bool = True) -> np.ndarray:
@@ -213,6 +228,7 @@ def load_audio_with_rate(path, sample_rate: int | None = SAMPLE_RATE, *, stereo:
     if stereo:
         audio = to_stereo(audio)
     if sample_rate is not None and file_sr != sample_rate:
+        check_resampled_length(path, audio.shape[1], file_sr, sample_rate)
         audio = resample(audio, file_sr, sample_rate)
         file_sr = sample_rate
     return np.ascontiguousarray(audio, dtype=np.float32), file_sr

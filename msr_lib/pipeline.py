@@ -33,8 +33,8 @@ import numpy as np
 import torch
 
 from msr_lib.audio import (
-    AUDIO_EXTENSIONS, SAMPLE_RATE, Resampler, atomic_output_dir, check_audio, check_output_dir, open_audio,
-    read_audio_blocks, song_files, to_stereo, write_error,
+    AUDIO_EXTENSIONS, SAMPLE_RATE, Resampler, atomic_output_dir, check_audio, check_output_dir,
+    check_resampled_length, open_audio, read_audio_blocks, song_files, to_stereo, write_error,
 )
 from msr_lib.environment import resolve_device
 from msr_lib.errors import AudioError, MSRError
@@ -280,6 +280,7 @@ def restore(
     """
     audio = _as_mixture(mixture)
     preset, device, separator, chosen, names = _options(separator, restorers, stems, device, preset)
+    check_resampled_length("mixture", audio.shape[1], sample_rate, separator.sample_rate)
     restored = {stem: [] for stem in names}
     separated = {stem: [] for stem in names} if keep_separated else {}
     settings = preset.pipeline
@@ -427,6 +428,7 @@ def restore_file(
     started = time.perf_counter()
     with open_audio(input_path) as handle, atomic_output_dir(out_dir, replaces=output_names()) as tmp:
         rate, length = handle.samplerate, handle.frames
+        check_resampled_length(input_path, length, rate, separator.sample_rate)
         channels = min(handle.channels, 2)
         sinks, separated, files = {}, {}, []
         try:
