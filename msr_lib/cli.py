@@ -242,10 +242,16 @@ def _add_restore(sub) -> None:
 
 
 def _cmd_restore(args) -> int:
+    from msr_lib.audio import check_output_dir, open_audio
     from msr_lib.environment import resolve_device
-    from msr_lib.pipeline import load_restorers, pipeline_models, restore_file, selected_stems, song_inputs
+    from msr_lib.pipeline import (
+        load_restorers, output_names, pipeline_models, restore_file, selected_stems, song_inputs,
+    )
 
-    inputs = song_inputs(args.input, args.out)  # before loading the models, which can take a while
+    inputs = song_inputs(args.input, args.out)
+    for song, out in inputs:  # every input and output checked before the models load, which can take a while
+        open_audio(song).close()
+        check_output_dir(out, output_names())
     device = resolve_device(args.device)
     restorers = None if args.no_restore else args.restorers
     separator, restorers = pipeline_models(args.preset, separator=args.separator, restorers=restorers,

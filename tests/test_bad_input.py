@@ -531,3 +531,19 @@ def test_an_hour_long_input_is_streamed_in_blocks(tmp_path, monkeypatch):
     mix, _ = sf.read(song, dtype="float32")
     assert file_rate == rate and other.shape == mix.shape == (seconds * rate,)
     np.testing.assert_allclose(other, 0.75 * mix, atol=1e-6)
+
+
+def test_a_folder_of_songs_is_checked_before_anything_is_written(tmp_path, capsys, files):
+    """`msr restore DIR`: one bad file among the songs fails in one line before the models load and before any
+    song's folder is written."""
+    songs = tmp_path / "songs"
+    songs.mkdir()
+    for name in ("a good one.wav", "b-mono.wav"):
+        shutil.copyfile(files["good" if name.startswith("a") else "mono"], songs / name)
+    shutil.copyfile(files["truncated"], songs / "c cut.wav")
+    assert_one_error_line(*run(capsys, ["restore", songs, "--out", tmp_path / "out", *QUICK]), "c cut.wav: truncated")
+    assert not (tmp_path / "out").exists()
+    (songs / "c cut.wav").unlink()
+    assert run(capsys, ["restore", songs, "--out", tmp_path / "out", *QUICK])[0] == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a good one", "b-mono"]
+    assert_clean_stems(tmp_path / "out" / "b-mono", RATE // 2, RATE, 1)

@@ -9,7 +9,7 @@ import struct
 import numpy as np
 import pytest
 import soundfile as sf
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import array_shapes, arrays
 
@@ -116,6 +116,7 @@ def test_valid_files_of_any_rate_channels_and_subtype(tmp_path, rate, channels, 
 
 
 @FUZZ
+@example(audio=np.array([[1e300, 0.5]]), single=False)  # finite in float64, inf in float32
 @given(audio=arrays(np.float64, array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=6),
                     elements=st.one_of(st.floats(-2, 2), st.sampled_from([np.nan, np.inf, -np.inf, 1e300, -4e38,
                                                                            3e38, 5e-324]))),
@@ -139,19 +140,22 @@ def test_check_audio_on_random_arrays(audio, single):
 
 # ---------------------------------------------------------------- the argument handling
 
-def _commands(parser: argparse.ArgumentParser, prefix=()) -> list[tuple[tuple[str, ...], list[str]]]:
-    """Every (sub)command of the parser as (argv prefix, its option strings)."""
+def _commands(parser: argparse.ArgumentParser, prefix=()) -> list[tuple]:
+    """Every (sub)command of the parser: (argv prefix, its option strings, its required options, its number of
+    positional arguments)."""
     found = []
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for name, sub in action.choices.items():
                 found += _commands(sub, (*prefix, name))
     options = [o for a in parser._actions for o in a.option_strings if o not in ("-h", "--help")]
-    return found or [(prefix, options)]
+    required = [a.option_strings[0] for a in parser._actions if a.option_strings and a.required]
+    positionals = sum(1 for a in parser._actions if not a.option_strings and not isinstance(a, argparse._SubParsersAction))
+    return found or [(prefix, options, required, positionals)]
 
 
 COMMANDS = _commands(build_parser())
-ALL_OPTIONS = sorted({o for _, options in COMMANDS for o in options})
+ALL_OPTIONS = sorted({o for _, options, _, _ in COMMANDS for o in options})
 
 
 @pytest.fixture(scope="module")
@@ -194,10 +198,14 @@ def stubbed(monkeypatch, tmp_path):
 @FUZZ
 @given(data=st.data())
 def test_random_argv_never_tracebacks(stubbed, junk_paths, data):
-    prefix, options = data.draw(st.sampled_from(COMMANDS))
-    token = st.one_of(st.sampled_from(options or ["--out"]), st.sampled_from(ALL_OPTIONS), st.sampled_from(JUNK),
-                      st.sampled_from(junk_paths), st.text(max_size=8))
-    argv = [*prefix, *data.draw(st.lists(token, max_size=8))]
+    prefix, options, required, positionals = data.draw(st.sampled_from(COMMANDS))
+    value = st.one_of(st.sampled_from(JUNK), st.sampled_from(junk_paths), st.text(max_size=8))
+    token = st.one_of(st.sampled_from(options or ["--out"]), st.sampled_from(ALL_OPTIONS), value)
+    argv = [*prefix]
+    if data.draw(st.booleans()):  # mostly past argparse: the positionals and required options, junk values
+        argv += [data.draw(value) for _ in range(positionals)]
+        argv += [part for option in required for part in (option, data.draw(value))]
+    argv += data.draw(st.lists(token, max_size=6))
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
