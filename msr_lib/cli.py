@@ -19,8 +19,9 @@ audio inputs (every command):
   stereo: even channels left, odd right); 8/16/24/32-bit PCM and float files (read as float32);
   sub-second and long inputs (separate/restore stream them block by block); stems of one song with
   different lengths (zero-padded to the longest); several files of one stem (summed).
-  refused in one line: missing, empty, unreadable and truncated files, NaN or infinite samples, an
-  unknown stem name in a song folder, two mix files in one song folder.
+  refused in one line: missing, empty, unreadable and truncated files, NaN or infinite samples, a signal
+  shorter than one sample at the rate it is resampled to, two mix files in one song folder, a file in a song
+  folder that names no stem (degrade, evaluate --baselines; evaluate lists such estimates as extra).
   outputs: never NaN/inf; separate/restore clip samples beyond [-1, 1] and warn; an existing output
   folder holding other files is refused; a second command writing the same folder at once is refused."""
 

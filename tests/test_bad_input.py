@@ -547,3 +547,45 @@ def test_a_folder_of_songs_is_checked_before_anything_is_written(tmp_path, capsy
     assert run(capsys, ["restore", songs, "--out", tmp_path / "out", *QUICK])[0] == 0
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a good one", "b-mono"]
     assert_clean_stems(tmp_path / "out" / "b-mono", RATE // 2, RATE, 1)
+
+
+def test_the_conversions_are_documented_in_msr_help(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert done.value.code == 0
+    for documented in ("1 kHz to 768 kHz", "mono (processed as dual mono", "folded to", "8/16/24/32-bit PCM and float",
+                       "truncated", "NaN or infinite", "clip samples beyond [-1, 1] and warn",
+                       "holding other files is refused", "writing the same folder at once is refused"):
+        assert documented in " ".join(out.split()), documented
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["synth", "--songs", 1, "--seconds", 1e12, "--out", "{tmp}/s"], "seconds must be at most 600"),
+    (["degrade", "{song}", "--out", "{tmp}/d", "--target-lufs", "nan"], "between -60 and 0 LUFS"),
+    (["degrade", "{song}", "--out", "{tmp}/d", "--target-lufs", 100], "between -60 and 0 LUFS"),
+    (["separate", "{good}", "--out", "{tmp}/o", "--model", "{model}", "--batch-size", 0], "batch_size must be"),
+    (["restore", "{good}", "--out", "{tmp}/o", *QUICK, "--batch-size", 0], "batch_size must be"),
+    (["restore", "{good}", "--out", "{tmp}/o", *QUICK, "--chunk-seconds", "inf"], "chunk_seconds must be"),
+])
+def test_absurd_option_values_are_one_line(tmp_path, capsys, files, separator_dir, argv, match):
+    song = song_folder(tmp_path / "songs", "song", files["good"])
+    fill = dict(tmp=tmp_path, song=song, good=files["good"], model=separator_dir)
+    assert_one_error_line(*run(capsys, [str(a).format(**fill) for a in argv]), match)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["songs"]
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["train", "separator", "--stage", "pretrain", "--out", "o", "--lr", "nan"], "argument --lr: must be > 0"),
+    (["train", "separator", "--stage", "pretrain", "--out", "o", "--steps", "0"], "argument --steps: must be ≥ 1"),
+    (["train", "separator", "--stage", "pretrain", "--out", "o", "--num-workers", "-1"], "--num-workers: must be ≥ 0"),
+    (["train", "restorer", "--stem", "all", "--out", "o", "--batch-size", "x"], "--batch-size: expected an integer"),
+    (["workshop", "--out", "o", "--cell-timeout", "0"], "argument --cell-timeout: must be ≥ 1"),
+])
+def test_absurd_training_and_workshop_options_are_usage_errors(capsys, argv, match):
+    """Refused by argparse before anything runs (usage line + one error line, exit 2)."""
+    with pytest.raises(SystemExit) as done:
+        main(argv)
+    err = capsys.readouterr().err
+    assert done.value.code == 2 and "Traceback" not in err
+    assert match in err.strip().splitlines()[-1]
