@@ -787,7 +787,7 @@ class MultitrackDataset(Dataset):
             stems = {t: self._whole_stem(song, t) for t in sorted(self._sources[song])}
             low, high = self.gain_db
             gains_db = []
-            with atomic_output_dir(folder) as tmp:
+            with atomic_output_dir(folder, exclusive=False) as tmp:  # each DDP rank may fill the cache
                 for k in range(versions):
                     rng = np.random.default_rng([self.seed, zlib.crc32(name.encode()), k])
                     gains = rng.uniform(low, high, size=len(self.stems))

@@ -127,7 +127,7 @@ def cache_separated_stems(separator, songs, cache_dir, *, versions: int = 1, see
             estimates = separate(mastered, separator, progress=False)
             record = {**wanted, "separator": path, "version_seed": version_seed,
                       "mix_level_gain": _rms(mastered) / max(_rms(clean_mix), ACTIVE_STEM_RMS)}
-            with atomic_output_dir(folder) as tmp:
+            with atomic_output_dir(folder, exclusive=False) as tmp:  # each DDP rank may fill the cache
                 for stem, audio in estimates.items():
                     save_audio(tmp / f"{stem}.flac", audio, rate)
                 (tmp / PAIRS_FILE).write_text(json.dumps(record, indent=1) + "\n")
