@@ -367,8 +367,8 @@ def _cmd_train_separator(args) -> int:
             train_songs=args.data, valid_songs=args.valid_data, device=args.device, batch_size=args.batch_size,
             lr=args.lr, seed=args.seed, num_workers=args.num_workers, compile=args.compile or None,
         )
-    except KeyboardInterrupt:
-        print("msr: interrupted; continue with the same command plus --resume", file=sys.stderr)
+    except KeyboardInterrupt as stopped:
+        _interrupted(stopped)
         return 130
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"{args.stage}: {result.step} steps; separator in {Path(args.out) / 'checkpoint'}")
@@ -393,8 +393,8 @@ def _cmd_train_restorer(args) -> int:
             train_songs=args.data, valid_songs=args.valid_data, source=args.source, cache_dir=args.cache,
             separator=args.separator, versions=args.versions, method=args.method, device=args.device, batch_size=args.batch_size, lr=args.lr,
         )
-    except KeyboardInterrupt:
-        print("msr: interrupted; continue with the same command plus --resume", file=sys.stderr)
+    except KeyboardInterrupt as stopped:
+        _interrupted(stopped)
         return 130
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"restorer {args.stem}: {result.step} steps; restorer in {Path(args.out) / 'checkpoint'}")
@@ -458,6 +458,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_export(sub)
     return parser
+
+
+def _interrupted(stopped: KeyboardInterrupt) -> None:
+    """The one line an interrupted training command prints (rank 0 only under torchrun)."""
+    if int(os.environ.get("RANK", "0")) == 0:
+        when = f" ({stopped})" if str(stopped) else ""
+        print(f"msr: interrupted{when}; continue with the same command plus --resume", file=sys.stderr)
 
 
 def main(argv=None) -> int:

@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 QUICK = get_preset("quick")
 STEPS = 6  # of the tiny run; a checkpoint every 2 steps
-INTERRUPTED = "msr: interrupted; continue with the same command plus --resume"
+INTERRUPTED = "msr: interrupted (stopped after step {step}); continue with the same command plus --resume"
 PROGRESS = re.compile(r"^(pretrain|restorer all): +\d+%\|")  # tqdm's lines on stderr
 
 
@@ -171,8 +171,8 @@ def test_a_signal_saves_the_last_step_and_the_resumed_run_is_exact(kind, number,
     run.send_signal(number)
     _, stderr = run.communicate(timeout=240)
     assert run.returncode == 130, stderr[-2000:]
-    assert "Traceback" not in stderr and _messages(stderr) == [INTERRUPTED], stderr[-2000:]
     logged = max(_losses(parts))
+    assert "Traceback" not in stderr and _messages(stderr) == [INTERRUPTED.format(step=logged)], stderr[-2000:]
     assert 1 <= logged < 3 and _step(parts / CHECKPOINT) == logged  # the checkpoint is the last step logged
     resumed = subprocess.run(args + ["--out", str(parts), "--resume"], cwd=ROOT, env=env, capture_output=True,
                              text=True, timeout=300)
@@ -282,7 +282,7 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_previous(damage, finished
     capsys.readouterr()
     tiny_run(run, songs[0], steps=3, resume=True)
     warning = capsys.readouterr().err.strip().splitlines()
-    assert len(warning) == 1 and warning[0].startswith(f"msr: warning: {run / CHECKPOINT / name} ")
+    assert len(warning) == 1 and warning[0].startswith("msr: warning: ") and str(run / CHECKPOINT / name) in warning[0]
     assert warning[0].endswith(f"; resuming from {run / PREVIOUS_CHECKPOINT} at step 2")
     assert_same_run(run, finished_run, 3)
     assert _step(run / PREVIOUS_CHECKPOINT) == 2  # the damaged checkpoint was dropped, not kept as the previous
@@ -296,7 +296,8 @@ def test_both_checkpoints_damaged_is_one_line(finished_run, songs, tmp_path):
     with pytest.raises(MSRError) as error:
         tiny_run(run, songs[0], steps=3, resume=True)
     message = str(error.value)
-    assert "\n" not in message and message.startswith(f"cannot resume: {run / CHECKPOINT / TRAIN_STATE} is unreadable")
+    assert "\n" not in message and message.startswith("cannot resume: ")
+    assert str(run / CHECKPOINT / TRAIN_STATE) in message.split(", and ")[0]
     assert message.endswith(f", and {run / PREVIOUS_CHECKPOINT / 'model.safetensors'} is damaged "
                             "(it does not match its checksum)")
 
@@ -317,3 +318,14 @@ def test_a_checkpoint_from_before_the_checksums_resumes_exactly(finished_run, so
     assert "warning" not in capsys.readouterr().err
     assert_same_run(run, finished_run, 3)
     assert json.loads((run / CHECKPOINT / "config.json").read_text())["stems"] == list(FOUR_STEMS)
+
+
+def test_an_error_raised_in_a_dataloader_worker_reaches_the_user_as_one_line():
+    """A worker's MSRError comes back wrapped in the worker's traceback; the loop passes on its last line only."""
+    from msr_lib.train.loop import _one_line
+
+    wrapped = MSRError("Caught MSRError in DataLoader worker process 0.\nOriginal Traceback (most recent call last):\n"
+                       '  File "x.py", line 1, in f\nmsr_lib.errors.MSRError: 3 of 12 files are unreadable (a.wav)\n')
+    assert str(_one_line(wrapped)) == "3 of 12 files are unreadable (a.wav)"
+    plain = MSRError("one line")
+    assert _one_line(plain) is plain

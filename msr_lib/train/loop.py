@@ -150,7 +150,9 @@ def recorded_run(out_dir, *, resume: bool, identity: dict) -> dict | None:
         return None
     if not info_path.is_file():
         raise MSRError(f"cannot resume: {info_path} does not exist (start without --resume)")
-    info = json.loads(info_path.read_text())
+    from msr_lib.data.datasets import read_json_object
+
+    info = read_json_object(info_path)
     for key, value in identity.items():
         if info.get(key) != value:
             raise MSRError(f"cannot resume: {out_dir} holds a run of {key} {info.get(key)!r}, not {value!r}")
@@ -341,10 +343,9 @@ def _read_checkpoint(folder: Path) -> dict:
     path = folder / TRAIN_STATE
     if not path.is_file():
         raise MSRError(f"{path} does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise MSRError(f"{path} is unreadable ({' '.join(str(exc).split())[:120]})") from None
+    from msr_lib.models.checkpoint import load_torch_file
+
+    state = load_torch_file(path)
     if not isinstance(state, dict) or not {"step", "config", "model", "ema", "optimizer", "rng"} <= set(state):
         raise MSRError(f"{path} is not a train state")
     digest = state.pop("digest", None)
@@ -628,6 +629,8 @@ def train(
                 # 5. log, validate, checkpoint
                 row.update({"loss": loss, **parts, "lr": lr, "grad_norm": grad_norm,
                             "seconds": round(time.perf_counter() - started, 3)})
+                if getattr(train_data, "skipped_files", 0):  # unreadable files the dataset skipped so far
+                    row["skipped_files"] = int(train_data.skipped_files)
                 if rank == 0:
                     _append_log(out_dir, row)
                     if on_log is not None:
@@ -645,6 +648,8 @@ def train(
                 _barrier(world)
                 if stop.requested(world):
                     raise KeyboardInterrupt(f"stopped after step {step}")
+        except MSRError as exc:
+            raise _one_line(exc) from None
         except KeyboardInterrupt:
             if rank == 0 and step > saved_step and not in_step:  # mid-step the weights are not those of a step
                 _write_checkpoint(out_dir, save_model=save_model, ema_model=ema_model, model=model,
@@ -657,6 +662,16 @@ def train(
             bar.close()
         ema_model.eval()
         return TrainResult(model=ema_model, step=step, out_dir=out_dir)
+
+
+def _one_line(exc: MSRError) -> MSRError:
+    """``exc`` as one line: a DataLoader worker's error reaches the main process as the worker's whole traceback,
+    whose last line is ``msr_lib.errors.MSRError: <the message>``."""
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    if len(lines) <= 1:
+        return exc
+    last = lines[-1]
+    return type(exc)(last.split(": ", 1)[1] if last.startswith("msr_lib.errors.") and ": " in last else last)
 
 
 def _update(model, optimizer, batch, loss_fn, *, lr: float, config: TrainConfig, micro: int, amp: bool,
