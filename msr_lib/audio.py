@@ -16,6 +16,8 @@ Output folders are written by :func:`atomic_output_dir`: under a temporary name,
 one command at a time (a second one writing the same folder at once is refused), replacing an existing folder only
 if it holds nothing but what the new output may hold (when the caller says what that is).
 
+Metadata files (``song.json``, ``data.json``, cache records, configs) are read by :func:`read_json_object` alone.
+
 Song folders (``<song>/<stem>.<ext>``, with a clean and/or a mastered mix) are read by :func:`song_files` alone; its
 docstring is the naming policy every reader follows.
 """
@@ -23,9 +25,12 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
+import math
 import os
 import re
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +55,9 @@ SILENT_PEAK = 1e-6
 #: a 2 s chunk often holds only a fade or a reverb tail, whose error relative to its own tiny level would dominate
 #: the batch (losses of 30–250 against ~4 when such tails counted).
 ACTIVE_STEM_RMS = 1e-3
+#: the largest metadata JSON file read (``song.json``, ``data.json``, cache records): metadata, not data
+#: (``msr synth``'s are < 10 kB)
+MAX_JSON_BYTES = 2**20
 
 
 def unreadable(path, exc: BaseException) -> AudioError:
@@ -369,6 +377,58 @@ def _writing_lock(path: Path):
         os.close(fd)
 
 
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _dead_writers_folders(path: Path, kind: str) -> list[Path]:
+    """The folders :func:`atomic_output_dir` names beside ``path`` (``kind`` "old": ``.<name>.old-<pid>``, "tmp":
+    ``.<name>.tmp-<pid>-<random>``) whose writing process no longer runs, oldest first."""
+    suffix = r"-(\d+)" if kind == "old" else r"-(\d+)-[^-]+"
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.{kind}{suffix}")
+    try:
+        names = os.listdir(path.parent)
+    except OSError:
+        return []
+    found = []
+    for name in names:
+        match = pattern.fullmatch(name)
+        if match and not _process_alive(int(match.group(1))):
+            with contextlib.suppress(OSError):  # it vanished: another process recovered it
+                folder = path.parent / name
+                if folder.is_dir():
+                    found.append((folder.stat().st_mtime, folder))
+    return [folder for _, folder in sorted(found)]
+
+
+def _recover_output_dir(path: Path) -> None:
+    """Undo what a killed :func:`atomic_output_dir` writer left beside ``path``: with nothing at ``path``, its old
+    folder (``.<name>.old-<pid>``, the newest of them) goes back there, with one warning line on stderr; the
+    unfinished ``.<name>.tmp-<pid>-…`` folders of dead writers are removed (and their ``.old`` folders once
+    ``path`` is back)."""
+    leftovers = _dead_writers_folders(path, "old")
+    if leftovers and not os.path.lexists(path):
+        newest = leftovers.pop()
+        try:
+            os.replace(newest, path)
+        except OSError:  # another recovering process was first (caches: exclusive=False)
+            leftovers.append(newest)
+        else:
+            print(f"msr: warning: {path} was missing after an interrupted write; put back its previous version "
+                  f"from {newest.name}", file=sys.stderr)
+    if os.path.lexists(path):
+        for folder in leftovers:
+            shutil.rmtree(folder, ignore_errors=True)
+    for folder in _dead_writers_folders(path, "tmp"):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def atomic_output_dir(path, *, replaces=None, exclusive: bool = True):
     """Build a folder under a temporary name next to ``path``; rename it into place only if the block succeeds.
@@ -379,6 +439,9 @@ def atomic_output_dir(path, *, replaces=None, exclusive: bool = True):
     at ``path`` is never replaced. ``exclusive``: one writer at a time — while a block runs, another process
     entering one for the same ``path`` gets one-line :class:`MSRError` (an ``flock`` on ``.<name>.lock`` beside
     it); ``False`` for writers of identical content (caches), where the last one to finish wins.
+
+    A writer killed between its two renames leaves the old folder as ``.<name>.old-<pid>`` and nothing at
+    ``path``: on entry that folder is put back (:func:`_recover_output_dir`, one warning line on stderr).
     """
     path = Path(path)
     try:
@@ -386,9 +449,10 @@ def atomic_output_dir(path, *, replaces=None, exclusive: bool = True):
     except OSError as exc:
         raise cannot_write(path, exc) from None
     with _writing_lock(path) if exclusive else contextlib.nullcontext():
+        _recover_output_dir(path)
         check_output_dir(path, replaces)
         try:
-            tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+            tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-{os.getpid()}-", dir=path.parent))
         except OSError as exc:
             raise cannot_write(path, exc) from None
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; give the folder the usual permissions
@@ -405,6 +469,38 @@ def atomic_output_dir(path, *, replaces=None, exclusive: bool = True):
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------- metadata
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:20]} overflows a float")
+    return value
+
+
+def read_json_object(path, *, max_bytes: int = MAX_JSON_BYTES) -> dict:
+    """The JSON object in the metadata file ``path``, checked before and while it is read: at most ``max_bytes``,
+    UTF-8, valid JSON without ``NaN``/``Infinity``, an object at the top. Anything else raises one
+    :class:`MSRError` line naming the file (never a parser's traceback, never a gigabyte read)."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise MSRError(f"{path}: {size:,} bytes, more than the {max_bytes:,} a JSON file read here may have")
+        data = json.loads(path.read_text(encoding="utf-8"), parse_constant=_refuse_constant,
+                          parse_float=_finite_float)
+    except (OSError, ValueError, RecursionError) as exc:  # ValueError: bad JSON, UTF-8 or a too-long integer
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise MSRError(f"cannot read {path}: {reason[:200]}") from None
+    if not isinstance(data, dict):
+        raise MSRError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
 
 
 # ---------------------------------------------------------------- levels and simple descriptors

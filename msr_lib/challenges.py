@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from msr_lib.audio import SAMPLE_RATE, atomic_file, loudness_lufs
+from msr_lib.audio import SAMPLE_RATE, atomic_file, loudness_lufs, read_json_object
 from msr_lib.errors import MSRError
 from msr_lib.exercises import _verdict, check_choice, check_close, check_function
 from msr_lib.separate import chunk_starts
@@ -239,6 +239,8 @@ BASELINE_SEPARATOR = "bundled:8stem"
 BASELINE_NAME = f"baseline: {BASELINE_SEPARATOR} unchanged"
 LEADERBOARD_ENV = "MSR_LEADERBOARD"
 LEADERBOARD_FORMAT = "msr-leaderboard-1"
+#: the largest leaderboard file read (a row is ~200 bytes: tens of thousands of submissions)
+MAX_LEADERBOARD_BYTES = 16 * 2**20
 METRIC = "multi_mel_snr"
 
 
@@ -317,11 +319,14 @@ def _read_rows(path: Path) -> list[dict]:
     if not path.exists():
         return []
     try:
-        data = json.loads(path.read_text())
-        if data.get("format") != LEADERBOARD_FORMAT or not isinstance(data.get("rows"), list):
-            raise ValueError(f"format {data.get('format')!r}")
-    except (ValueError, AttributeError, OSError) as exc:
-        raise MSRError(f"{path} is not a leaderboard file ({' '.join(str(exc).split())[:80]}): move it away or "
+        data = read_json_object(path, max_bytes=MAX_LEADERBOARD_BYTES)
+        if data.get("format") != LEADERBOARD_FORMAT:
+            raise MSRError(f"format {data.get('format')!r}")
+        if not isinstance(data.get("rows"), list) or not all(isinstance(row, dict) for row in data["rows"]):
+            raise MSRError("rows is not a list of objects")
+    except MSRError as exc:
+        reason = str(exc).replace(f"cannot read {path}: ", "").replace(f"{path}: ", "")
+        raise MSRError(f"{path} is not a leaderboard file ({reason[:80]}): move it away or "
                        f"set ${LEADERBOARD_ENV} to another file") from None
     return data["rows"]
 
@@ -516,6 +521,9 @@ class Leaderboard:
             per_song = self.score(estimates, stem=stem)
         except MSRError as exc:
             print(f"⛔ not scored: {exc}")
+            return None
+        if not np.all(np.isfinite(per_song)):  # the file could not be read back (JSON has no NaN)
+            print(f"⛔ not scored: a song's score is not a number ({list(per_song)})")
             return None
         row = {"challenge": self.key, "name": name, "score": round(float(np.mean(per_song)), 4),
                "per_song": [round(v, 4) for v in per_song], "time": time.strftime("%Y-%m-%dT%H:%M:%S"),

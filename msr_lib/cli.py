@@ -415,17 +415,18 @@ def _add_export(sub) -> None:
 
 def _is_restorer(source: str) -> bool:
     """Whether ``source`` names a restorer: a bundled restorer, or a folder (or run) whose config says so."""
-    import json
-
-    from msr_lib.models.checkpoint import CONFIG_NAME, RESTORER_MODEL_TYPE, RUN_CHECKPOINT, bundled_restorers
+    from msr_lib.audio import read_json_object
+    from msr_lib.models.checkpoint import (
+        CONFIG_NAME, MAX_CONFIG_BYTES, RESTORER_MODEL_TYPE, RUN_CHECKPOINT, bundled_restorers,
+    )
 
     if source.startswith("bundled:"):
         return source.split(":", 1)[1] in bundled_restorers()
     for config in (Path(source) / CONFIG_NAME, Path(source) / RUN_CHECKPOINT / CONFIG_NAME):
         if config.is_file():
             try:
-                return json.loads(config.read_text()).get("model_type") == RESTORER_MODEL_TYPE
-            except (OSError, ValueError, AttributeError):
+                return read_json_object(config, max_bytes=MAX_CONFIG_BYTES).get("model_type") == RESTORER_MODEL_TYPE
+            except MSRError:
                 return False                  # the loader then says what is wrong with it
     return False
 

@@ -418,10 +418,9 @@ def desk_song(folder, *, reference=None, sample_rate: int | None = None):
     whose name is no stem joins ``other`` (as training reads it). A missing folder, one without stems, or an
     unreadable file: one :class:`~msr_lib.errors.AudioError` line.
     """
-    import json
     from pathlib import Path
 
-    from msr_lib.audio import load_audio_with_rate, load_stem_files, song_files
+    from msr_lib.audio import load_audio_with_rate, load_stem_files, read_json_object, song_files
     from msr_lib.pipeline import RECORD_NAME, SEPARATED_DIR
 
     folder = Path(folder)
@@ -445,13 +444,13 @@ def desk_song(folder, *, reference=None, sample_rate: int | None = None):
         audio, rate = load_audio_with_rate(chosen, rate)
         return audio
 
-    if (folder / RECORD_NAME).is_file():
+    record_path = folder / RECORD_NAME
+    if record_path.is_file():
         try:
-            record = json.loads((folder / RECORD_NAME).read_text())
-        except (OSError, ValueError) as exc:  # ValueError: not UTF-8 or not JSON
-            raise MSRError(f"{folder / RECORD_NAME}: cannot read it ({str(exc).splitlines()[0]})") from None
-        if not isinstance(record, dict):
-            raise MSRError(f"{folder / RECORD_NAME}: expected a JSON object, got {type(record).__name__}")
+            record = read_json_object(record_path)
+        except MSRError as exc:
+            reason = str(exc).replace(f"cannot read {record_path}: ", "").replace(f"{record_path}: ", "")
+            raise MSRError(f"{record_path}: cannot read it ({reason})") from None
         if (folder / SEPARATED_DIR).is_dir():
             versions["separated"] = stems_of(folder / SEPARATED_DIR)
         versions["restored" if record.get("restorers") else "separated"] = stems_of(folder)

@@ -25,8 +25,9 @@ layout          what is read (all audio extensions of :data:`msr_lib.audio.AUDIO
 :func:`scan_dataset` detects the layout; :func:`load_entry` loads a song as ``{stem: (2, samples)}``.
 Untrusted trees: every scanner skips, with a warning naming it, an audio file that resolves outside the scanned
 folder (a symlinked file or song folder pointing out of the tree), and drops a song left without stems; dangling
-links and symlink loops are not files and are never listed. ``song.json`` and ``data.json`` are read by :func:`read_json_object` (at most :data:`MAX_JSON_BYTES`, a JSON
-object without NaN; else one :class:`~msr_lib.errors.MSRError` line naming the file).
+links and symlink loops are not files and are never listed. ``song.json`` and ``data.json`` are read by
+:func:`msr_lib.audio.read_json_object` (at most :data:`~msr_lib.audio.MAX_JSON_BYTES`, a JSON object without NaN;
+else one :class:`~msr_lib.errors.MSRError` line naming the file).
 Every layout names its mixes as :func:`msr_lib.audio.song_files` does: :attr:`SongEntry.clean_mix` is the exact sum
 of the stems, :attr:`SongEntry.mastered_mix` a finished song (another dataset's ``mixture``, MSRBench's degraded
 mixtures).
@@ -52,8 +53,8 @@ import soundfile as sf
 from torch.utils.data import Dataset
 
 from msr_lib.audio import (
-    ACTIVE_STEM_RMS, AUDIO_EXTENSIONS, SAMPLE_RATE, atomic_output_dir, fit_length, load_audio, load_stem_files,
-    mix_kind, resample, save_audio, song_files, to_stereo, unreadable,
+    ACTIVE_STEM_RMS, AUDIO_EXTENSIONS, MAX_JSON_BYTES, SAMPLE_RATE, atomic_output_dir, fit_length, load_audio,
+    load_stem_files, mix_kind, read_json_object, resample, save_audio, song_files, to_stereo, unreadable,
 )
 from msr_lib.errors import AudioError, MSRError
 from msr_lib.stems import (
@@ -103,8 +104,6 @@ _MSRBENCH_TARGET_DIRS = ("target", "targets", "clean")
 DEVELOPMENT_SET_GENERATOR = "msr_lib.data.loop_songs"
 _MSRBENCH_MIXTURE_DIRS = ("mixture", "mixtures", "mix", "degraded")
 _DEGRADED_NAME = re.compile(r"^(?P<clip>.+?)_DT(?P<k>\d+)$")
-#: the largest ``song.json``/``data.json`` (and cache record) read: metadata, not data (``msr synth``'s are < 10 kB)
-MAX_JSON_BYTES = 2**20
 #: a training set with more unreadable audio files than this share of its files is refused (fewer are skipped)
 MAX_UNREADABLE_SHARE = 0.1
 
@@ -147,36 +146,6 @@ def _mixes(files: list[Path]) -> dict[str, Path]:
         if kind is not None:
             mixes.setdefault(kind, path)
     return mixes
-
-
-def _refuse_constant(name: str):
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"{text[:20]} overflows a float")
-    return value
-
-
-def read_json_object(path, *, max_bytes: int = MAX_JSON_BYTES) -> dict:
-    """The JSON object in the metadata file ``path``, checked before and while it is read: at most ``max_bytes``,
-    UTF-8, valid JSON without ``NaN``/``Infinity``, an object at the top. Anything else raises one
-    :class:`MSRError` line naming the file (never a parser's traceback, never a gigabyte read)."""
-    path = Path(path)
-    try:
-        size = path.stat().st_size
-        if size > max_bytes:
-            raise MSRError(f"{path}: {size:,} bytes, more than the {max_bytes:,} a JSON file read here may have")
-        data = json.loads(path.read_text(encoding="utf-8"), parse_constant=_refuse_constant,
-                          parse_float=_finite_float)
-    except (OSError, ValueError, RecursionError) as exc:  # ValueError: bad JSON, UTF-8 or a too-long integer
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise MSRError(f"cannot read {path}: {reason[:200]}") from None
-    if not isinstance(data, dict):
-        raise MSRError(f"{path}: expected a JSON object, got {type(data).__name__}")
-    return data
 
 
 def _song_meta(path: Path) -> dict:

@@ -46,7 +46,9 @@ from pathlib import Path
 
 import numpy as np
 
-from msr_lib.audio import SAMPLE_RATE, SILENT_PEAK, atomic_output_dir, fit_length, load_audio, resample, save_audio
+from msr_lib.audio import (
+    SAMPLE_RATE, SILENT_PEAK, atomic_output_dir, fit_length, load_audio, read_json_object, resample, save_audio,
+)
 from msr_lib.data.datasets import DEVELOPMENT_SET_GENERATOR
 from msr_lib.data.synth.song import FADE_OUT_SECONDS, REFERENCE_RMS, active_rms, exact_mix, pan_gains
 from msr_lib.errors import MSRError
@@ -492,8 +494,8 @@ def build_loop_songs(out_dir, *, songs: int, seconds: float, seed: int, samples_
         folder = out_dir / song_id(seed, index)
         if skip_existing and (folder / CLEAN_MIX_FILE).is_file():
             try:
-                done = json.loads((folder / "song.json").read_text()).get("seconds") == float(seconds)
-            except (OSError, ValueError):
+                done = read_json_object(folder / "song.json").get("seconds") == float(seconds)
+            except MSRError:  # rendered again
                 done = False
             if done:
                 folders.append(folder)

@@ -30,10 +30,8 @@ from typing import Sequence
 import numpy as np
 from torch.utils.data import Dataset
 
-from msr_lib.audio import ACTIVE_STEM_RMS, SAMPLE_RATE, atomic_output_dir, save_audio
-from msr_lib.data.datasets import (
-    MultitrackDataset, SongEntry, load_entry, read_json_object, scan_dataset, scan_song_folders,
-)
+from msr_lib.audio import ACTIVE_STEM_RMS, SAMPLE_RATE, atomic_output_dir, read_json_object, save_audio
+from msr_lib.data.datasets import MultitrackDataset, SongEntry, load_entry, scan_dataset, scan_song_folders
 from msr_lib.errors import MSRError
 from msr_lib.stems import STEMS, canonical_stem, sort_stems
 

@@ -74,7 +74,7 @@ def lesson_run(stage: str, *, preset: str | Preset | None = None, init=None, fre
     its own. A run that started from another ``init`` than the one asked for is trained again. ``options`` go to
     :func:`~msr_lib.train.curriculum.train_separator` (e.g. ``steps``, ``on_log``, ``progress``).
     """
-    from msr_lib.data.datasets import read_json_object
+    from msr_lib.audio import read_json_object
     from msr_lib.models import load_torch_file
     from msr_lib.train import curriculum
     from msr_lib.train.loop import CHECKPOINT, RUN_INFO, TRAIN_STATE
@@ -116,7 +116,7 @@ def restorer_run(stem: str, *, preset: str | Preset | None = None, init=None, me
     starts over), and a run recorded with another ``init``, ``method`` or stem is trained again. ``options`` go to
     :func:`~msr_lib.train.restorer.train_restorer` (e.g. ``steps``, ``on_log``, ``progress``).
     """
-    from msr_lib.data.datasets import read_json_object
+    from msr_lib.audio import read_json_object
     from msr_lib.models import load_torch_file
     from msr_lib.stems import canonical_stem
     from msr_lib.train import restorer
@@ -164,7 +164,7 @@ def save_lora_adapter(run, folder, *, dtype=None) -> Path:
     The run's own ``checkpoint/`` holds the adapter merged into a full restorer (it runs as fast as the base);
     this folder holds the adapter weights alone — what the expert costs on disk next to its generalist. They come
     from the run's resume state (the EMA weights, as in ``checkpoint/``). Returns the folder."""
-    from msr_lib.data.datasets import read_json_object
+    from msr_lib.audio import read_json_object
     from msr_lib.errors import MSRError
     from msr_lib.models.checkpoint import load_torch_file, save_restorer_adapter
     from msr_lib.train.curriculum import apply_lora

@@ -43,7 +43,7 @@ raises :class:`~msr_lib.errors.MSRError` with one line.
 
 Untrusted files: loading never runs code from a file. Weights are read by safetensors or by :func:`load_torch_file`
 (``torch.load(weights_only=True)``: tensors and plain containers only, so a pickled object is refused before it is
-built); YAML with a safe loader; ``config.json`` as data (:func:`~msr_lib.data.datasets.read_json_object`, at most
+built); YAML with a safe loader; ``config.json`` as data (:func:`~msr_lib.audio.read_json_object`, at most
 :data:`MAX_CONFIG_BYTES`). A config is checked before any weight is read or any layer built: every size keyword
 must be a number of the right type, and :func:`model_size` (computed from the config alone) must stay within
 :data:`MAX_MODEL_WEIGHTS` numbers and :data:`MAX_MODEL_TENSORS` tensors.
@@ -69,8 +69,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from msr_lib.audio import SAMPLE_RATE, _umask, atomic_output_dir
-from msr_lib.data.datasets import read_json_object
+from msr_lib.audio import SAMPLE_RATE, _umask, atomic_output_dir, read_json_object
 from msr_lib.errors import MSRError
 from msr_lib.models.bs_roformer import FF_MULT, BSRoformer, _unwrap_state_dict, load_msst
 from msr_lib.models.hifipp import HiFiPlusPlus
@@ -80,6 +79,8 @@ FORMAT_VERSION = 1
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 ADAPTER_NAME = "lora_adapter.safetensors"
+#: what a saved model folder holds: saving replaces a folder holding nothing else, refuses any other
+MODEL_FOLDER_FILES = frozenset({CONFIG_NAME, WEIGHTS_NAME, ADAPTER_NAME})
 BUNDLED_DIR = Path(__file__).resolve().parent / "bundled"  # <name>/config.json + model.safetensors (fp16)
 BUNDLED_RESTORERS_DIR = BUNDLED_DIR / "restorers"  # generalist/, bass/, …: the same layout
 DEFAULT_SEPARATOR = "bundled:8stem"
@@ -149,11 +150,11 @@ def save_separator(
 
     ``stems`` name the model's outputs in order (aliases are mapped to canonical names). ``extra`` keys are added to
     ``config.json`` (they may not override the reserved keys). ``dtype`` (e.g. ``torch.float16``) casts floating-point
-    weights on disk; loading casts them back to the model's float32. An existing folder is replaced only after the
-    new one is complete.
+    weights on disk; loading casts them back to the model's float32. An existing model folder is replaced only after
+    the new one is complete; a folder holding other files (:data:`MODEL_FOLDER_FILES`) is refused in one line.
     """
     folder = Path(folder)
-    with atomic_output_dir(folder) as tmp:
+    with atomic_output_dir(folder, replaces=MODEL_FOLDER_FILES) as tmp:
         write_separator_files(model, tmp, stems=stems, extra=extra, dtype=dtype)
     return folder
 
@@ -609,9 +610,9 @@ def save_restorer(model: HiFiPlusPlus, folder, *, stem: str, dtype: torch.dtype 
                   extra: dict | None = None) -> Path:
     """Write ``model`` (a :class:`HiFiPlusPlus` or a :class:`Restorer`) as a restorer folder, atomically; returns
     the folder. ``stem``: the canonical stem it restores, or ``"all"``; ``dtype`` and ``extra`` as in
-    :func:`save_separator`."""
+    :func:`save_separator` (and so is what it replaces)."""
     folder = Path(folder)
-    with atomic_output_dir(folder) as tmp:
+    with atomic_output_dir(folder, replaces=MODEL_FOLDER_FILES) as tmp:
         write_restorer_files(model, tmp, stem=stem, dtype=dtype, extra=extra)
     return folder
 
@@ -637,9 +638,9 @@ def save_restorer_adapter(model, folder, *, stem: str, base: str, lora_config: d
     ``model`` is a peft model (``get_peft_model`` on a :class:`HiFiPlusPlus`, or a :class:`Restorer` holding one)
     whose base weights are those of ``base`` (anything :func:`load_restorer` reads, e.g. ``"bundled:generalist"``
     or a run folder; checked), with the adapters ``lora_config`` (peft ``LoraConfig`` fields) makes (checked).
-    ``dtype`` casts the adapter weights on disk."""
+    ``dtype`` casts the adapter weights on disk; an existing folder is replaced as by :func:`save_separator`."""
     folder = Path(folder)
-    with atomic_output_dir(folder) as tmp:
+    with atomic_output_dir(folder, replaces=MODEL_FOLDER_FILES) as tmp:
         write_restorer_adapter_files(model, tmp, stem=stem, base=base, lora_config=lora_config, dtype=dtype,
                                      extra=extra)
     return folder

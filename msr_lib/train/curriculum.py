@@ -44,6 +44,8 @@ from __future__ import annotations
 
 import copy
 import json
+import math
+import numbers
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -63,7 +65,8 @@ from msr_lib.train.losses import separation_loss
 
 __all__ = [
     "STAGES", "Stage", "get_stage", "full_fine_tune", "LORA", "apply_lora", "merge_lora", "expand_stems",
-    "build_stage_model", "trained_outputs", "match_mix_level", "stage_train_config", "train_separator",
+    "build_stage_model", "trained_outputs", "match_mix_level", "stage_train_config", "check_train_arguments",
+    "train_separator",
 ]
 
 #: CP-JKU's LoRA settings.
@@ -246,6 +249,41 @@ def separation_scores(model: nn.Module, batches: list[dict], stems, *, mastered:
 
 # ---------------------------------------------------------------- one stage
 
+#: training arguments that are whole numbers → their least value
+_WHOLE_ARGUMENTS = {"steps": 1, "schedule_steps": 1, "batch_size": 1, "micro_batch_size": 1, "warmup_steps": 0,
+                    "validate_every": 1, "checkpoint_every": 1, "seed": 0, "num_workers": 0, "adversarial_from": 0,
+                    "max_skipped_steps": 0, "versions": 1}
+#: training arguments that are real numbers → (what they must be, the test of a finite value)
+_REAL_ARGUMENTS = {
+    "lr": ("a finite number > 0", lambda v: v > 0),
+    "weight_decay": ("a finite number >= 0", lambda v: v >= 0),
+    "min_lr_ratio": ("a number from 0 to 1", lambda v: 0 <= v <= 1),
+    "ema_decay": ("a number from 0 up to (not including) 1", lambda v: 0 <= v < 1),
+    "grad_clip": ("a finite number > 0", lambda v: v > 0),
+}
+_BOOLEAN_ARGUMENTS = ("amp", "compile")
+
+
+def check_train_arguments(**arguments) -> None:
+    """Refuse a training argument no run can use (``steps=0``, ``lr=nan``, ``batch_size=-1``, ``seed=1.5``, …) in
+    one :class:`MSRError` line naming it, before anything is built or written. ``None``: the preset's value;
+    names not listed here are left to :class:`~msr_lib.train.loop.TrainConfig`."""
+    for name, value in arguments.items():
+        if value is None:
+            continue
+        if name in _WHOLE_ARGUMENTS:
+            least = _WHOLE_ARGUMENTS[name]
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
+                raise MSRError(f"{name} must be a whole number >= {least}, got {value!r}")
+        elif name in _REAL_ARGUMENTS:
+            what, fits = _REAL_ARGUMENTS[name]
+            if (isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value)
+                    or not fits(value)):
+                raise MSRError(f"{name} must be {what}, got {value!r}")
+        elif name in _BOOLEAN_ARGUMENTS and not isinstance(value, bool):
+            raise MSRError(f"{name} must be True or False, got {value!r}")
+
+
 def stage_train_config(preset: Preset, stage: str, **overrides) -> TrainConfig:
     """The preset's training settings for ``stage`` (``preset.train`` defaults, then its per-stage entries)."""
     settings = {k: v for k, v in preset.train.items() if k in TrainConfig.__dataclass_fields__}
@@ -278,6 +316,7 @@ def train_separator(
     from msr_lib.data.datasets import MultitrackDataset
     from msr_lib.lessons import prepare_songs
 
+    check_train_arguments(steps=steps, **overrides)
     preset = preset if isinstance(preset, Preset) else get_preset(preset)
     out_dir = Path(out_dir)
     with run_folder_lock(out_dir):  # before the folder is read: one command at a time

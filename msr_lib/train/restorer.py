@@ -164,7 +164,9 @@ def train_restorer(
     from msr_lib.data.restoration import RestorationDataset
     from msr_lib.lessons import prepare_songs
     from msr_lib.models.checkpoint import write_restorer_files
+    from msr_lib.train.curriculum import check_train_arguments
 
+    check_train_arguments(steps=steps, versions=versions, **overrides)
     preset = preset if isinstance(preset, Preset) else get_preset(preset)
     stem = "all" if stem == "all" else canonical_stem(stem)      # an unknown name fails here, in one line
     out_dir = Path(out_dir)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from msr_lib.audio import atomic_output_dir, save_audio
+from msr_lib.audio import atomic_output_dir, read_json_object, save_audio
 from msr_lib.data.synth.song import check_request, prepare_sound_sources, render_song
 from msr_lib.data.synth.sounds import source_pool
 from msr_lib.errors import MSRError
@@ -56,13 +56,13 @@ def _already_written(out_dir: Path, seed: int, index: int, seconds: float, sourc
     """The song's folder if a previous run already wrote it with the same request (folders are atomic): same
     length, note source, sound-source pool and pinned SoundFont. A folder of an older layout (``mix.flac``, no
     :data:`CLEAN_MIX_FILE`; no sound-source pool in ``song.json``: one GM set for every stem) does not count: it
-    is rendered again."""
+    is rendered again, and so is one whose ``song.json`` :func:`~msr_lib.audio.read_json_object` refuses."""
     folder = out_dir / song_id(seed, index)
     if not (folder / CLEAN_MIX_FILE).is_file():
         return None
     try:
-        info = json.loads((folder / "song.json").read_text())
-    except (OSError, ValueError):
+        info = read_json_object(folder / "song.json")
+    except MSRError:
         return None
     same = (info.get("seconds") == float(seconds) and info.get("source") == song_source(source, index)
             and info.get("sound_source_pool") == pool and info.get("pinned_soundfont") == pinned)
