@@ -19,7 +19,12 @@ from torch import nn
 import msr_lib.audio
 from msr_lib.audio import atomic_output_dir
 from msr_lib.cli import main
-from msr_lib.models import Separator
+from msr_lib.errors import MSRError
+from msr_lib.models import HiFiPlusPlus, Separator, load_restorer, load_separator
+from msr_lib.models.checkpoint import save_restorer, save_restorer_adapter, save_separator
+from msr_lib.presets import PRESETS
+from msr_lib.train.curriculum import train_separator
+from msr_lib.train.restorer import train_restorer
 from msr_lib.pipeline import READ_SECONDS, RECORD_NAME, restore_file
 from msr_lib.stems import STEMS
 from tests.helpers import tiny_separator_checkpoint
@@ -589,3 +594,120 @@ def test_absurd_training_and_workshop_options_are_usage_errors(capsys, argv, mat
     err = capsys.readouterr().err
     assert done.value.code == 2 and "Traceback" not in err
     assert match in err.strip().splitlines()[-1]
+
+
+# ---------------------------------------------------------------- a writer killed between its two renames
+
+def _dead_pid() -> int:
+    """The id of a process that has exited."""
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(done.stdout)
+
+
+def _plant(folder: Path, content: str, mtime: float | None = None) -> Path:
+    folder.mkdir()
+    (folder / "vocals.wav").write_text(content)
+    if mtime is not None:
+        os.utime(folder, (mtime, mtime))
+    return folder
+
+
+def test_the_old_folder_a_killed_swap_left_is_put_back_before_anything_else(tmp_path, capsys):
+    """Killed between ``os.replace(path, old)`` and ``os.replace(tmp, path)``: no ``out``, the complete old one as
+    ``.out.old-PID`` (two here: the newest is the last version), an unfinished ``.out.tmp-PID-…``. The next writer
+    finds ``out`` back (one warning line), removes the leftovers, and a failure keeps that version."""
+    dead, also_dead = _dead_pid(), _dead_pid()
+    _plant(tmp_path / f".out.old-{dead}", "older", mtime=1_000_000)
+    _plant(tmp_path / f".out.old-{also_dead}", "newest", mtime=2_000_000)
+    _plant(tmp_path / f".out.tmp-{dead}-k3x9", "half")
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError):
+        with atomic_output_dir(out) as tmp:
+            assert (out / "vocals.wav").read_text() == "newest"
+            (tmp / "vocals.wav").write_text("new, then failed")
+            raise RuntimeError
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [f"msr: warning: {out} was missing after an interrupted write; put back its previous version "
+                     f"from .out.old-{also_dead}"]
+    assert (out / "vocals.wav").read_text() == "newest"
+    no_leftovers(tmp_path, "out")
+    with atomic_output_dir(out) as tmp:
+        (tmp / "vocals.wav").write_text("new")
+    assert (out / "vocals.wav").read_text() == "new" and capsys.readouterr().err == ""
+    no_leftovers(tmp_path, "out")
+
+
+def test_the_folders_of_a_writer_that_still_runs_are_left_alone(tmp_path, capsys):
+    """A ``.out.old-PID`` / ``.out.tmp-PID-…`` of a live process (this one: a writer mid-swap) is not taken."""
+    alive = os.getpid()
+    _plant(tmp_path / f".out.old-{alive}", "old")
+    _plant(tmp_path / f".out.tmp-{alive}-k3x9", "half")
+    out = tmp_path / "out"
+    with atomic_output_dir(out) as tmp:
+        assert not out.exists()
+        (tmp / "vocals.wav").write_text("new")
+    assert (out / "vocals.wav").read_text() == "new" and capsys.readouterr().err == ""
+    no_leftovers(tmp_path, "out", f".out.old-{alive}", f".out.tmp-{alive}-k3x9")
+
+
+# ---------------------------------------------------------------- saving a model over a folder
+
+SAVERS = {
+    "separator": lambda model, folder: save_separator(model, folder, stems=["vocals", "other"]),
+    "restorer": lambda model, folder: save_restorer(model, folder, stem="bass"),
+    "adapter": lambda model, folder: save_restorer_adapter(model, folder, stem="bass", base="bundled:generalist",
+                                                           lora_config={"r": 1}),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(SAVERS))
+def test_saving_a_model_over_a_folder_of_other_files_is_refused_and_keeps_them(kind, tmp_path):
+    folder = tmp_path / "my work"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    (folder / "config.json").write_text("{}")
+    with pytest.raises(MSRError) as refused:
+        SAVERS[kind](None, folder)  # refused before the model is looked at
+    assert str(refused.value) == f"{folder}: exists and holds other files (notes.txt); choose a new output folder"
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "notes.txt"]
+    assert (folder / "notes.txt").read_text() == "mine" and (folder / "config.json").read_text() == "{}"
+    no_leftovers(tmp_path, "my work")
+
+
+def test_saving_a_model_over_a_model_folder_replaces_it(tmp_path, separator_dir):
+    separator = load_separator(separator_dir)
+    folder = save_separator(separator, tmp_path / "sep", stems=["vocals", "other"])
+    with torch.no_grad():
+        next(separator.model.parameters()).add_(1.0)
+    save_separator(separator, folder, stems=["vocals", "other"])
+    assert torch.equal(next(load_separator(folder).model.parameters()), next(separator.model.parameters()))
+    restorer = HiFiPlusPlus(**PRESETS["quick"].restorer["model"])
+    save_restorer(restorer, tmp_path / "res", stem="bass")
+    save_restorer(restorer, tmp_path / "res", stem="drums")
+    assert load_restorer(tmp_path / "res").stem == "drums"
+    no_leftovers(tmp_path, "sep", "res")
+
+
+# ---------------------------------------------------------------- training numbers from a notebook
+
+@pytest.mark.parametrize("train, arguments, message", [
+    ("separator", {"steps": 0}, "steps must be a whole number ≥ 1, got 0"),
+    ("separator", {"lr": float("nan")}, "lr must be a finite number > 0, got nan"),
+    ("separator", {"batch_size": -1}, "batch_size must be a whole number ≥ 1, got -1"),
+    ("separator", {"num_workers": 1.5}, "num_workers must be a whole number ≥ 0, got 1.5"),
+    ("separator", {"steps": True}, "steps must be a whole number ≥ 1, got True"),
+    ("restorer", {"lr": float("inf")}, "lr must be a finite number > 0, got inf"),
+    ("restorer", {"steps": 0}, "steps must be a whole number ≥ 1, got 0"),
+    ("restorer", {"num_workers": -1}, "num_workers must be a whole number ≥ 0, got -1"),
+    ("restorer", {"versions": 0}, "versions must be a whole number ≥ 1, got 0"),
+    ("restorer", {"adversarial_from": -5}, "adversarial_from must be a whole number ≥ 0, got -5"),
+])
+def test_training_numbers_are_checked_before_anything_is_built_or_written(train, arguments, message, tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(MSRError) as refused:
+        if train == "separator":
+            train_separator("pretrain", out, preset="quick", device="cpu", progress=False, **arguments)
+        else:
+            train_restorer("all", out, preset="quick", device="cpu", progress=False, **arguments)
+    assert str(refused.value) == message
+    assert list(tmp_path.iterdir()) == []

@@ -13,10 +13,10 @@ import pytest
 import soundfile as sf
 import torch
 
-from msr_lib.audio import SAMPLE_RATE
-from msr_lib.data.datasets import (
-    MAX_JSON_BYTES, MultitrackDataset, make_dataloader, scan_dataset, scan_song_folders,
-)
+from msr_lib.audio import MAX_JSON_BYTES, SAMPLE_RATE
+from msr_lib.data import loop_songs
+from msr_lib.data.datasets import MultitrackDataset, make_dataloader, scan_dataset, scan_song_folders
+from msr_lib.data.synth import batch
 from msr_lib.data.restoration import RestorationDataset
 from msr_lib.errors import MSRError
 from tests.test_datasets import make_moisesdb, make_msrbench, make_musdb, make_rawstems, make_song_folders
@@ -266,3 +266,45 @@ def test_the_restoration_dataset_skips_and_counts_unreadable_files(tmp_path):
     for item in items:
         assert item["input"].shape == item["target"].shape == (2, round(0.25 * SAMPLE_RATE))
         assert torch.isfinite(item["input"]).all() and item["target"].abs().max() > 0
+
+
+# ---------------------------------------------------------------- a hostile song.json where a run skips songs it wrote
+
+#: song.json contents the skip checks of ``msr synth`` / the loop songs must take for "not written" (a list made them
+#: raise AttributeError, a gigabyte was read whole)
+HOSTILE_SONG_JSON = ["[1, 2]", '{"seconds": NaN}', 3 * 2**30]
+
+
+@pytest.mark.parametrize("content", HOSTILE_SONG_JSON, ids=["list", "nan", "3GiB"])
+def test_synth_skip_existing_renders_again_a_song_whose_song_json_is_hostile(content, tmp_path):
+    folder = tmp_path / batch.song_id(7, 0)
+    folder.mkdir()
+    (folder / batch.CLEAN_MIX_FILE).write_bytes(b"")
+    pool = ["procedural"]
+    (folder / "song.json").write_text(json.dumps({"seconds": 2.0, "source": "procedural", "sound_source_pool": pool,
+                                                  "pinned_soundfont": None}))
+    assert batch._already_written(tmp_path, 7, 0, 2.0, "procedural", pool, None) == folder  # kept as it is
+    _write_meta(folder / "song.json", content)
+    start = time.perf_counter()
+    assert batch._already_written(tmp_path, 7, 0, 2.0, "procedural", pool, None) is None
+    assert time.perf_counter() - start < 2.0
+
+
+@pytest.mark.parametrize("content", HOSTILE_SONG_JSON, ids=["list", "nan", "3GiB"])
+def test_loop_songs_skip_existing_renders_again_a_song_whose_song_json_is_hostile(content, tmp_path, monkeypatch):
+    rendered = []
+
+    def render(seed, seconds, samples):
+        rendered.append(seed)
+        audio = np.full((2, 64), 0.1, np.float32)
+        return {"bass": audio}, audio, {"seconds": seconds}
+
+    monkeypatch.setattr(loop_songs, "catalogue", lambda samples_dir: [])
+    monkeypatch.setattr(loop_songs, "render_loop_song", render)
+    out = tmp_path / "dev"
+    [folder] = loop_songs.build_loop_songs(out, songs=1, seconds=2.0, seed=5, skip_existing=True)
+    assert loop_songs.build_loop_songs(out, songs=1, seconds=2.0, seed=5, skip_existing=True) == [folder]
+    assert len(rendered) == 1  # the second call kept the song
+    _write_meta(folder / "song.json", content)
+    assert loop_songs.build_loop_songs(out, songs=1, seconds=2.0, seed=5, skip_existing=True) == [folder]
+    assert len(rendered) == 2 and json.loads((folder / "song.json").read_text())["seconds"] == 2.0

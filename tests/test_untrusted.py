@@ -20,6 +20,9 @@ import soundfile as sf
 import torch
 import yaml
 
+from msr_lib import challenges, widgets
+from msr_lib.audio import save_audio
+from msr_lib.cli import main
 from msr_lib.errors import MSRError
 from msr_lib.models import BSRoformer, HiFiPlusPlus, load_restorer, load_separator, model_size, save_restorer
 from msr_lib.models import checkpoint as ckpt_mod
@@ -314,6 +317,74 @@ def test_a_gigabyte_config_is_refused_unread(name, separator_folder, tmp_path):
     start = time.perf_counter()
     _refused(lambda: load_separator(target), path, "4,294,967,296 bytes, more than the")
     assert time.perf_counter() - start < 2.0 and psutil.Process().memory_info().rss - rss < 50 * 2**20
+
+
+# ---------------------------------------------------------------- other JSON files read: one line, never read whole
+
+def _write_json_file(path: Path, content) -> None:
+    if isinstance(content, int):  # a sparse file of that many bytes
+        with open(path, "wb") as f:
+            f.truncate(content)
+    else:
+        path.write_text(content)
+
+
+@pytest.mark.parametrize("content, fragment", [
+    ("[1, 2]", "expected a JSON object, got list"),
+    ('{"model_type": NaN}', "NaN is not a JSON number"),
+    (4 * 2**30, "4,294,967,296 bytes, more than the"),
+], ids=["list", "nan", "4GiB"])
+def test_msr_export_of_a_hostile_config_json_is_one_line(content, fragment, separator_folder, tmp_path, capsys):
+    path = separator_folder / "config.json"
+    _write_json_file(path, content)
+    out = tmp_path / "exported"
+    start = time.perf_counter()
+    code = main(["export", str(separator_folder), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert time.perf_counter() - start < 5.0
+    assert code == 2 and err.count("\n") == 1 and err.startswith("msr: error: "), err
+    assert str(path) in err and fragment in err and not out.exists()
+
+
+def _leaderboard(path: Path) -> "challenges.Leaderboard":
+    board = challenges.Leaderboard.__new__(challenges.Leaderboard)  # the file alone: no songs needed
+    board.path, board.key = path, "vocals/k"
+    return board
+
+
+@pytest.mark.parametrize("content, fragment", [
+    ("[1, 2]", "expected a JSON object, got list"),
+    (f'{{"format": "{challenges.LEADERBOARD_FORMAT}", "rows": [1, 2]}}', "rows is not a list of objects"),
+    (f'{{"format": "{challenges.LEADERBOARD_FORMAT}", "rows": [{{"score": NaN}}]}}', "NaN is not a JSON number"),
+    (challenges.MAX_LEADERBOARD_BYTES + 1, "more than the 16,777,216"),
+], ids=["list", "rows-of-numbers", "nan", "huge"])
+def test_a_hostile_leaderboard_file_is_one_line(content, fragment, tmp_path):
+    path = tmp_path / "leaderboard.json"
+    _write_json_file(path, content)
+    start = time.perf_counter()
+    _refused(_leaderboard(path).rows, path, "is not a leaderboard file", fragment, "$MSR_LEADERBOARD")
+    assert time.perf_counter() - start < 2.0
+
+
+def test_a_score_that_is_not_a_number_is_not_written_to_the_leaderboard(tmp_path, capsys):
+    board = _leaderboard(tmp_path / "leaderboard.json")
+    board.score = lambda estimates, stem=None: [3.0, float("nan")]
+    assert board.submit("ada", []) is None
+    assert capsys.readouterr().out == "⛔ not scored: a song's score is not a number ([3.0, nan])\n"
+    assert not board.path.exists()
+
+
+@pytest.mark.parametrize("content, fragment", [
+    ('{"input": NaN}', "NaN is not a JSON number"),
+    (3 * 2**30, "3,221,225,472 bytes, more than the"),
+], ids=["nan", "3GiB"])
+def test_desk_song_of_a_folder_with_a_hostile_restore_json_is_one_line(content, fragment, tmp_path):
+    folder = tmp_path / "restored"
+    save_audio(folder / "bass.wav", np.full((2, 441), 0.1, np.float32), 44100)
+    _write_json_file(folder / "restore.json", content)
+    start = time.perf_counter()
+    _refused(lambda: widgets.desk_song(folder), f"{folder / 'restore.json'}: cannot read it", fragment)
+    assert time.perf_counter() - start < 2.0
 
 
 # ---------------------------------------------------------------- make lab

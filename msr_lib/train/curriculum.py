@@ -256,7 +256,7 @@ _WHOLE_ARGUMENTS = {"steps": 1, "schedule_steps": 1, "batch_size": 1, "micro_bat
 #: training arguments that are real numbers → (what they must be, the test of a finite value)
 _REAL_ARGUMENTS = {
     "lr": ("a finite number > 0", lambda v: v > 0),
-    "weight_decay": ("a finite number >= 0", lambda v: v >= 0),
+    "weight_decay": ("a finite number ≥ 0", lambda v: v >= 0),
     "min_lr_ratio": ("a number from 0 to 1", lambda v: 0 <= v <= 1),
     "ema_decay": ("a number from 0 up to (not including) 1", lambda v: 0 <= v < 1),
     "grad_clip": ("a finite number > 0", lambda v: v > 0),
@@ -274,7 +274,7 @@ def check_train_arguments(**arguments) -> None:
         if name in _WHOLE_ARGUMENTS:
             least = _WHOLE_ARGUMENTS[name]
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
-                raise MSRError(f"{name} must be a whole number >= {least}, got {value!r}")
+                raise MSRError(f"{name} must be a whole number ≥ {least}, got {value!r}")
         elif name in _REAL_ARGUMENTS:
             what, fits = _REAL_ARGUMENTS[name]
             if (isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value)
