@@ -53,8 +53,8 @@ import soundfile as sf
 from torch.utils.data import Dataset
 
 from msr_lib.audio import (
-    ACTIVE_STEM_RMS, AUDIO_EXTENSIONS, MAX_JSON_BYTES, SAMPLE_RATE, atomic_output_dir, fit_length, load_audio,
-    load_stem_files, mix_kind, read_json_object, resample, save_audio, song_files, to_stereo, unreadable,
+    ACTIVE_STEM_RMS, AUDIO_EXTENSIONS, SAMPLE_RATE, atomic_output_dir, fit_length, load_audio, load_stem_files,
+    mix_kind, read_json_object, resample, save_audio, song_files, to_stereo, unreadable,
 )
 from msr_lib.errors import AudioError, MSRError
 from msr_lib.stems import (
