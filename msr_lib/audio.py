@@ -378,11 +378,12 @@ def _writing_lock(path: Path):
 
 
 def _process_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (``True`` for a number no process can have: such a folder is left alone)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
+        return pid <= 0
+    except (PermissionError, OverflowError):  # another user's process; not a process id
         return True
     return True
 

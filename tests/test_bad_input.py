@@ -638,16 +638,18 @@ def test_the_old_folder_a_killed_swap_left_is_put_back_before_anything_else(tmp_
 
 
 def test_the_folders_of_a_writer_that_still_runs_are_left_alone(tmp_path, capsys):
-    """A ``.out.old-PID`` / ``.out.tmp-PID-…`` of a live process (this one: a writer mid-swap) is not taken."""
-    alive = os.getpid()
+    """A ``.out.old-PID`` / ``.out.tmp-PID-…`` of a live process (this one: a writer mid-swap) is not taken, nor
+    one whose number no process can have."""
+    alive, impossible = os.getpid(), 10**20
     _plant(tmp_path / f".out.old-{alive}", "old")
     _plant(tmp_path / f".out.tmp-{alive}-k3x9", "half")
+    _plant(tmp_path / f".out.old-{impossible}", "not ours")
     out = tmp_path / "out"
     with atomic_output_dir(out) as tmp:
         assert not out.exists()
         (tmp / "vocals.wav").write_text("new")
     assert (out / "vocals.wav").read_text() == "new" and capsys.readouterr().err == ""
-    no_leftovers(tmp_path, "out", f".out.old-{alive}", f".out.tmp-{alive}-k3x9")
+    no_leftovers(tmp_path, "out", f".out.old-{alive}", f".out.tmp-{alive}-k3x9", f".out.old-{impossible}")
 
 
 # ---------------------------------------------------------------- saving a model over a folder
