@@ -9,6 +9,16 @@ import pytest
 #: Debian SoundFonts and kits it has (tests/test_sounds.py names the others where it tests them).
 os.environ.setdefault("MSR_SOUND_SOURCES", "timgm6mb,msr_subtractive,msr_fm,msr_voice")
 
+@pytest.fixture(autouse=True)
+def _close_figures():
+    """Every test starts without open matplotlib figures, whatever the tests before it drew."""
+    yield
+    import sys
+
+    if "matplotlib.pyplot" in sys.modules:
+        sys.modules["matplotlib.pyplot"].close("all")
+
+
 #: The MSST BS-RoFormer compatibility fixture (see its README).
 MSST_FIXTURES = Path(__file__).parent / "fixtures" / "msst_bs_roformer"
 

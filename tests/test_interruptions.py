@@ -147,6 +147,12 @@ def _wait_for(predicate, process, what: str, timeout=240.0):
 
 # ---------------------------------------------------------------- SIGINT and SIGTERM through the CLI
 
+def _default_sigint() -> None:
+    """A shell starts background jobs with SIGINT ignored, and training keeps an ignored SIGINT ignored: the child
+    gets the default handling, as a command typed at a terminal has."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 SIGNAL_STEPS = 12  # the signal comes after step 1: enough steps left that a busy machine cannot finish them first
 
 
@@ -169,7 +175,7 @@ def test_a_signal_saves_the_last_step_and_the_resumed_run_is_exact(kind, number,
                                  stdout=subprocess.DEVNULL, stderr=err)
     parts = tmp_path / "parts"
     run = subprocess.Popen(args + ["--out", str(parts)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.PIPE, text=True)
+                           stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
     _wait_for(lambda: any("loss" in row for row in read_log(parts)), run, "first step")
     run.send_signal(number)
     _, stderr = run.communicate(timeout=240)
@@ -184,7 +190,15 @@ def test_a_signal_saves_the_last_step_and_the_resumed_run_is_exact(kind, number,
     assert_same_run(parts, tmp_path / "whole", SIGNAL_STEPS)
 
 
-def test_signal_handlers_are_installed_only_while_training(songs, tmp_path):
+@pytest.fixture
+def python_sigint():
+    """Python's own SIGINT handler, as in a terminal (pytest run as a background job starts with SIGINT ignored)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_signal_handlers_are_installed_only_while_training(songs, tmp_path, python_sigint):
     before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     seen = []
     tiny_run(tmp_path / "run", songs[0], steps=1,
