@@ -434,9 +434,9 @@ def _is_restorer(source: str) -> bool:
 def _cmd_export(args) -> int:
     from msr_lib.audio import check_output_dir
     from msr_lib.models import export_restorer, export_separator
-    from msr_lib.models.checkpoint import ADAPTER_NAME, CONFIG_NAME, WEIGHTS_NAME
+    from msr_lib.models.checkpoint import MODEL_FOLDER_FILES
 
-    check_output_dir(args.out, {CONFIG_NAME, WEIGHTS_NAME, ADAPTER_NAME})  # a checkpoint folder is replaced, not others
+    check_output_dir(args.out, MODEL_FOLDER_FILES)  # before the model loads: a model folder is replaced, no other
     out = (export_restorer if _is_restorer(args.source) else export_separator)(args.source, args.out)
     size = sum(p.stat().st_size for p in out.iterdir())
     print(f"exported {args.source} -> {out} (fp16, {size / 1e6:.1f} MB)")

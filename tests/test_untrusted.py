@@ -1,6 +1,7 @@
 """Untrusted files: a pickle payload planted in every loadable format is refused without running, configs with
 absurd or ill-typed sizes are refused before anything is read or built, and ``make lab`` serves on loopback with a
 token."""
+import contextlib
 import json
 import os
 import pickle
@@ -390,7 +391,9 @@ def test_desk_song_of_a_folder_with_a_hostile_restore_json_is_one_line(content, 
 # ---------------------------------------------------------------- make lab
 
 def _lab_command() -> str:
-    printed = subprocess.run(["make", "-n", "lab"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    # the venv running these tests: a checkout's own .venv under `make test`, another one elsewhere
+    printed = subprocess.run(["make", "-n", "lab", f"VENV={sys.prefix}"], cwd=REPO, capture_output=True, text=True,
+                             timeout=60)
     assert printed.returncode == 0, printed.stderr
     lines = [line for line in printed.stdout.replace("\\\n", " ").splitlines() if "jupyter lab" in line]
     assert len(lines) == 1, printed.stdout
@@ -431,5 +434,6 @@ def test_make_lab_serves_on_loopback_only_with_a_token(tmp_path):
         listening = {c.laddr.ip for p in processes for c in p.net_connections(kind="inet") if c.status == "LISTEN"}
         assert listening == {"127.0.0.1"}
     finally:
-        os.killpg(lab.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):  # it may have failed to start
+            os.killpg(lab.pid, signal.SIGTERM)
         lab.wait(timeout=30)

@@ -150,7 +150,7 @@ def recorded_run(out_dir, *, resume: bool, identity: dict) -> dict | None:
         return None
     if not info_path.is_file():
         raise MSRError(f"cannot resume: {info_path} does not exist (start without --resume)")
-    from msr_lib.data.datasets import read_json_object
+    from msr_lib.audio import read_json_object
 
     info = read_json_object(info_path)
     for key, value in identity.items():
