@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from msr_lib.errors import MSRError
 from msr_lib.models import BSRoformer
 from msr_lib.models.checkpoint import save_separator
 from msr_lib.train import loop
@@ -31,3 +32,14 @@ def tiny_separator_checkpoint(folder, stems):
                        time_transformer_depth=1, freq_transformer_depth=1, mask_estimator_depth=1,
                        mlp_expansion_factor=1)
     return save_separator(model, folder, stems=list(stems))
+
+
+def one_line_error(call, *fragments) -> str:
+    """``call()`` raises one :class:`MSRError` line (at most 400 characters) holding every fragment; returns it."""
+    with pytest.raises(MSRError) as info:
+        call()
+    message = str(info.value)
+    assert "\n" not in message and len(message) <= 400, message
+    for fragment in fragments:
+        assert str(fragment) in message, message
+    return message

@@ -19,20 +19,11 @@ from msr_lib.data.datasets import MultitrackDataset, make_dataloader, scan_datas
 from msr_lib.data.synth import batch
 from msr_lib.data.restoration import RestorationDataset
 from msr_lib.errors import MSRError
+from tests.helpers import one_line_error
 from tests.test_datasets import make_moisesdb, make_msrbench, make_musdb, make_rawstems, make_song_folders
 
 SR = 8000
 STEMS4 = ("vocals", "bass", "drums", "other")
-
-
-def _one_line_error(call, *fragments) -> str:
-    with pytest.raises(MSRError) as info:
-        call()
-    message = str(info.value)
-    assert "\n" not in message and len(message) <= 400, message
-    for fragment in fragments:
-        assert str(fragment) in message, message
-    return message
 
 
 def _paths(entries) -> set[Path]:
@@ -113,7 +104,7 @@ def test_a_hostile_song_json_is_refused_in_one_line(content, fragment, tmp_path)
     path = root / "song_b" / "song.json"
     _write_meta(path, content)
     start = time.perf_counter()
-    _one_line_error(lambda: scan_song_folders(root), path, fragment)
+    one_line_error(lambda: scan_song_folders(root), path, fragment)
     assert time.perf_counter() - start < 2.0
 
 
@@ -129,7 +120,7 @@ def test_a_hostile_moisesdb_data_json_is_refused_in_one_line(tmp_path):
     root = make_moisesdb(tmp_path / "moisesdb")
     path = root / "provider0" / "0a1b2c" / "data.json"
     path.write_text('"just a string"')
-    _one_line_error(lambda: scan_dataset(root, "moisesdb"), path, "expected a JSON object")
+    one_line_error(lambda: scan_dataset(root, "moisesdb"), path, "expected a JSON object")
 
 
 # ---------------------------------------------------------------- unreadable files in the training datasets
@@ -235,11 +226,11 @@ def test_too_many_unreadable_files_are_refused_in_one_line(tmp_path):
         _damage(path, "text")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        _one_line_error(lambda: _dataset(root), "2 of the 12 audio files of this dataset are unreadable",
+        one_line_error(lambda: _dataset(root), "2 of the 12 audio files of this dataset are unreadable",
                         "more than 10%")
         for path in root.glob("*/*.wav"):
             _damage(path, "empty")
-        _one_line_error(lambda: _dataset(root, preload=False), "12 of the 12 audio files")
+        one_line_error(lambda: _dataset(root, preload=False), "12 of the 12 audio files")
 
 
 def test_too_many_files_vanishing_mid_epoch_stop_with_one_line(tmp_path):
@@ -248,7 +239,7 @@ def test_too_many_files_vanishing_mid_epoch_stop_with_one_line(tmp_path):
     shutil.rmtree(root / "song1")  # 4 of 12 files
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        _one_line_error(lambda: _items(ds), "of the 12 audio files of this dataset are unreadable", root / "song1")
+        one_line_error(lambda: _items(ds), "of the 12 audio files of this dataset are unreadable", root / "song1")
 
 
 def test_the_restoration_dataset_skips_and_counts_unreadable_files(tmp_path):

@@ -24,13 +24,12 @@ import yaml
 from msr_lib import challenges, widgets
 from msr_lib.audio import save_audio
 from msr_lib.cli import main
-from msr_lib.errors import MSRError
 from msr_lib.models import BSRoformer, HiFiPlusPlus, load_restorer, load_separator, model_size, save_restorer
 from msr_lib.models import checkpoint as ckpt_mod
 from msr_lib.models.checkpoint import MAX_MODEL_TENSORS, MAX_MODEL_WEIGHTS
 from msr_lib.presets import PRESETS
 from tests.conftest import MSST_FIXTURES
-from tests.helpers import tiny_separator_checkpoint
+from tests.helpers import one_line_error, tiny_separator_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
 MSST_STEMS = ["drums", "bass", "other", "vocals"]
@@ -50,17 +49,6 @@ class Payload:
 @pytest.fixture
 def marker(tmp_path):
     return tmp_path / "payload-ran"
-
-
-def _refused(call, *fragments) -> str:
-    """``call()`` raises one :class:`MSRError` line holding every fragment; returns the message."""
-    with pytest.raises(MSRError) as info:
-        call()
-    message = str(info.value)
-    assert "\n" not in message and len(message) <= 400, message
-    for fragment in fragments:
-        assert str(fragment) in message, message
-    return message
 
 
 @pytest.fixture
@@ -88,7 +76,7 @@ def _msst_folder(folder: Path, weights_file: str) -> Path:
 def test_weights_that_are_a_pickle_are_refused_without_running(loader, folder, marker, request):
     folder = request.getfixturevalue(folder)
     (folder / "model.safetensors").write_bytes(pickle.dumps(Payload(marker)))
-    _refused(lambda: loader(folder), folder / "model.safetensors")
+    one_line_error(lambda: loader(folder), folder / "model.safetensors")
     assert not marker.exists()
 
 
@@ -96,7 +84,7 @@ def test_weights_that_are_a_pickle_are_refused_without_running(loader, folder, m
 def test_a_config_json_that_is_a_pickle_is_refused_without_running(loader, folder, marker, request):
     folder = request.getfixturevalue(folder)
     (folder / "config.json").write_bytes(pickle.dumps(Payload(marker)))
-    _refused(lambda: loader(folder), "cannot read", folder / "config.json")
+    one_line_error(lambda: loader(folder), "cannot read", folder / "config.json")
     assert not marker.exists()
 
 
@@ -109,7 +97,7 @@ def test_msst_torch_checkpoint_with_a_pickle_payload_is_refused(name, how, marke
         torch.save({"state_dict": {"band_split.weight": torch.zeros(2), "payload": Payload(marker)}}, path)
     else:
         path.write_bytes(pickle.dumps({"state_dict": Payload(marker)}))
-    message = _refused(lambda: load_separator(path), path, "refused", "could run code")
+    message = one_line_error(lambda: load_separator(path), path, "refused", "could run code")
     assert "weights_only" not in message  # no advice to load it the unsafe way
     assert not marker.exists()
 
@@ -117,7 +105,7 @@ def test_msst_torch_checkpoint_with_a_pickle_payload_is_refused(name, how, marke
 def test_msst_safetensors_that_is_a_pickle_is_refused(marker, tmp_path):
     path = _msst_folder(tmp_path / "msst", "model.safetensors")
     path.write_bytes(pickle.dumps(Payload(marker)))
-    _refused(lambda: load_separator(path), "cannot read weights", path)
+    one_line_error(lambda: load_separator(path), "cannot read weights", path)
     assert not marker.exists()
 
 
@@ -125,7 +113,7 @@ def test_msst_yaml_that_asks_to_call_a_function_is_refused(marker, tmp_path):
     path = _msst_folder(tmp_path / "msst", "model.ckpt")
     torch.save({}, path)
     path.with_suffix(".yaml").write_text(f"model: !!python/object/apply:builtins.open ['{marker}', 'w']\n")
-    _refused(lambda: load_separator(path), "cannot read", path.with_suffix(".yaml"))
+    one_line_error(lambda: load_separator(path), "cannot read", path.with_suffix(".yaml"))
     assert not marker.exists()
 
 
@@ -136,7 +124,7 @@ def test_a_lora_adapter_that_is_a_pickle_is_refused(restorer_folder, marker, tmp
     config["lora"] = {"base": os.path.relpath(restorer_folder, adapter), "r": 4, "target_modules": ".*plain.*"}
     (adapter / "config.json").write_text(json.dumps(config))
     (adapter / "lora_adapter.safetensors").write_bytes(pickle.dumps(Payload(marker)))
-    _refused(lambda: load_restorer(adapter), "cannot read weights", adapter / "lora_adapter.safetensors")
+    one_line_error(lambda: load_restorer(adapter), "cannot read weights", adapter / "lora_adapter.safetensors")
     assert not marker.exists()
 
 
@@ -192,7 +180,7 @@ def test_a_lesson_run_state_with_a_pickle_payload_is_one_msr_error_line(marker, 
     from msr_lib.lessons import lesson_run
 
     state = _lesson_state(tmp_path, monkeypatch, marker)
-    _refused(lambda: lesson_run("pretrain", preset="quick", progress=False), state)
+    one_line_error(lambda: lesson_run("pretrain", preset="quick", progress=False), state)
 
 
 # ---------------------------------------------------------------- config sizes
@@ -236,7 +224,7 @@ def _config_refused_quickly(monkeypatch, folder, loader, model_class, changes, *
     monkeypatch.setattr(ckpt_mod, "_read_weights", _never)
     rss = psutil.Process().memory_info().rss
     start = time.perf_counter()
-    message = _refused(lambda: loader(folder), folder / "config.json", *fragments)
+    message = one_line_error(lambda: loader(folder), folder / "config.json", *fragments)
     assert time.perf_counter() - start < 2.0
     assert psutil.Process().memory_info().rss - rss < 50 * 2**20
     return message
@@ -279,13 +267,13 @@ def test_other_hostile_separator_configs_are_one_line(separator_folder, monkeypa
                               ({**config, "sample_rate": "44100"}, "sample_rate must be an integer"),
                               ({**config, "sample_rate": 0}, "sample_rate must be an integer")]:
         path.write_text(json.dumps(hostile))
-        _refused(lambda: load_separator(separator_folder), path, fragment)
+        one_line_error(lambda: load_separator(separator_folder), path, fragment)
     path.write_text(json.dumps(config).replace('"dim": 16', '"dim": NaN'))
-    _refused(lambda: load_separator(separator_folder), path, "NaN")
+    one_line_error(lambda: load_separator(separator_folder), path, "NaN")
     path.write_text('{"model_type": "bs_roformer", "n": 1' + "0" * 5000 + "}")  # past Python's int-parsing limit
-    _refused(lambda: load_separator(separator_folder), path, "cannot read")
+    one_line_error(lambda: load_separator(separator_folder), path, "cannot read")
     path.write_text("[" * 100_000 + "]" * 100_000)  # nesting past the recursion limit
-    _refused(lambda: load_separator(separator_folder), path, "cannot read")
+    one_line_error(lambda: load_separator(separator_folder), path, "cannot read")
 
 
 def test_ill_typed_restorer_sizes_and_lora_ranks_are_refused(restorer_folder, monkeypatch, tmp_path):
@@ -300,7 +288,7 @@ def test_ill_typed_restorer_sizes_and_lora_ranks_are_refused(restorer_folder, mo
     config["model"] = HiFiPlusPlus(**PRESETS["quick"].restorer["model"]).config
     config["lora"] = {"base": "../restorer", "r": 10**6}
     (adapter / "config.json").write_text(json.dumps(config))
-    _refused(lambda: load_restorer(adapter), "lora.r must be an integer from 1 to")
+    one_line_error(lambda: load_restorer(adapter), "lora.r must be an integer from 1 to")
 
 
 @pytest.mark.parametrize("name", ["config.json", "model.yaml"])
@@ -316,7 +304,7 @@ def test_a_gigabyte_config_is_refused_unread(name, separator_folder, tmp_path):
         f.truncate(4 * 2**30)
     rss = psutil.Process().memory_info().rss
     start = time.perf_counter()
-    _refused(lambda: load_separator(target), path, "4,294,967,296 bytes, more than the")
+    one_line_error(lambda: load_separator(target), path, "4,294,967,296 bytes, more than the")
     assert time.perf_counter() - start < 2.0 and psutil.Process().memory_info().rss - rss < 50 * 2**20
 
 
@@ -363,7 +351,7 @@ def test_a_hostile_leaderboard_file_is_one_line(content, fragment, tmp_path):
     path = tmp_path / "leaderboard.json"
     _write_json_file(path, content)
     start = time.perf_counter()
-    _refused(_leaderboard(path).rows, path, "is not a leaderboard file", fragment, "$MSR_LEADERBOARD")
+    one_line_error(_leaderboard(path).rows, path, "is not a leaderboard file", fragment, "$MSR_LEADERBOARD")
     assert time.perf_counter() - start < 2.0
 
 
@@ -384,7 +372,7 @@ def test_desk_song_of_a_folder_with_a_hostile_restore_json_is_one_line(content, 
     save_audio(folder / "bass.wav", np.full((2, 441), 0.1, np.float32), 44100)
     _write_json_file(folder / "restore.json", content)
     start = time.perf_counter()
-    _refused(lambda: widgets.desk_song(folder), f"{folder / 'restore.json'}: cannot read it", fragment)
+    one_line_error(lambda: widgets.desk_song(folder), f"{folder / 'restore.json'}: cannot read it", fragment)
     assert time.perf_counter() - start < 2.0
 
 
